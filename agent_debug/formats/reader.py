@@ -1,0 +1,445 @@
+"""Tolerant, streaming readers for trace files (spec: "Files").
+
+Every complete record is kept; a partial last line or a truncated gzip member is reported, never fatal; an
+invalid record becomes a `Reject` (source, line or offset, reason, the raw bytes) and reading goes on. Memory
+stays constant for our own formats (foreign whole-document formats are loaded one document at a time).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgpack
+import orjson
+
+from agent_debug.errors import UsageError
+from agent_debug.formats import registry
+from agent_debug.model import check_record
+
+try:  # an optional, faster gzip (the `fast` extra); same interface as gzip.open
+    from isal import igzip as _gzip_impl  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the environment
+    _gzip_impl = gzip
+
+CHUNK = 1 << 20
+MAX_LINE = 64 << 20  # a single line longer than this is rejected without being held in memory
+MAX_DOCUMENT = 512 << 20  # a whole-document `.json` file larger than this is refused
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".log")
+MSGPACK_SUFFIXES = (".msgpack", ".mpk")
+GZ = ".gz"
+
+
+@dataclass
+class Reject:
+    """A record that could not be read, kept verbatim."""
+
+    source: str
+    location: str
+    reason: str
+    raw: bytes
+
+
+@dataclass
+class FileReport:
+    """What reading one file found."""
+
+    path: str
+    format: str = "agent-debug"
+    records: int = 0
+    rejected: int = 0
+    end_offset: int = 0  # byte offset after the last complete record (plain files only)
+    truncated: str | None = None  # why the file ended early (a cut gzip member, a partial last line)
+    skipped: str | None = None  # why the whole file was not read
+
+
+@dataclass
+class ReadReport:
+    """What reading a set of paths found: per file, plus rejects by reason."""
+
+    files: list[FileReport] = field(default_factory=list)
+    reject_reasons: Counter[str] = field(default_factory=Counter)
+    rejects: list[Reject] = field(default_factory=list)
+    keep_rejects: bool = True
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for f in self.files)
+
+    @property
+    def rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    @property
+    def notices(self) -> list[str]:
+        """One line per cut, partial tail or skipped file, for stderr."""
+        out = []
+        for f in self.files:
+            if f.skipped:
+                out.append(f"{f.path}: skipped: {f.skipped}")
+            if f.truncated:
+                out.append(f"{f.path}: {f.truncated}")
+        return out
+
+
+def is_trace_file(path: Path) -> bool:
+    name = path.name
+    if name.endswith(GZ):
+        name = name[: -len(GZ)]
+    return name.endswith(JSONL_SUFFIXES + MSGPACK_SUFFIXES)
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]], report: ReadReport | None = None) -> list[Path]:
+    """Files to read, in a stable order: directories recursively; a partial `X.gz` beside `X` is skipped.
+
+    Raises UsageError for a path that does not exist.
+    """
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(sorted(q for q in path.rglob("*") if q.is_file() and is_trace_file(q)))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise UsageError(f"no such file or directory: {path}")
+    seen: set[Path] = set()
+    unique: list[Path] = []
+    for q in out:
+        if q not in seen:
+            seen.add(q)
+            unique.append(q)
+    names = {str(q) for q in unique}
+    kept: list[Path] = []
+    for q in unique:
+        if q.name.endswith(GZ) and str(q)[: -len(GZ)] in names:
+            # a crash during rotation compression leaves both: the uncompressed file is the complete one
+            if report is not None:
+                report.files.append(
+                    FileReport(str(q), skipped=f"{q.name[:-3]} exists beside it (interrupted compression)")
+                )
+            continue
+        kept.append(q)
+    return kept
+
+
+def file_kind(path: Path) -> str:
+    name = path.name
+    if name.endswith(GZ):
+        name = name[: -len(GZ)]
+    return "msgpack" if name.endswith(MSGPACK_SUFFIXES) else "json"
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    if path.name.endswith(GZ):
+        return _gzip_impl.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+_GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
+try:
+    from isal import isal_zlib as _isal_zlib  # type: ignore[import-not-found]
+
+    _GZIP_ERRORS = (*_GZIP_ERRORS, _isal_zlib.error)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _chunks(fh: IO[bytes], frep: FileReport) -> Iterator[bytes]:
+    """Yield decompressed chunks; a cut or corrupt gzip stream ends the file with a note, never an exception."""
+    while True:
+        try:
+            chunk = fh.read(CHUNK)
+        except _GZIP_ERRORS as exc:
+            frep.truncated = f"compressed data ends early ({type(exc).__name__}: {exc}); complete records kept"
+            return
+        if not chunk:
+            return
+        yield chunk
+
+
+def _reject(
+    report: ReadReport, frep: FileReport, location: str, reason: str, raw: bytes | Callable[[], bytes]
+) -> None:
+    frep.rejected += 1
+    report.reject_reasons[reason.split(":", 1)[0]] += 1
+    if report.keep_rejects:
+        report.rejects.append(Reject(frep.path, location, reason, raw() if callable(raw) else raw))
+
+
+def _envelope(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The trace record inside a loguru `serialize=True` envelope, or None if `obj` is not one."""
+    rec = obj.get("record")
+    if not isinstance(rec, dict) or "text" not in obj:
+        return None
+    extra = rec.get("extra")
+    if not isinstance(extra, dict):
+        return None
+    out = dict(extra)
+    attrs = dict(out.get("attributes") or {}) if isinstance(out.get("attributes"), dict) else {}
+    level = rec.get("level")
+    if isinstance(level, dict) and "name" in level:
+        attrs.setdefault("loguru.level", level["name"])
+    if isinstance(rec.get("process"), dict) and "id" in rec["process"]:
+        attrs.setdefault("loguru.process", rec["process"]["id"])
+    if attrs:
+        out["attributes"] = attrs
+    return out
+
+
+class _Classifier:
+    """Turns parsed values into records, collecting foreign-format values for a per-file conversion."""
+
+    def __init__(self, forced: registry.Importer | None) -> None:
+        self.forced = forced
+        self.foreign: dict[str, tuple[registry.Importer, list[tuple[str, bytes, Any]]]] = {}
+
+    def classify(self, obj: Any) -> tuple[dict[str, Any] | None, bool]:
+        """Return (record-or-None, taken). `taken` means a foreign importer now holds the value."""
+        if self.forced is None and isinstance(obj, dict):
+            if "span_id" in obj or "trace_id" in obj and "agent_name" in obj:
+                return obj, False
+            env = _envelope(obj)
+            if env is not None:
+                return env, False
+        imp = self.forced or registry.sniff(obj)
+        if imp is None:
+            return (obj if isinstance(obj, dict) else None), False
+        return None, True
+
+
+def _foreign(classifier: _Classifier, imp: registry.Importer, location: str, raw: bytes, obj: Any) -> None:
+    classifier.foreign.setdefault(imp.name, (imp, []))[1].append((location, raw, obj))
+
+
+def _yield_checked(
+    rec: dict[str, Any], report: ReadReport, frep: FileReport, location: str, raw: bytes | Callable[[], bytes]
+) -> Iterator[dict[str, Any]]:
+    reason = check_record(rec)
+    if reason is None:
+        frep.records += 1
+        yield rec
+    else:
+        _reject(report, frep, location, reason, raw)
+
+
+def _read_json_lines(
+    fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier, start_line: int
+) -> Iterator[dict[str, Any]]:
+    loads = orjson.loads
+    rest = b""
+    lineno = start_line
+    offset = frep.end_offset
+    overlong = False
+    for chunk in _chunks(fh, frep):
+        buf = rest + chunk if rest else chunk
+        lines = buf.split(b"\n")
+        rest = lines.pop()
+        if overlong:  # still skipping the remainder of an over-long line
+            if not lines:
+                rest = b""
+                continue
+            offset += len(lines[0]) + 1
+            lines = lines[1:]
+            overlong = False
+        for line in lines:
+            lineno += 1
+            offset += len(line) + 1
+            if not line.strip():
+                frep.end_offset = offset
+                continue
+            try:
+                obj = loads(line)
+            except orjson.JSONDecodeError as exc:
+                _reject(report, frep, f"line {lineno}", f"invalid JSON: {exc}", line)
+                frep.end_offset = offset
+                continue
+            frep.end_offset = offset
+            rec, taken = cls.classify(obj)
+            if taken:
+                imp = cls.forced or registry.sniff(obj)
+                assert imp is not None
+                _foreign(cls, imp, f"line {lineno}", line, obj)
+            elif rec is None:
+                _reject(report, frep, f"line {lineno}", "not an object", line)
+            else:
+                yield from _yield_checked(rec, report, frep, f"line {lineno}", line)
+        if len(rest) > MAX_LINE:
+            lineno += 1
+            _reject(report, frep, f"line {lineno}", f"line longer than {MAX_LINE} bytes", rest[:4096])
+            offset += len(rest)
+            rest = b""
+            overlong = True
+    if rest.strip() and not overlong:
+        # A partial last line: maybe a writer still busy, maybe a crash. Try it whole (a file without a final
+        # newline is common); if it does not parse, report the cut and leave end_offset before it.
+        try:
+            obj = loads(rest)
+        except orjson.JSONDecodeError:
+            note = f"partial last line {lineno + 1} ({len(rest)} bytes) not read"
+            frep.truncated = f"{frep.truncated}; {note}" if frep.truncated else note
+            return
+        lineno += 1
+        rec, taken = cls.classify(obj)
+        if taken:
+            imp = cls.forced or registry.sniff(obj)
+            assert imp is not None
+            _foreign(cls, imp, f"line {lineno}", rest, obj)
+        elif rec is None:
+            _reject(report, frep, f"line {lineno}", "not an object", rest)
+        else:
+            yield from _yield_checked(rec, report, frep, f"line {lineno}", rest)
+        frep.end_offset = offset + len(rest)
+
+
+def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier) -> Iterator[dict[str, Any]]:
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MAX_LINE)
+    base = frep.end_offset
+    fed = 0
+    for chunk in _chunks(fh, frep):
+        try:
+            unpacker.feed(chunk)
+        except msgpack.BufferFull:
+            _reject(report, frep, f"offset {base + unpacker.tell()}", f"object larger than {MAX_LINE} bytes", b"")
+            return
+        fed += len(chunk)
+        while True:
+            start = base + unpacker.tell()
+            try:
+                obj = unpacker.unpack()
+            except msgpack.OutOfData:
+                break
+            except Exception as exc:  # corrupt stream: MessagePack has no framing to resynchronise on
+                _reject(report, frep, f"offset {start}", f"invalid MessagePack: {exc}; rest of file not readable", b"")
+                return
+            frep.end_offset = base + unpacker.tell()
+            raw = _packer(obj)
+            rec, taken = cls.classify(obj)
+            if taken:
+                imp = cls.forced or registry.sniff(obj)
+                assert imp is not None
+                _foreign(cls, imp, f"offset {start}", raw, obj)
+            elif rec is None:
+                _reject(report, frep, f"offset {start}", "not a map", raw)
+            else:
+                yield from _yield_checked(rec, report, frep, f"offset {start}", raw)
+    pending = fed - unpacker.tell()
+    if pending > 0:
+        note = f"partial last object at offset {base + unpacker.tell()} ({pending} bytes) not read"
+        frep.truncated = f"{frep.truncated}; {note}" if frep.truncated else note
+
+
+def _packer(obj: Any) -> Callable[[], bytes]:
+    return lambda: msgpack.packb(obj, default=str)
+
+
+def _read_document(
+    fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier
+) -> Iterator[dict[str, Any]] | None:
+    """A `.json` file that is one JSON document (not JSON lines). Returns None if it is not one."""
+    data = fh.read(MAX_DOCUMENT + 1)
+    if len(data) > MAX_DOCUMENT:
+        return None
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+    def gen() -> Iterator[dict[str, Any]]:
+        frep.end_offset = len(data)
+        items = obj if isinstance(obj, list) and cls.forced is None and registry.sniff(obj) is None else [obj]
+        for i, item in enumerate(items):
+            loc = f"item {i}" if len(items) > 1 else "document"
+            rec, taken = cls.classify(item)
+            if taken:
+                imp = cls.forced or registry.sniff(item)
+                assert imp is not None
+                _foreign(cls, imp, loc, b"", item)
+            elif rec is None:
+                _reject(report, frep, loc, "not a trace record or a known format", orjson.dumps(item))
+            else:
+                yield from _yield_checked(rec, report, frep, loc, lambda: orjson.dumps(item, default=str))
+
+    return gen()
+
+
+def read_file(
+    path: str | os.PathLike[str],
+    report: ReadReport | None = None,
+    *,
+    start_offset: int = 0,
+    start_line: int = 0,
+    format: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Stream the records of one file. `start_offset` resumes a plain (uncompressed) file where it stopped."""
+    path = Path(path)
+    report = report if report is not None else ReadReport()
+    frep = FileReport(str(path), end_offset=start_offset)
+    report.files.append(frep)
+    forced = None
+    if format and format != "agent-debug":
+        forced = registry.by_name(format)
+        if forced is None:
+            raise UsageError(f"unknown format {format!r}; known: {', '.join(registry.format_names())}")
+    cls = _Classifier(forced)
+    try:
+        fh = open_binary(path)
+    except OSError as exc:
+        frep.skipped = f"cannot open: {exc.strerror or exc}"
+        return
+    with fh:
+        kind = file_kind(path)
+        if start_offset and not path.name.endswith(GZ):
+            fh.seek(start_offset)
+        if kind == "msgpack":
+            yield from _read_msgpack(fh, frep, report, cls)
+        else:
+            doc = None
+            if path.name.endswith((".json", ".json.gz")) and not start_offset:
+                doc = _read_document(fh, frep, report, cls)
+                if doc is None:
+                    fh.seek(0)
+            if doc is not None:
+                yield from doc
+            else:
+                yield from _read_json_lines(fh, frep, report, cls, start_line)
+    yield from _convert_foreign(cls, frep, report)
+
+
+def _convert_foreign(cls: _Classifier, frep: FileReport, report: ReadReport) -> Iterator[dict[str, Any]]:
+    base = os.path.basename(frep.path)
+    for imp, items in cls.foreign.values():
+        frep.format = imp.name
+        try:
+            converted = list(imp.convert([obj for _, _, obj in items], base))
+        except Exception as exc:  # an importer bug must not lose the file silently
+            for loc, raw, obj in items:
+                _reject(report, frep, loc, f"{imp.name} import failed: {type(exc).__name__}: {exc}",
+                        raw or orjson.dumps(obj, default=str))
+            continue
+        for i, rec in enumerate(converted):
+            yield from _yield_checked(
+                rec, report, frep, f"{imp.name} span {i}", lambda: orjson.dumps(rec, default=str)
+            )
+
+
+def read_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    report: ReadReport | None = None,
+    *,
+    format: str | None = None,
+    on_file: Callable[[FileReport], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Stream the records of every trace file under `paths` (directories recursively)."""
+    report = report if report is not None else ReadReport()
+    for path in expand_paths(paths, report):
+        yield from read_file(path, report, format=format)
+        if on_file is not None:
+            on_file(report.files[-1])

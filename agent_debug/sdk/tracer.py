@@ -1,0 +1,551 @@
+"""Spans and the run envelope. Parents propagate through contextvars: correct under asyncio tasks and gather,
+and across threads with `handoff`. Nothing here raises into the agent: SDK faults are counted and logged
+(re-raised under pytest so bugs surface); the agent's own exceptions pass through untouched.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from agent_debug.model import RunEnvelope
+from agent_debug.sdk import runtime
+from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CURRENT: contextvars.ContextVar[Span | None] = contextvars.ContextVar("agent_debug_span", default=None)
+
+_rng = random.Random(int.from_bytes(os.urandom(16), "big"))
+
+
+def _reseed() -> None:
+    _rng.seed(int.from_bytes(os.urandom(16), "big"))
+
+
+os.register_at_fork(after_in_child=_reseed)
+
+
+def new_span_id() -> str:
+    return "%016x" % _rng.getrandbits(64)
+
+
+def new_trace_id() -> str:
+    return str(uuid.UUID(int=_rng.getrandbits(128), version=4))
+
+
+def _flatten(prefix: str, value: dict[str, Any], out: dict[str, Any]) -> None:
+    for k, v in value.items():
+        key = f"{prefix}.{k}"
+        if type(v) is dict:
+            _flatten(key, v, out)
+        else:
+            out[key] = v
+
+
+class Span:
+    """One step of a run. Use through `span(...)`, `run(...)` or the helpers; all methods are safe to call
+    after the span ended (they are then ignored)."""
+
+    __slots__ = (
+        "trace_id",
+        "span_id",
+        "parent_id",
+        "agent_name",
+        "event_type",
+        "name",
+        "attributes",
+        "payload",
+        "status",
+        "error",
+        "token_cost",
+        "run",
+        "timestamp",
+        "_t0",
+        "_token",
+        "_ended",
+        "duration_ns",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        agent: str,
+        event_type: str,
+        parent: Span | None,
+        run: Run | None,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.agent_name = agent
+        self.event_type = event_type
+        self.span_id = new_span_id()
+        if parent is not None:
+            self.trace_id = parent.trace_id
+            self.parent_id: str | None = parent.span_id
+        else:
+            self.trace_id = new_trace_id()
+            self.parent_id = None
+        self.run = run
+        self.attributes: dict[str, Any] = {}
+        if attributes:
+            self.set_attributes(attributes)
+        self.payload: dict[str, Any] | None = None
+        self.status = "ok"
+        self.error: dict[str, str] | None = None
+        self.token_cost: dict[str, Any] | None = None
+        self._token: contextvars.Token[Span | None] | None = None
+        self._ended = False
+        self.duration_ns = 0
+        self.timestamp = time.time()
+        self._t0 = time.perf_counter_ns()
+
+    # -- what the agent calls ---------------------------------------------------------------------------------
+
+    def set_attribute(self, key: str, value: Any) -> Span:
+        if type(value) is dict:
+            _flatten(key, value, self.attributes)
+        else:
+            self.attributes[key] = value
+        return self
+
+    def set_attributes(self, attributes: dict[str, Any]) -> Span:
+        for k, v in attributes.items():
+            self.set_attribute(k, v)
+        return self
+
+    def set_payload(self, payload: dict[str, Any]) -> Span:
+        if self.payload is None:
+            self.payload = dict(payload)
+        else:
+            self.payload.update(payload)
+        return self
+
+    def add_tokens(self, prompt: int = 0, completion: int = 0, cost_usd: float | None = None) -> Span:
+        tc = self.token_cost
+        if tc is None:
+            tc = self.token_cost = {"prompt_tokens": 0, "completion_tokens": 0}
+        tc["prompt_tokens"] += int(prompt)
+        tc["completion_tokens"] += int(completion)
+        if cost_usd is not None:
+            tc["cost_usd"] = round(tc.get("cost_usd", 0.0) + float(cost_usd), 8)
+        if self.run is not None:
+            self.run.tokens += int(prompt) + int(completion)
+        return self
+
+    def set_error(self, type_: str, message: str = "") -> Span:
+        """Mark the span failed without an exception (a tool that exited non-zero, say)."""
+        self.status = "error"
+        self.error = {"type": type_, "message": message}
+        return self
+
+    def retry_of(self, previous: Span | str, count: int | None = None) -> Span:
+        """Mark this span as a retry of `previous` (its span or span id)."""
+        prev_id = previous if isinstance(previous, str) else previous.span_id
+        self.attributes["retry.of"] = prev_id
+        if count is None and not isinstance(previous, str):
+            count = int(previous.attributes.get("retry.count", 0)) + 1
+        self.attributes["retry.count"] = count if count is not None else 1
+        return self
+
+    def record_llm(
+        self,
+        *,
+        model: str | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        finish_reason: str | None = None,
+        budget: int | None = None,
+        cost_usd: float | None = None,
+    ) -> Span:
+        if model:
+            self.attributes["gen_ai.request.model"] = model
+            self.attributes["route.model"] = model
+        if finish_reason:
+            self.attributes["llm.finish_reason"] = finish_reason
+        if budget is not None:
+            self.attributes["token.budget"] = budget
+        self.add_tokens(prompt_tokens, completion_tokens, cost_usd)
+        return self
+
+    def record_tool(
+        self, *, exit_code: int = 0, result_size: int | None = None, timeout_class: str = "none"
+    ) -> Span:
+        self.attributes["tool.exit_code"] = exit_code
+        if result_size is not None:
+            self.attributes["tool.result_size"] = result_size
+        self.attributes["tool.timeout_class"] = timeout_class
+        if exit_code != 0 and self.status == "ok":
+            self.set_error("ToolError", f"exit code {exit_code}")
+        return self
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def _enter(self) -> Span:
+        self._token = _CURRENT.set(self)
+        return self
+
+    def _exit(self, exc: BaseException | None) -> None:
+        if self._token is not None:
+            try:
+                _CURRENT.reset(self._token)
+            except ValueError:  # exited in another context than it was entered in
+                pass
+            self._token = None
+        if exc is not None and self.status == "ok":
+            self.status = "error"
+            self.error = {"type": type(exc).__name__, "message": str(exc)}
+        self.end()
+
+    def end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.duration_ns = time.perf_counter_ns() - self._t0
+        try:
+            self._emit()
+        except Exception as exc:
+            runtime.internal_error(exc)
+
+    def _record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_id": self.parent_id,
+            "agent_name": self.agent_name,
+            "event_type": self.event_type,
+            "timestamp": self.timestamp,
+            "duration_ns": self.duration_ns,
+            "name": self.name,
+        }
+        if self.status != "ok":
+            rec["status"] = self.status
+            if self.error:
+                rec["error"] = self.error
+        if self.payload is not None:
+            rec["payload"] = self.payload
+        if self.token_cost is not None:
+            rec["token_cost"] = self.token_cost
+        if self.attributes:
+            rec["attributes"] = self.attributes
+        return rec
+
+    def _emit(self) -> None:
+        run = self.run
+        flags = 0
+        if self.status == "error":
+            flags = F_ERROR
+            if run is not None:
+                run.errors += 1
+        rec = self._record()
+        if run is not None and run.root is self:
+            flags |= F_ROOT
+            run.finish_record(rec)
+            if run.keep_whole():
+                flags |= F_KEEP
+        elif run is not None:
+            run.spans += 1
+        runtime.emit(self.trace_id, flags, orjson.dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS))
+        if run is not None and run.root is self:
+            run.on_finished(rec)
+
+
+class Run:
+    """The run envelope and its root span. Created before any model call by `run(...)`."""
+
+    def __init__(
+        self,
+        workflow: str,
+        actor: str,
+        agent: str,
+        session_id: str | None,
+        input: Any,
+        attributes: dict[str, Any] | None,
+        trace_id: str | None,
+    ) -> None:
+        self.workflow = workflow
+        self.actor = actor
+        self.session_id = session_id
+        self.run_id = str(uuid.UUID(int=_rng.getrandbits(128), version=4))
+        self.started_at = datetime.now(UTC).isoformat()
+        self.errors = 0
+        self.spans = 0
+        self.tokens = 0
+        self.hops = 0
+        self.calls: list[dict[str, Any]] = []  # recorded model/tool calls, in order (for replay packets)
+        self.input = input
+        self.entrypoint: str | None = None
+        self.outcome: bool | None = None
+        self.root = Span(workflow, agent, "AGENT", None, self, attributes)
+        if trace_id:
+            self.root.trace_id = trace_id
+        self.root.attributes["run.started_at"] = self.started_at
+        if input is not None:
+            self.root.set_payload({"input": input})
+
+    @property
+    def trace_id(self) -> str:
+        return self.root.trace_id
+
+    @property
+    def envelope(self) -> RunEnvelope:
+        return RunEnvelope(
+            trace_id=self.trace_id,
+            run_id=self.run_id,
+            workflow=self.workflow,
+            actor=self.actor,
+            started_at=self.started_at,
+            session_id=self.session_id,
+        )
+
+    @property
+    def span(self) -> Span:
+        return self.root
+
+    def set_outcome(self, passed: bool, output: Any = None, reason: str | None = None) -> None:
+        """Record whether the run achieved its task; `output` becomes the root's `payload.output`."""
+        self.outcome = bool(passed)
+        self.root.attributes["outcome.passed"] = bool(passed)
+        if reason:
+            self.root.attributes["outcome.reason"] = reason
+        if output is not None:
+            self.root.set_payload({"output": output})
+
+    def set_attribute(self, key: str, value: Any) -> Run:
+        self.root.set_attribute(key, value)
+        return self
+
+    def set_entrypoint(self, entrypoint: str | Callable[..., Any]) -> None:
+        """`module:function` that re-runs this workflow from its input (used by replay)."""
+        if callable(entrypoint):
+            entrypoint = f"{entrypoint.__module__}:{entrypoint.__qualname__}"
+        self.entrypoint = entrypoint
+        self.root.attributes["run.entrypoint"] = entrypoint
+
+    def finish_record(self, rec: dict[str, Any]) -> None:
+        rec["run_id"] = self.run_id
+        rec["workflow"] = self.workflow
+        rec["actor"] = self.actor
+        if self.session_id is not None:
+            rec["session_id"] = self.session_id
+        dropped = runtime.dropped()
+        if dropped:
+            rec.setdefault("attributes", {})["sdk.dropped_records"] = dropped
+
+    def failed(self) -> bool:
+        return self.root.status == "error" or self.outcome is False
+
+    def keep_whole(self) -> bool:
+        cfg = runtime.config()
+        slow = cfg is not None and self.root.duration_ns > cfg.slow_threshold_s * 1e9
+        return self.failed() or self.errors > 0 or slow
+
+    def on_finished(self, rec: dict[str, Any]) -> None:
+        runtime.run_finished(self, rec)
+
+
+class _SpanContext:
+    """What `span(...)` returns: a context manager (sync and async) and a decorator (sync and async)."""
+
+    __slots__ = ("_name", "_agent", "_event_type", "_attributes", "_span", "_retry_of")
+
+    def __init__(
+        self,
+        name: str,
+        agent: str | None,
+        event_type: str,
+        attributes: dict[str, Any] | None,
+        retry_of: Span | str | None = None,
+    ) -> None:
+        self._name = name
+        self._agent = agent
+        self._event_type = event_type
+        self._attributes = attributes
+        self._retry_of = retry_of
+        self._span: Span | None = None
+
+    def _start(self) -> Span:
+        parent = _CURRENT.get()
+        agent = self._agent or (parent.agent_name if parent is not None else self._name)
+        span = Span(self._name, agent, self._event_type, parent, parent.run if parent else None, self._attributes)
+        if self._retry_of is not None:
+            span.retry_of(self._retry_of)
+        return span._enter()
+
+    def __enter__(self) -> Span:
+        self._span = self._start()
+        return self._span
+
+    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._span is not None:
+            self._span._exit(exc)
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(et, exc, tb)
+
+    def __call__(self, fn: F) -> F:
+        name, agent, et, attrs = self._name, self._agent, self._event_type, self._attributes
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                async with _SpanContext(name, agent, et, attrs):
+                    return await fn(*args, **kwargs)
+
+            return awrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _SpanContext(name, agent, et, attrs):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def span(
+    name: str,
+    *,
+    agent: str | None = None,
+    event_type: str = "AGENT",
+    attributes: dict[str, Any] | None = None,
+    retry_of: Span | str | None = None,
+) -> _SpanContext:
+    """A child of the current span (or a new trace's root when there is none). The agent defaults to the
+    parent's. Context manager (`with` / `async with`) or decorator (sync or async)."""
+    return _SpanContext(name, agent, event_type, attributes, retry_of)
+
+
+class _RunContext:
+    __slots__ = ("_args", "_run")
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self._args = args
+        self._run: Run | None = None
+
+    def __enter__(self) -> Run:
+        self._run = Run(**self._args)
+        self._run.root._enter()
+        return self._run
+
+    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._run is not None:
+            self._run.root._exit(exc)
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(et, exc, tb)
+
+
+def run(
+    workflow: str,
+    *,
+    actor: str = "unknown",
+    agent: str = "orchestrator",
+    session_id: str | None = None,
+    input: Any = None,
+    attributes: dict[str, Any] | None = None,
+    trace_id: str | None = None,
+) -> _RunContext:
+    """Open a run: the envelope (trace_id, run_id, workflow, actor, started_at) and its root span."""
+    return _RunContext(
+        {
+            "workflow": workflow,
+            "actor": actor,
+            "agent": agent,
+            "session_id": session_id,
+            "input": input,
+            "attributes": attributes,
+            "trace_id": trace_id,
+        }
+    )
+
+
+def current_span() -> Span | None:
+    return _CURRENT.get()
+
+
+def current_run() -> Run | None:
+    s = _CURRENT.get()
+    return s.run if s is not None else None
+
+
+def handoff(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Capture the current span so `fn` runs under it in another thread (`executor.submit(ad.handoff(f))`)."""
+    ctx = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return ctx.run(fn, *args, **kwargs)
+
+    return wrapper
+
+
+class Message:
+    """An inter-agent message in flight: what `send` returns and `receive` takes."""
+
+    __slots__ = ("trace_id", "span_id", "sender", "recipient", "content")
+
+    def __init__(self, trace_id: str, span_id: str, sender: str, recipient: str, content: Any) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sender = sender
+        self.recipient = recipient
+        self.content = content
+
+
+def send(recipient: str, content: Any = None, *, agent: str | None = None) -> Message:
+    """Record a SEND span from the current agent (or `agent`) to `recipient`; hand the result to `receive`."""
+    with span(f"send:{recipient}", agent=agent, event_type="SEND") as s:
+        s.set_attribute("message.to", recipient)
+        if content is not None:
+            s.set_payload({"content": content})
+    return Message(s.trace_id, s.span_id, s.agent_name, recipient, content)
+
+
+class _ReceiveContext(_SpanContext):
+    __slots__ = ("_message",)
+
+    def __init__(self, message: Message, agent: str | None) -> None:
+        super().__init__(f"receive:{message.sender}", agent or message.recipient, "RECEIVE", None)
+        self._message = message
+
+    def _start(self) -> Span:
+        parent = _CURRENT.get()
+        m = self._message
+        span = Span(self._name, self._agent or m.recipient, "RECEIVE", parent, parent.run if parent else None)
+        # the causal parent is the SEND span, which crosses agents
+        span.trace_id = m.trace_id
+        span.parent_id = m.span_id
+        span.attributes["message.from"] = m.sender
+        return span._enter()
+
+
+def receive(message: Message, *, agent: str | None = None) -> _SpanContext:
+    """A RECEIVE span whose causal parent is the message's SEND span; work done inside nests under it."""
+    return _ReceiveContext(message, agent)
+
+
+def llm_span(model: str, *, agent: str | None = None, name: str | None = None, budget: int | None = None) -> _SpanContext:
+    attrs: dict[str, Any] = {"gen_ai.request.model": model, "route.model": model}
+    if budget is not None:
+        attrs["token.budget"] = budget
+    return span(name or f"llm:{model}", agent=agent, event_type="LLM_CALL", attributes=attrs)
+
+
+def tool_span(tool: str, *, agent: str | None = None, name: str | None = None) -> _SpanContext:
+    return span(name or f"tool:{tool}", agent=agent, event_type="TOOL_CALL", attributes={"tool.name": tool})

@@ -1,0 +1,382 @@
+"""From a finished span to bytes on disk, without making the agent wait.
+
+The caller's whole cost is one `orjson.dumps` and one `deque.append` (`Writer.emit`). A background thread
+drains the buffer in small slices (so it never holds the GIL for long), applies tail sampling and redaction,
+and hands whole batches to a private loguru logger whose file sink rotates and retains files. Rotated files are
+gzip-compressed at a fast level on a separate thread (loguru's default gzip level 9 runs inline and stalls).
+
+Each process writes its own file (`<prefix>-<host>-<pid>.jsonl`), so several processes can share a directory
+without interleaving records.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+import shutil
+import socket
+import threading
+import time
+import zlib
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import orjson
+
+from agent_debug.sdk.redact import Redactor
+
+# flags carried beside each serialized record, so sampling needs no parsing
+F_ERROR = 1  # this span ended with status error
+F_ROOT = 2  # this span is a run's root
+F_KEEP = 4  # the run failed, errored, or was slow: keep it whole
+
+SLICE = 128  # records processed between GIL releases in the writer thread
+
+
+@dataclass
+class WriterStats:
+    """Counters the SDK reports through `agent_debug.stats()`."""
+
+    emitted: int = 0
+    written: int = 0
+    dropped: int = 0
+    sampled_out: int = 0
+    redacted: int = 0
+    internal_errors: int = 0
+    batches: int = 0
+    files_compressed: int = 0
+    max_batch_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"last_errors": self.errors[-5:]}
+
+
+def fast_gzip(path: str, *, level: int = 1, on_done: Callable[[], None] | None = None) -> None:
+    """Compress a rotated file to `path.gz` (via a temporary name), then remove `path`."""
+    tmp = f"{path}.gz.tmp"
+    try:
+        if os.path.getsize(path) == 0:
+            os.remove(path)
+            return
+        opener: Any
+        try:
+            from isal import igzip  # type: ignore[import-not-found]
+
+            opener = lambda p: igzip.open(p, "wb", compresslevel=min(level, 3))  # noqa: E731
+        except ImportError:
+            opener = lambda p: gzip.open(p, "wb", compresslevel=level)  # noqa: E731
+        with open(path, "rb") as src, opener(tmp) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, f"{path}.gz")
+        os.remove(path)
+        if on_done is not None:
+            on_done()
+    except (OSError, zlib.error):
+        # leave `path` in place: the reader prefers the uncompressed file and nothing is lost
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
+def _retention_rule(retention: str | int | None) -> tuple[str, float] | None:
+    """`None`, a number of rotated files to keep, or an age such as "14 days" / "12 hours"."""
+    if retention is None:
+        return None
+    if isinstance(retention, int):
+        return ("count", retention)
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(second|minute|hour|day|week)s?\s*", str(retention).lower())
+    if not m:
+        raise ValueError(f"retention must be a file count or an age like '14 days', not {retention!r}")
+    unit = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}[m.group(2)]
+    return ("age", float(m.group(1)) * unit)
+
+
+def _chunk_size(rotation: str | int | Any) -> int:
+    """Largest message to hand loguru: a quarter of a size rotation, at most 256 KiB."""
+    limit = 256 << 10
+    if isinstance(rotation, int):
+        return max(1, min(limit, rotation // 4))
+    if isinstance(rotation, str):
+        import re
+
+        m = re.fullmatch(r"\s*([\d.]+)\s*([kmg]?i?b)\s*", rotation.lower())
+        if m:
+            unit = {"b": 1, "kb": 1000, "mb": 10**6, "gb": 10**9, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+            size = float(m.group(1)) * unit.get(m.group(2), 1)
+            return max(1, min(limit, int(size // 4)))
+    return limit
+
+
+def _private_logger() -> Any:
+    """A loguru logger with its own handler set: the host's sinks never see our records, and we never touch
+    the host's logger configuration. Built the way loguru builds its global logger."""
+    from loguru._logger import Core, Logger
+
+    return Logger(
+        core=Core(),
+        exception=None,
+        depth=0,
+        record=False,
+        lazy=False,
+        colors=False,
+        raw=False,
+        capture=True,
+        patchers=[],
+        extra={},
+    )
+
+
+class Writer:
+    """One per process. `emit` is the only method on the agent's hot path."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        format: str = "jsonl",
+        prefix: str = "traces",
+        rotation: str | int = "20 MB",
+        retention: str | int | None = "14 days",
+        compression: str | Callable[[str], None] | None = "gz",
+        buffer_size: int = 100_000,
+        flush_interval: float = 0.1,
+        sample_rate: float = 1.0,
+        redactor: Redactor | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if format not in ("jsonl", "msgpack"):
+            raise ValueError(f"format must be 'jsonl' or 'msgpack', not {format!r}")
+        self.directory = Path(directory)
+        self.format = format
+        self.buffer_size = buffer_size
+        self.flush_interval = flush_interval
+        self.sample_rate = sample_rate
+        self.redactor = redactor or Redactor()
+        self._retention = _retention_rule(retention)
+        self.stats = WriterStats()
+        self._on_error = on_error
+        self._q: deque[tuple[str, int, bytes]] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._compressors: list[threading.Thread] = []
+        self._pending: dict[str, list[tuple[int, bytes]]] = {}
+        self._pending_since: dict[str, float] = {}
+        self._decisions: OrderedDict[str, bool] = OrderedDict()
+        self.path = self.directory / f"{prefix}-{socket.gethostname()}-{os.getpid()}.{format}"
+
+        self._chunk = _chunk_size(rotation)
+        self._logger = _private_logger()
+        if compression == "gz":
+            compression = self._compress_in_background
+        elif compression in (None, "none"):
+            compression = None
+        sink_kwargs: dict[str, Any] = {"newline": ""}
+        if format == "msgpack":
+            sink_kwargs["encoding"] = "latin-1"  # one char per byte: the sink writes our bytes unchanged
+        self._logger.add(
+            str(self.path),
+            format="{message}",
+            level=0,
+            rotation=rotation,
+            retention=None,  # applied by us after compression: loguru's would race the compressor thread
+            compression=compression,
+            delay=True,
+            enqueue=False,
+            catch=False,
+            **sink_kwargs,
+        )
+        self._thread = threading.Thread(target=self._run, name="agent-debug-writer", daemon=True)
+        self._thread.start()
+
+    # -- hot path -------------------------------------------------------------------------------------------
+
+    def emit(self, trace_id: str, flags: int, data: bytes) -> None:
+        q = self._q
+        if len(q) >= self.buffer_size:
+            self.stats.dropped += 1
+            return
+        q.append((trace_id, flags, data))
+        if len(q) > 4096:
+            self._wake.set()
+
+    # -- writer thread ----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self._drain()
+        self._drain(final=True)
+
+    def _drain(self, final: bool = False) -> None:
+        q = self._q
+        while q:
+            t0 = time.perf_counter()
+            out: list[bytes] = []
+            n = 0
+            try:
+                while q and n < 8192:
+                    for _ in range(min(SLICE, len(q))):
+                        trace_id, flags, data = q.popleft()
+                        n += 1
+                        self._accept(trace_id, flags, data, out)
+                    time.sleep(0)  # let the agent's threads run
+                self._expire_pending(final)
+                if out:
+                    self._write(out)
+            except Exception as exc:  # never let the writer thread die
+                self._internal_error(exc)
+            self.stats.batches += 1
+            self.stats.max_batch_seconds = max(self.stats.max_batch_seconds, time.perf_counter() - t0)
+        if final:
+            self._expire_pending(True)
+        self._idle.set()
+
+    def _accept(self, trace_id: str, flags: int, data: bytes, out: list[bytes]) -> None:
+        self.stats.emitted += 1
+        if self.sample_rate >= 1.0:
+            out.append(self._prepare(data))
+            return
+        decided = self._decisions.get(trace_id)
+        if decided is not None:
+            if decided:
+                out.append(self._prepare(data))
+            else:
+                self.stats.sampled_out += 1
+            return
+        pend = self._pending.get(trace_id)
+        if pend is None:
+            pend = self._pending[trace_id] = []
+            self._pending_since[trace_id] = time.monotonic()
+        pend.append((flags, data))
+        if flags & F_ROOT:
+            keep = any(f & (F_ERROR | F_KEEP) for f, _ in pend) or self._coin(trace_id)
+            self._decide(trace_id, keep, out)
+
+    def _coin(self, trace_id: str) -> bool:
+        # deterministic per trace, so every process writing spans of one run makes the same choice
+        return random.Random(trace_id).random() < self.sample_rate
+
+    def _decide(self, trace_id: str, keep: bool, out: list[bytes]) -> None:
+        pend = self._pending.pop(trace_id, [])
+        self._pending_since.pop(trace_id, None)
+        self._decisions[trace_id] = keep
+        if len(self._decisions) > 50_000:
+            self._decisions.popitem(last=False)
+        if keep:
+            out.extend(self._prepare(d) for _, d in pend)
+        else:
+            self.stats.sampled_out += len(pend)
+
+    def _expire_pending(self, final: bool) -> None:
+        """Runs whose root never arrived (still open at shutdown, or very long): keep what we have."""
+        if not self._pending:
+            return
+        now = time.monotonic()
+        held = sum(len(v) for v in self._pending.values())
+        out: list[bytes] = []
+        for trace_id, since in list(self._pending_since.items()):
+            if final or now - since > 600 or held > self.buffer_size:
+                self._decide(trace_id, True, out)
+        if out:
+            self._write(out)
+
+    def _prepare(self, data: bytes) -> bytes:
+        red = self.redactor
+        if red.needs_work(data):
+            before = data
+            data = red.process(data)
+            if data is not before:
+                self.stats.redacted += 1
+        if self.format == "msgpack":
+            return msgpack.packb(orjson.loads(data))
+        return data
+
+    def _write(self, out: list[bytes]) -> None:
+        """Hand records to loguru in messages of at most `self._chunk` bytes, so size rotation stays close to
+        its limit and never rotates an empty file."""
+        sep = b"" if self.format == "msgpack" else b"\n"
+        start = 0
+        size = 0
+        for i, data in enumerate(out):
+            size += len(data) + len(sep)
+            if size >= self._chunk or i == len(out) - 1:
+                self._write_one(sep.join(out[start : i + 1]) + sep)
+                start, size = i + 1, 0
+        self.stats.written += len(out)
+
+    def _write_one(self, data: bytes) -> None:
+        text = data.decode("latin-1") if self.format == "msgpack" else data.decode("utf-8")
+        self._logger.opt(raw=True).log("INFO", text)
+
+    def _compress_in_background(self, path: str) -> None:
+        def done() -> None:
+            self.stats.files_compressed += 1
+            self._apply_retention()
+
+        t = threading.Thread(target=fast_gzip, args=(path,), kwargs={"on_done": done}, daemon=True)
+        t.start()
+        self._compressors = [c for c in self._compressors if c.is_alive()] + [t]
+
+    def _apply_retention(self) -> None:
+        """Remove this writer's rotated files beyond the retention rule (count or age)."""
+        rule = self._retention
+        if rule is None:
+            return
+        stem = self.path.name[: -len(self.format) - 1]
+        rotated = []
+        for p in self.directory.glob(f"{stem}.*.{self.format}*"):
+            try:
+                rotated.append((p.stat().st_mtime, p))
+            except OSError:
+                continue
+        rotated.sort(reverse=True)
+        kind, value = rule
+        doomed = rotated[int(value):] if kind == "count" else [x for x in rotated if time.time() - x[0] > value]
+        for _, p in doomed:
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+    def _internal_error(self, exc: BaseException) -> None:
+        self.stats.internal_errors += 1
+        self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+        if self._on_error is not None:
+            try:
+                self._on_error(exc)
+            except Exception:
+                pass
+
+    # -- control ----------------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Write everything buffered so far; True if the buffer emptied in time."""
+        deadline = time.monotonic() + timeout
+        while self._q and time.monotonic() < deadline:
+            self._idle.clear()
+            self._wake.set()
+            self._idle.wait(0.05)
+        return not self._q
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush, stop the thread, close the files, and wait for background compression."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        try:
+            self._logger.remove()
+        except Exception as exc:
+            self._internal_error(exc)
+        for t in self._compressors:
+            t.join(timeout)
