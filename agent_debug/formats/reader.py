@@ -7,7 +7,6 @@ stays constant for our own formats (foreign whole-document formats are loaded on
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from collections import Counter
@@ -23,10 +22,10 @@ from agent_debug.errors import UsageError
 from agent_debug.formats import registry
 from agent_debug.model import check_record
 
-try:  # an optional, faster gzip (the `fast` extra); same interface as gzip.open
-    from isal import igzip as _gzip_impl  # type: ignore[import-not-found]
+try:  # an optional, faster inflate (the `fast` extra); same interface as zlib
+    from isal import isal_zlib as _zlib_impl  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the environment
-    _gzip_impl = gzip
+    _zlib_impl = zlib
 
 CHUNK = 1 << 20
 MAX_LINE = 64 << 20  # a single line longer than this is rejected without being held in memory
@@ -137,19 +136,71 @@ def file_kind(path: Path) -> str:
     return "msgpack" if name.endswith(MSGPACK_SUFFIXES) else "json"
 
 
+class GzipStream:
+    """A read-only stream over gzip members that keeps every byte before a cut or corruption.
+
+    `gzip.GzipFile` raises on a truncated member and loses what it had inflated of the last read; inflating
+    raw chunks ourselves returns all of it, and says afterwards why the stream ended (`problem`)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "rb")
+        self._d = _zlib_impl.decompressobj(31)
+        self._started = False
+        self.problem: str | None = None
+        self._done = False
+
+    def read(self, size: int = CHUNK) -> bytes:
+        while not self._done:
+            raw = self._fh.read(size // 4 or 1)
+            if not raw:
+                self._done = True
+                if self._started and not self._d.eof:
+                    self.problem = "compressed data ends early (truncated gzip member)"
+                return b""
+            out = self._inflate(raw)
+            if out:
+                return out
+        return b""
+
+    def _inflate(self, raw: bytes) -> bytes:
+        out = []
+        while raw:
+            self._started = True
+            try:
+                out.append(self._d.decompress(raw))
+            except (zlib.error, _zlib_impl.error) as exc:
+                self.problem = f"corrupt compressed data ({exc})"
+                self._done = True
+                break
+            if not self._d.eof:
+                break
+            raw = self._d.unused_data.lstrip(b"\x00")  # next member (padding between members is legal)
+            self._d = _zlib_impl.decompressobj(31)
+            self._started = False
+        return b"".join(out)
+
+    def seek(self, offset: int) -> None:
+        if offset:
+            raise OSError("cannot seek in a compressed stream")
+        self._fh.seek(0)
+        self._d = _zlib_impl.decompressobj(31)
+        self._started = self._done = False
+        self.problem = None
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> GzipStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def open_binary(path: Path) -> IO[bytes]:
     if path.name.endswith(GZ):
-        return _gzip_impl.open(path, "rb")  # type: ignore[return-value]
+        return GzipStream(path)  # type: ignore[return-value]
     return open(path, "rb")
-
-
-_GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
-try:
-    from isal import isal_zlib as _isal_zlib  # type: ignore[import-not-found]
-
-    _GZIP_ERRORS = (*_GZIP_ERRORS, _isal_zlib.error)
-except ImportError:  # pragma: no cover
-    pass
 
 
 def _chunks(fh: IO[bytes], frep: FileReport) -> Iterator[bytes]:
@@ -157,10 +208,13 @@ def _chunks(fh: IO[bytes], frep: FileReport) -> Iterator[bytes]:
     while True:
         try:
             chunk = fh.read(CHUNK)
-        except _GZIP_ERRORS as exc:
-            frep.truncated = f"compressed data ends early ({type(exc).__name__}: {exc}); complete records kept"
+        except OSError as exc:
+            frep.truncated = f"read error ({exc}); complete records kept"
             return
         if not chunk:
+            problem = getattr(fh, "problem", None)
+            if problem:
+                frep.truncated = f"{problem}; complete records kept"
             return
         yield chunk
 
@@ -344,9 +398,14 @@ def _read_document(
     fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier
 ) -> Iterator[dict[str, Any]] | None:
     """A `.json` file that is one JSON document (not JSON lines). Returns None if it is not one."""
-    data = fh.read(MAX_DOCUMENT + 1)
-    if len(data) > MAX_DOCUMENT:
-        return None
+    parts: list[bytes] = []
+    total = 0
+    while chunk := fh.read(CHUNK):
+        parts.append(chunk)
+        total += len(chunk)
+        if total > MAX_DOCUMENT:
+            return None
+    data = b"".join(parts)
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:

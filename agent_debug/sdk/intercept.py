@@ -83,13 +83,14 @@ def replaying(player: Player) -> Iterator[Player]:
         _PLAYER.reset(token)
 
 
-def _open(kind: str, name: str, agent: str | None, attrs: dict[str, Any], request: Any) -> tuple[Any, dict[str, Any]]:
+def _open(kind: str, name: str, agent: str | None, attrs: dict[str, Any], request: Any,
+          event_type: str | None = None) -> tuple[Any, dict[str, Any]]:
     run = current_run()
     hop = 0
     if run is not None:
         hop = run.hops
         run.hops += 1
-    event_type = "LLM_CALL" if kind == "llm" else "TOOL_CALL"
+    event_type = event_type or ("LLM_CALL" if kind == "llm" else "TOOL_CALL")
     ctx = span(name, agent=agent, event_type=event_type, attributes=attrs)
     call = {"hop": hop, "kind": kind, "name": name, "request": request, "request_hash": request_hash(request)}
     return ctx, call
@@ -151,13 +152,16 @@ def _llm_attrs(model: str, budget: int | None) -> dict[str, Any]:
     return attrs
 
 
-def _complete(kind: str, s: Span, call: dict[str, Any], response: Any, model: str) -> Any:
+def _complete(kind: str, s: Span, call: dict[str, Any], response: Any, model: str,
+              annotate: Callable[[Span, Any], None] | None) -> Any:
     call["response"] = response
     s.set_payload({"response": response})
     if kind == "llm":
         _finish_llm(s, response, model)
     else:
         _finish_tool(s, response)
+    if annotate is not None:
+        annotate(s, response)
     _log_call(call, s)
     return response
 
@@ -168,8 +172,9 @@ def _failed(s: Span, call: dict[str, Any], exc: BaseException) -> None:
 
 
 def _sync(kind: str, fn: Callable[[Any], Any], request: Any, name: str, agent: str | None,
-          attrs: dict[str, Any], model: str) -> Any:
-    ctx, call = _open(kind, name, agent, attrs, request)
+          attrs: dict[str, Any], model: str, event_type: str | None = None,
+          annotate: Callable[[Span, Any], None] | None = None) -> Any:
+    ctx, call = _open(kind, name, agent, attrs, request, event_type)
     s = _start(ctx, call)
     try:
         answer = _answer(call)
@@ -180,7 +185,7 @@ def _sync(kind: str, fn: Callable[[Any], Any], request: Any, name: str, agent: s
             response = answer["response"]
         else:
             response = fn(request)
-        result = _complete(kind, s, call, response, model)
+        result = _complete(kind, s, call, response, model, annotate)
     except BaseException as exc:
         _failed(s, call, exc)
         ctx.__exit__(type(exc), exc, exc.__traceback__)
@@ -190,8 +195,9 @@ def _sync(kind: str, fn: Callable[[Any], Any], request: Any, name: str, agent: s
 
 
 async def _async(kind: str, fn: Callable[[Any], Awaitable[Any]], request: Any, name: str, agent: str | None,
-                 attrs: dict[str, Any], model: str) -> Any:
-    ctx, call = _open(kind, name, agent, attrs, request)
+                 attrs: dict[str, Any], model: str, event_type: str | None = None,
+                 annotate: Callable[[Span, Any], None] | None = None) -> Any:
+    ctx, call = _open(kind, name, agent, attrs, request, event_type)
     s = _start(ctx, call)
     try:
         answer = _answer(call)
@@ -202,7 +208,7 @@ async def _async(kind: str, fn: Callable[[Any], Awaitable[Any]], request: Any, n
             response = answer["response"]
         else:
             response = await fn(request)
-        result = _complete(kind, s, call, response, model)
+        result = _complete(kind, s, call, response, model, annotate)
     except BaseException as exc:
         _failed(s, call, exc)
         ctx.__exit__(type(exc), exc, exc.__traceback__)
@@ -211,27 +217,34 @@ async def _async(kind: str, fn: Callable[[Any], Awaitable[Any]], request: Any, n
     return result
 
 
+Annotate = Callable[[Span, Any], None]
+
+
 def llm_call(fn: Callable[[Any], Any], request: Any, *, model: str, agent: str | None = None,
-             name: str | None = None, budget: int | None = None) -> Any:
+             name: str | None = None, budget: int | None = None, annotate: Annotate | None = None) -> Any:
     """Call a model through `fn(request)` in an LLM_CALL span. A dict response may carry `usage`
-    (`prompt_tokens`, `completion_tokens`), `finish_reason` and `model`, which are recorded."""
-    return _sync("llm", fn, request, name or f"llm:{model}", agent, _llm_attrs(model, budget), model)
+    (`prompt_tokens`, `completion_tokens`), `finish_reason` and `model`, which are recorded; `annotate(span,
+    response)` may add attributes of its own before the span ends."""
+    return _sync("llm", fn, request, name or f"llm:{model}", agent, _llm_attrs(model, budget), model,
+                 None, annotate)
 
 
 async def allm_call(fn: Callable[[Any], Awaitable[Any]], request: Any, *, model: str, agent: str | None = None,
-                    name: str | None = None, budget: int | None = None) -> Any:
+                    name: str | None = None, budget: int | None = None, annotate: Annotate | None = None) -> Any:
     """`llm_call` for a coroutine function."""
-    return await _async("llm", fn, request, name or f"llm:{model}", agent, _llm_attrs(model, budget), model)
+    return await _async("llm", fn, request, name or f"llm:{model}", agent, _llm_attrs(model, budget), model,
+                        None, annotate)
 
 
 def tool_call(fn: Callable[[Any], Any], args: Any, *, tool: str, agent: str | None = None,
-              name: str | None = None) -> Any:
-    """Run a tool through `fn(args)` in a TOOL_CALL span. A dict response may carry `exit_code`, `output`
-    (its size becomes `tool.result_size`) and `timeout_class`."""
-    return _sync("tool", fn, args, name or f"tool:{tool}", agent, {"tool.name": tool}, tool)
+              name: str | None = None, event_type: str = "TOOL_CALL", annotate: Annotate | None = None) -> Any:
+    """Run a tool through `fn(args)` in a TOOL_CALL span (or RETRIEVAL, ...). A dict response may carry
+    `exit_code`, `output` (its size becomes `tool.result_size`) and `timeout_class`."""
+    return _sync("tool", fn, args, name or f"tool:{tool}", agent, {"tool.name": tool}, tool, event_type, annotate)
 
 
 async def atool_call(fn: Callable[[Any], Awaitable[Any]], args: Any, *, tool: str, agent: str | None = None,
-                     name: str | None = None) -> Any:
+                     name: str | None = None, event_type: str = "TOOL_CALL", annotate: Annotate | None = None) -> Any:
     """`tool_call` for a coroutine function."""
-    return await _async("tool", fn, args, name or f"tool:{tool}", agent, {"tool.name": tool}, tool)
+    return await _async("tool", fn, args, name or f"tool:{tool}", agent, {"tool.name": tool}, tool, event_type,
+                        annotate)

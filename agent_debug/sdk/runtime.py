@@ -153,9 +153,32 @@ def writer() -> Writer | None:
     return _writer
 
 
+_collectors: list[list[bytes]] = []
+
+
+class collect:
+    """Context manager: also keep every record emitted meanwhile, in memory (replay reads the run it re-ran
+    from here). Inside it, an unconfigured SDK stays silent."""
+
+    def __init__(self) -> None:
+        self.records: list[bytes] = []
+
+    def __enter__(self) -> list[bytes]:
+        _collectors.append(self.records)
+        return self.records
+
+    def __exit__(self, *exc: object) -> None:
+        _collectors.remove(self.records)
+
+
 def emit(trace_id: str, flags: int, data: bytes) -> None:
+    if _collectors:
+        for c in _collectors:
+            c.append(data)
     w = _writer
     if w is None:
+        if _collectors:
+            return
         _unconfigured()
         return
     w.emit(trace_id, flags, data)

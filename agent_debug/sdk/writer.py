@@ -35,7 +35,8 @@ F_ERROR = 1  # this span ended with status error
 F_ROOT = 2  # this span is a run's root
 F_KEEP = 4  # the run failed, errored, or was slow: keep it whole
 
-SLICE = 128  # records processed between GIL releases in the writer thread
+SLICE = 512  # records processed between GIL releases in the writer thread (~0.5 ms of work)
+BATCH = 4096  # records per write to loguru at most
 
 
 @dataclass
@@ -225,7 +226,7 @@ class Writer:
             out: list[bytes] = []
             n = 0
             try:
-                while q and n < 8192:
+                while q and n < BATCH:
                     for _ in range(min(SLICE, len(q))):
                         trace_id, flags, data = q.popleft()
                         n += 1

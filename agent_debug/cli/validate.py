@@ -1,0 +1,46 @@
+"""`agent-debug validate`: does this file follow the trace format, and what does it hold?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent_debug.cli.common import FormatOption, JsonOption, print_json, stderr_console, stdout_console
+
+
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or directories (recursively).")],
+    format: FormatOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Read trace files and report files, records, traces and rejects by reason. Exits 1 if anything was
+    rejected, 3 if nothing could be read."""
+    from agent_debug.formats.validate import validate_paths
+
+    result = validate_paths(paths, format=format)
+    if json:
+        print_json(result.as_dict())
+    else:
+        from rich.table import Table
+
+        err = stderr_console()
+        for note in result.notices:
+            err.print(f"[yellow]warning:[/] {note}", highlight=False)
+        table = Table(show_header=False, box=None)
+        for key in ("files", "records", "traces", "failed_runs", "orphans", "rejected"):
+            table.add_row(key.replace("_", " "), str(getattr(result, key)))
+        stdout_console().print(table)
+        for reason, n in sorted(result.rejects_by_reason.items(), key=lambda kv: -kv[1]):
+            stdout_console().print(f"  rejected {n}: {reason}", highlight=False)
+        for r in result.rejects[:10]:
+            err.print(f"  {r['source']} {r['location']}: {r['reason']}", highlight=False, markup=False)
+    if result.records == 0 and (result.rejected or result.files == 0):
+        raise typer.Exit(3)
+    if result.rejected:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)

@@ -1,0 +1,100 @@
+"""Shared test helpers: record builders, a fresh SDK per test, and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def rec(
+    span_id: str,
+    parent_id: str | None = None,
+    *,
+    trace_id: str = "t1",
+    agent: str = "agent",
+    event_type: str = "AGENT",
+    start: float = 0.0,
+    duration_ms: float = 1.0,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A spec-valid record with readable defaults; times in seconds/milliseconds for easy test arithmetic."""
+    out: dict[str, Any] = {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_id": parent_id,
+        "agent_name": agent,
+        "event_type": event_type,
+        "timestamp": 1_700_000_000.0 + start,
+        "duration_ns": int(duration_ms * 1_000_000),
+        "name": extra.pop("name", span_id),
+    }
+    out.update(extra)
+    return out
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]], *, compress: bool | None = None) -> Path:
+    data = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    if compress or (compress is None and path.name.endswith(".gz")):
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def read_all_bytes(directory: Path) -> bytes:
+    """Every byte the files under `directory` hold, decompressed: for 'no secret on disk' checks."""
+    out = []
+    for p in sorted(directory.rglob("*")):
+        if not p.is_file():
+            continue
+        data = p.read_bytes()
+        if p.name.endswith(".gz"):
+            try:
+                data = gzip.decompress(data)
+            except (EOFError, OSError):
+                pass
+        out.append(data)
+    return b"\n".join(out)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command in a subprocess, as a user runs it."""
+    full_env = dict(os.environ)
+    full_env.pop("PYTEST_CURRENT_TEST", None)
+    full_env["COLUMNS"] = "200"
+    full_env.setdefault("AGENT_DEBUG_HOME", str(cwd or ROOT))
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "agent_debug.cli.main", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, input=input, timeout=300,
+    )
+
+
+@pytest.fixture
+def sdk(tmp_path: Path) -> Iterator[Path]:
+    """A configured SDK writing to a fresh directory; shut down after the test."""
+    import agent_debug as ad
+
+    directory = tmp_path / "logs"
+    ad.configure(directory, flush_interval=0.02)
+    yield directory
+    ad.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _isolate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_DEBUG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AGENT_DEBUG_DB", raising=False)

@@ -1,0 +1,116 @@
+"""What the SDK writes reads back identical; a writer killed mid-run leaves readable files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import agent_debug as ad
+from agent_debug.formats.reader import ReadReport, read_paths
+from agent_debug.sdk import runtime
+from agent_debug.sdk.redact import Redactor
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40))
+attr_values = st.one_of(scalars, st.lists(scalars, max_size=4))
+json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                            st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                           max_leaves=12)
+span_shapes = st.lists(
+    st.tuples(st.text(min_size=1, max_size=12), st.sampled_from(["AGENT", "LLM_CALL", "TOOL_CALL", "X_CUSTOM"]),
+              st.dictionaries(st.text(min_size=1, max_size=10), attr_values, max_size=6),
+              st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+              st.integers(0, 3), st.booleans()),
+    min_size=1, max_size=8,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shapes=span_shapes, fmt=st.sampled_from(["jsonl", "msgpack"]))
+def test_what_the_sdk_writes_reads_back_identical(tmp_path_factory: Any, shapes: list, fmt: str) -> None:
+    directory = tmp_path_factory.mktemp("rt")
+    ad.configure(directory, format=fmt, flush_interval=0.01)
+    with runtime.collect() as emitted:
+        with ad.run("wf", actor="prop"):
+            for name, et, attrs, payload, depth, fail in shapes:
+                ctxs = [ad.span(f"{name}.{d}", event_type=et) for d in range(depth + 1)]
+                spans = [c.__enter__() for c in ctxs]
+                spans[-1].set_attributes(attrs)
+                if payload:
+                    spans[-1].set_payload(payload)
+                for c in reversed(ctxs):
+                    c.__exit__(None, RuntimeError("x") if fail else None, None)
+    ad.shutdown()
+    redactor = runtime.make_redactor(runtime.Config())
+    expected = sorted((orjson.loads(redactor.process(e)) for e in emitted), key=lambda r: r["span_id"])
+    report = ReadReport()
+    got = sorted(read_paths([directory], report), key=lambda r: r["span_id"])
+    assert report.rejected == 0
+    assert got == expected
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time, agent_debug as ad
+    ad.configure(sys.argv[1], rotation="64 KB", flush_interval=0.01)
+    i = 0
+    while True:
+        with ad.run("wf") as run:
+            with ad.span("step", attributes={"i": i}) as s:
+                s.set_payload({"text": "y" * 200})
+        i += 1
+        if i % 20 == 0:
+            print(ad.stats()["written"], flush=True)  # records handed to the file so far
+            time.sleep(0.002)
+    """
+)
+
+
+def test_sigkill_mid_run_loses_at_most_the_unflushed_tail(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"})
+    assert proc.stdout is not None
+    written = 0
+    deadline = time.monotonic() + 60
+    while written < 4000 and time.monotonic() < deadline:
+        written = int(proc.stdout.readline().split()[0])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    report = ReadReport()
+    records = list(read_paths([tmp_path], report))
+    assert report.rejected == 0, report.rejects[:3]
+    assert len(list(tmp_path.glob("*.gz"))) >= 2, sorted(p.name for p in tmp_path.iterdir())  # rotated before the kill
+    assert len(records) >= written  # everything flushed before the kill is readable: only the tail is lost
+    # every record that made it is whole and well-formed
+    steps = sorted(r["attributes"]["i"] for r in records if r["name"] == "step")
+    assert len(set(steps)) == len(steps)
+
+
+def test_two_processes_share_a_directory_without_interleaving(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys, agent_debug as ad
+        ad.configure(sys.argv[1], flush_interval=0.001)
+        for i in range(2000):
+            with ad.span("p" + sys.argv[2], attributes={"i": i}) as s:
+                s.set_payload({"t": "z" * 300})
+        ad.shutdown()
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(n)], env=env) for n in range(2)]
+    assert [p.wait() for p in procs] == [0, 0]
+    report = ReadReport()
+    records = list(read_paths([tmp_path], report))
+    assert report.rejected == 0 and len(records) == 4000
+    assert len(list(tmp_path.glob("*.jsonl"))) == 2
