@@ -45,7 +45,7 @@ class Agents:
             return route
 
     async def plan(self, task: dict[str, Any], route: dict[str, Any]) -> list[str]:
-        msg = ad.send("planner", {"task": task["task"]})
+        msg = ad.send("planner", {"task": task["task"], "model": route["model"]})
         async with ad.receive(msg), ad.span("plan", event_type="PLAN") as s:
             reply = await ad.allm_call(self.llm, {"role": "planner", "task": task["task"], "model": route["model"]},
                                        model=route["model"])
@@ -65,7 +65,7 @@ class Agents:
             return {"documents": list(resp["documents"])}
 
     async def patch(self, task: dict[str, Any], route: dict[str, Any], plan: list[str]) -> dict[str, Any]:
-        msg = ad.send("coder", {"target": task["target"]})
+        msg = ad.send("coder", {"target": task["target"], "plan": plan, "model": route["model"]})
         async with ad.receive(msg), ad.span("patch"):
             reply = await ad.allm_call(
                 self.llm, {"role": "coder", "task": task["task"], "target": task["target"], "plan": plan,
@@ -97,7 +97,7 @@ class Agents:
         raise ToolError("pytest failed after a retry")
 
     async def write(self, task: dict[str, Any], route: dict[str, Any], docs: list[str]) -> dict[str, Any]:
-        msg = ad.send("writer", {"documents": docs})
+        msg = ad.send("writer", {"documents": docs, "model": route["model"], "budget": route["budget"]})
         async with ad.receive(msg), ad.span("write"):
             reply = await ad.allm_call(
                 self.llm, {"role": "writer", "task": task["task"], "documents": docs, "risk": route["risk"],

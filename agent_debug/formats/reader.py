@@ -54,6 +54,7 @@ class FileReport:
     format: str = "agent-debug"
     records: int = 0
     rejected: int = 0
+    lines: int = 0  # lines read up to end_offset (JSON lines files)
     end_offset: int = 0  # byte offset after the last complete record (plain files only)
     truncated: str | None = None  # why the file ended early (a cut gzip member, a partial last line)
     skipped: str | None = None  # why the whole file was not read
@@ -197,6 +198,30 @@ class GzipStream:
         self.close()
 
 
+class _Skipped:
+    """A stream whose first `n` bytes are read and dropped (a compressed stream cannot seek)."""
+
+    def __init__(self, fh: Any, n: int) -> None:
+        self._fh = fh
+        self._left = n
+        self.problem: str | None = None
+
+    def read(self, size: int = CHUNK) -> bytes:
+        while self._left > 0:
+            chunk = self._fh.read(CHUNK)
+            if not chunk:
+                self._left = 0
+                break
+            if len(chunk) > self._left:
+                chunk = chunk[self._left :]
+                self._left = 0
+                return chunk
+            self._left -= len(chunk)
+        data = self._fh.read(size)
+        self.problem = getattr(self._fh, "problem", None)
+        return data
+
+
 def open_binary(path: Path) -> IO[bytes]:
     if path.name.endswith(GZ):
         return GzipStream(path)  # type: ignore[return-value]
@@ -273,25 +298,30 @@ def _foreign(classifier: _Classifier, imp: registry.Importer, location: str, raw
     classifier.foreign.setdefault(imp.name, (imp, []))[1].append((location, raw, obj))
 
 
+Pair = tuple[dict[str, Any], bytes | None]  # a record, and its line when the line is exactly the record
+
+
 def _yield_checked(
     rec: dict[str, Any], report: ReadReport, frep: FileReport, location: str, raw: bytes | Callable[[], bytes]
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Pair]:
     reason = check_record(rec)
     if reason is None:
         frep.records += 1
-        yield rec
+        yield rec, None
     else:
         _reject(report, frep, location, reason, raw)
 
 
 def _read_json_lines(
     fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier, start_line: int
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Pair]:
     loads = orjson.loads
     rest = b""
     lineno = start_line
     offset = frep.end_offset
     overlong = False
+    fast = cls.forced is None
+    check = check_record
     for chunk in _chunks(fh, frep):
         buf = rest + chunk if rest else chunk
         lines = buf.split(b"\n")
@@ -306,16 +336,20 @@ def _read_json_lines(
         for line in lines:
             lineno += 1
             offset += len(line) + 1
-            if not line.strip():
-                frep.end_offset = offset
-                continue
             try:
                 obj = loads(line)
             except orjson.JSONDecodeError as exc:
-                _reject(report, frep, f"line {lineno}", f"invalid JSON: {exc}", line)
-                frep.end_offset = offset
+                if line.strip():
+                    _reject(report, frep, f"line {lineno}", f"invalid JSON: {exc}", line)
                 continue
-            frep.end_offset = offset
+            if fast and type(obj) is dict and "span_id" in obj:  # the common case: one of our records
+                reason = check(obj)
+                if reason is None:
+                    frep.records += 1
+                    yield obj, line
+                else:
+                    _reject(report, frep, f"line {lineno}", reason, line)
+                continue
             rec, taken = cls.classify(obj)
             if taken:
                 imp = cls.forced or registry.sniff(obj)
@@ -325,6 +359,8 @@ def _read_json_lines(
                 _reject(report, frep, f"line {lineno}", "not an object", line)
             else:
                 yield from _yield_checked(rec, report, frep, f"line {lineno}", line)
+        frep.end_offset = offset
+        frep.lines = lineno
         if len(rest) > MAX_LINE:
             lineno += 1
             _reject(report, frep, f"line {lineno}", f"line longer than {MAX_LINE} bytes", rest[:4096])
@@ -351,9 +387,10 @@ def _read_json_lines(
         else:
             yield from _yield_checked(rec, report, frep, f"line {lineno}", rest)
         frep.end_offset = offset + len(rest)
+        frep.lines = lineno
 
 
-def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier) -> Iterator[dict[str, Any]]:
+def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier) -> Iterator[Pair]:
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MAX_LINE)
     base = frep.end_offset
     fed = 0
@@ -396,7 +433,7 @@ def _packer(obj: Any) -> Callable[[], bytes]:
 
 def _read_document(
     fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier
-) -> Iterator[dict[str, Any]] | None:
+) -> Iterator[Pair] | None:
     """A `.json` file that is one JSON document (not JSON lines). Returns None if it is not one."""
     parts: list[bytes] = []
     total = 0
@@ -411,7 +448,7 @@ def _read_document(
     except orjson.JSONDecodeError:
         return None
 
-    def gen() -> Iterator[dict[str, Any]]:
+    def gen() -> Iterator[Pair]:
         frep.end_offset = len(data)
         items = obj if isinstance(obj, list) and cls.forced is None and registry.sniff(obj) is None else [obj]
         for i, item in enumerate(items):
@@ -438,6 +475,20 @@ def read_file(
     format: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stream the records of one file. `start_offset` resumes a plain (uncompressed) file where it stopped."""
+    for rec, _ in read_file_pairs(path, report, start_offset=start_offset, start_line=start_line, format=format):
+        yield rec
+
+
+def read_file_pairs(
+    path: str | os.PathLike[str],
+    report: ReadReport | None = None,
+    *,
+    start_offset: int = 0,
+    start_line: int = 0,
+    format: str | None = None,
+) -> Iterator[Pair]:
+    """`read_file`, yielding (record, raw line) pairs; the raw line is None when it is not the record itself
+    (an envelope, a foreign format, MessagePack). The store hashes and keeps the raw line when it has one."""
     path = Path(path)
     report = report if report is not None else ReadReport()
     frep = FileReport(str(path), end_offset=start_offset)
@@ -457,6 +508,8 @@ def read_file(
         kind = file_kind(path)
         if start_offset and not path.name.endswith(GZ):
             fh.seek(start_offset)
+        elif start_offset:
+            fh = _Skipped(fh, start_offset)  # a rotated copy of content already read: skip, do not parse
         if kind == "msgpack":
             yield from _read_msgpack(fh, frep, report, cls)
         else:
@@ -472,7 +525,7 @@ def read_file(
     yield from _convert_foreign(cls, frep, report)
 
 
-def _convert_foreign(cls: _Classifier, frep: FileReport, report: ReadReport) -> Iterator[dict[str, Any]]:
+def _convert_foreign(cls: _Classifier, frep: FileReport, report: ReadReport) -> Iterator[Pair]:
     base = os.path.basename(frep.path)
     for imp, items in cls.foreign.values():
         frep.format = imp.name
@@ -499,6 +552,7 @@ def read_paths(
     """Stream the records of every trace file under `paths` (directories recursively)."""
     report = report if report is not None else ReadReport()
     for path in expand_paths(paths, report):
-        yield from read_file(path, report, format=format)
+        for rec, _ in read_file_pairs(path, report, format=format):
+            yield rec
         if on_file is not None:
             on_file(report.files[-1])

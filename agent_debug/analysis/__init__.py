@@ -1,0 +1,1 @@
+"""Analysis over traces: trees, critical paths, hotspots, buckets, clusters, sessions."""

@@ -1,0 +1,103 @@
+"""Where analyses get traces from: the store, or files read directly (`--from PATH`, nothing to set up)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+from agent_debug.analysis.spans import TraceSpans, TraceSummary, summarize
+from agent_debug.errors import TraceNotFound
+from agent_debug.formats.reader import ReadReport, read_paths
+from agent_debug.store import query
+from agent_debug.store.db import connect
+from agent_debug.store.query import TraceFilter
+
+
+class Source(Protocol):
+    notices: list[str]
+
+    def list(self, flt: TraceFilter | None = None) -> list[TraceSummary]: ...
+
+    def resolve(self, prefix: str) -> str: ...
+
+    def load(self, trace_id: str, *, records: bool = False) -> TraceSpans: ...
+
+    def summary(self, trace_id: str) -> TraceSummary: ...
+
+
+class StoreSource:
+    """Traces from the SQLite store."""
+
+    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        self.db: sqlite3.Connection = connect(db_path, create=False)
+        self.notices: list[str] = []
+
+    def list(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
+        return query.list_traces(self.db, flt)
+
+    def resolve(self, prefix: str) -> str:
+        return query.resolve_trace(self.db, prefix)
+
+    def load(self, trace_id: str, *, records: bool = False) -> TraceSpans:
+        return query.load_trace(self.db, trace_id, records=records)
+
+    def summary(self, trace_id: str) -> TraceSummary:
+        return query.summary(self.db, trace_id)
+
+
+class FileSource:
+    """Traces read straight from files and directories, held in memory."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], format: str | None = None) -> None:
+        report = ReadReport()
+        self.traces: dict[str, TraceSpans] = {}
+        for rec in read_paths(paths, report, format=format):
+            ts = self.traces.get(rec["trace_id"])
+            if ts is None:
+                ts = self.traces[rec["trace_id"]] = TraceSpans(rec["trace_id"], records=[])
+            ts.add(rec)
+        self.report = report
+        self.notices = report.notices + [
+            f"{n} records rejected ({', '.join(f'{k}: {v}' for k, v in report.reject_reasons.items())})"
+            for n in [report.rejected] if n
+        ]
+        self._summaries = {tid: summarize(ts) for tid, ts in self.traces.items()}
+
+    def list(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
+        flt = flt or TraceFilter()
+        out = [s for s in self._summaries.values() if flt.matches(s)]
+        if flt.slowest:
+            out = sorted(out, key=lambda s: -s.duration_ns)[: flt.slowest]
+        else:
+            out.sort(key=lambda s: s.start_ns)
+        return out[: flt.limit] if flt.limit else out
+
+    def resolve(self, prefix: str) -> str:
+        if prefix in self.traces:
+            return prefix
+        return query.pick(prefix, sorted(t for t in self.traces if t.startswith(prefix))[:6])
+
+    def load(self, trace_id: str, *, records: bool = False) -> TraceSpans:
+        try:
+            return self.traces[trace_id]
+        except KeyError:
+            raise TraceNotFound(f"no trace {trace_id!r}") from None
+
+    def summary(self, trace_id: str) -> TraceSummary:
+        return self._summaries[trace_id]
+
+
+def open_source(db_path: str | os.PathLike[str] | None, from_paths: list[Path] | None,
+                format: str | None = None) -> Source:
+    if from_paths:
+        return FileSource(from_paths, format=format)
+    return StoreSource(db_path if db_path is not None else query_default())
+
+
+def query_default() -> Path:
+    from agent_debug.store.db import default_path
+
+    return default_path()

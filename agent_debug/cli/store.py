@@ -1,0 +1,116 @@
+"""`agent-debug ingest` and `agent-debug traces`: fill the store, list the runs."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent_debug.cli.common import (
+    DbOption,
+    FormatOption,
+    FromOption,
+    JsonOption,
+    db_path,
+    print_json,
+    stderr_console,
+    stdout_console,
+)
+from agent_debug.cli.render import fmt_ns, parse_since, status_text
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Trace files or directories (recursively).")],
+    db: DbOption = None,
+    format: FormatOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Ingest trace files into the store (append-only, idempotent, incremental). Exit codes: 0 all kept,
+    1 some records rejected (everything readable kept), 2 usage error, 3 nothing could be read."""
+    from agent_debug.store.ingest import ingest as run_ingest
+
+    progress = None
+    bar = None
+    if not json and sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("ingest"), BarColumn(), TextColumn("{task.fields[records]} records"),
+                       TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn(), console=stderr_console(),
+                       transient=True)
+        task = bar.add_task("ingest", total=None, records=0, rate=0)
+        bar.start()
+
+        def progress(seen: int, kept: int) -> None:
+            elapsed = bar.tasks[0].elapsed or 1e-9
+            bar.update(task, records=seen, rate=int(seen / elapsed))
+
+    try:
+        result = run_ingest(paths, db_path(db), format=format, progress=progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if json:
+        print_json(result.as_dict())
+    else:
+        err = stderr_console()
+        for note in result.notices:
+            err.print(f"[yellow]warning:[/] {note}", highlight=False, markup=True)
+        out = stdout_console()
+        out.print(f"ingested into {result.db}: {result.files} files ({result.files_skipped} unchanged), "
+                  f"{result.records} records kept, {result.duplicates} duplicates, {result.rejected} rejected, "
+                  f"{result.conflicts} conflicts, {result.traces} traces, {result.seconds:.2f}s", highlight=False)
+        for reason, n in sorted(result.rejects_by_reason.items(), key=lambda kv: -kv[1]):
+            out.print(f"  rejected {n}: {reason}", highlight=False)
+        if result.rejects_file:
+            out.print(f"  rejects kept verbatim in {result.rejects_file}", highlight=False)
+        for c in result.conflict_list[:10]:
+            out.print(f"  conflict: trace {c['trace_id']} span {c['span_id']} seen with different content",
+                      highlight=False)
+    if result.nothing_readable:
+        sys.stderr.write("Error: nothing could be read from " + ", ".join(map(str, paths)) + "\n")
+        raise typer.Exit(3)
+    if result.rejected:
+        raise typer.Exit(1)
+
+
+def traces(
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed runs.")] = False,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="Only runs this agent took part in.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only runs started since: 2h, 7d, or ISO time.")] = None,
+    slowest: Annotated[int | None, typer.Option("--slowest", min=1, help="The N slowest runs.")] = None,
+    db: DbOption = None,
+    from_: FromOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List runs with status, duration, span count, agents, tokens and cost."""
+    from agent_debug.analysis.source import open_source
+    from agent_debug.store.query import TraceFilter
+
+    src = open_source(db_path(db), from_)
+    flt = TraceFilter(failed=failed, workflow=workflow, agent=agent,
+                      since_ns=parse_since(since) if since else None, slowest=slowest)
+    rows = src.list(flt)
+    if json:
+        print_json({"traces": [r.as_dict() for r in rows], "count": len(rows)})
+        return
+    from rich.table import Table
+
+    for note in src.notices:
+        stderr_console().print(f"warning: {note}", highlight=False, markup=False)
+    table = Table("trace", "workflow", "status", "started", "duration", "spans", "agents", "tokens", "cost",
+                  title=f"{len(rows)} runs")
+    for r in rows:
+        started = datetime.fromtimestamp(r.start_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S") if r.start_ns else "-"
+        table.add_row(r.trace_id[:12], r.workflow or "-", status_text(r.status), started, fmt_ns(r.duration_ns),
+                      str(r.span_count), ",".join(r.agents)[:40], str(r.prompt_tokens + r.completion_tokens),
+                      f"${r.cost_usd:.4f}" if r.cost_usd else "-")
+    stdout_console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+    app.command("traces")(traces)
