@@ -22,8 +22,9 @@ are reported (the script still exits 0). The last line is always
 
     emit_us agent-debug=X otel=Y loguru=Z
 
-Run:  .venv/bin/python scripts/bench_emit.py [--spans N] [--loguru-spans N] [--quick] [--breakdown]
-(`--breakdown` also prints a per-step micro-benchmark of agent-debug's hot path.)
+Run:  .venv/bin/python scripts/bench_emit.py [--spans N] [--loguru-spans N] [--quick] [--breakdown] [--settle]
+(`--breakdown` also prints a per-step micro-benchmark of agent-debug's hot path; `--settle` flushes
+agent-debug's writer before every chunk, so no contender is timed against the writer thread's backlog.)
 """
 
 from __future__ import annotations
@@ -315,7 +316,6 @@ def rotation_stress(spans: int, rotation: str, min_rotations: int, time_cap_s: f
         elapsed = time.monotonic() - t_start
         rotated_live = _rotated(tmp, live)
         stats = ad.shutdown(120)
-        size = sum(p.stat().st_size for p in tmp.iterdir() if p.is_file())
     finally:
         ad.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -325,7 +325,6 @@ def rotation_stress(spans: int, rotation: str, min_rotations: int, time_cap_s: f
         "seconds": elapsed,
         "waited": waited,
         "rotated": rotated_live,
-        "bytes_on_disk": size,
         "summary": summary(samples),
         "slowest_us": [x / 1000.0 for x in s[-5:]][::-1],
         "over_1ms": sum(1 for x in samples if x > 1_000_000),

@@ -27,6 +27,7 @@ FLAGS = {
     "serialized": "the orchestrator waits for research before starting the patch (latency stacking)",
     "slow_tests": "the test suite takes much longer than usual",
     "leaky_env": "the test runner prints credentials from the environment",
+    "flaky_index": "the retriever's index is rebuilding: about 3 runs in 10 get nothing back (by seed)",
 }
 
 CORPUS: dict[str, list[str]] = {
@@ -137,7 +138,8 @@ class FakeTools:
         await self.world.latency(12, "retriever")
         query = str(args.get("query", "")).lower()
         docs: list[str] = []
-        if "index_gap" not in self.world.flags:
+        rebuilding = "flaky_index" in self.world.flags and self.world.rng("index").random() < 0.3
+        if "index_gap" not in self.world.flags and not rebuilding:
             for topic, refs in CORPUS.items():
                 if topic in query:
                     docs.extend(refs)

@@ -49,14 +49,15 @@ VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
     ("url_credentials", r"(?<=://)[^/\s:@]{1,64}:[^/\s@]{1,128}(?=@)"),
 )
 
-# Cheap byte-level triggers: a record none of these match cannot hold a default secret.
-_DETECT_BYTES = (
-    rb"-----BEGIN|sk-ant-|(?<![A-Za-z0-9])sk-|[sr]k_(?:live|test)_|AIza|\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}"
-    rb"|(?i:aws_?secret)|\bgh[pousr]_|github_pat_|glpat-|xox[abposr]-|(?i:bearer)\s|eyJ[A-Za-z0-9_\-]{8,}\."
-    rb"|://[^/\s:@\"]{1,64}:[^/\s@\"]{1,128}@"
-    rb'|"[^"\\]{0,80}(?i:password|passwd|passphrase|secret|api_?key|api-key|authorization|credential|cookie'
-    rb'|private_?key|access_?key|session_?key)[^"\\]{0,80}"\s*:'
-    rb'|"(?i:[^"\\]{0,80}[._\-])?(?i:token)"\s*:'
+# Literal triggers, checked with `in` on the lowercased bytes (C substring search, no regex): only a record
+# containing one of these is parsed and walked. A false positive costs that walk; a secret without one of these
+# substrings cannot match a default key name or value pattern.
+_TRIGGERS: tuple[bytes, ...] = (
+    b"-----begin", b"sk-", b"sk_live", b"sk_test", b"rk_live", b"rk_test", b"aiza", b"akia", b"asia", b"agpa",
+    b"aida", b"aroa", b"anpa", b"aws_secret", b"awssecret", b"aws-secret", b"ghp_", b"gho_", b"ghu_", b"ghs_",
+    b"ghr_", b"github_pat_", b"glpat-", b"xox", b"bearer", b"eyj", b"://",
+    b"password", b"passwd", b"passphrase", b"secret", b"api_key", b"apikey", b"api-key", b"authorization",
+    b"credential", b"cookie", b"private", b"access_key", b"accesskey", b"session_key", b"sessionkey", b'token"',
 )
 
 NEVER_WALKED = frozenset({"trace_id", "span_id", "parent_id", "timestamp", "duration_ns", "event_type"})
@@ -101,23 +102,25 @@ class Redactor:
         self.allow_keys = frozenset(allow_keys)
         patterns = list(VALUE_PATTERNS) + [(f"custom{i}", p) for i, p in enumerate(extra_patterns)]
         self.patterns = [(kind, re.compile(p)) for kind, p in patterns]
-        detect = _DETECT_BYTES
-        for p in extra_patterns:
-            detect += b"|" + p.encode()
-        for k in self.extra_keys:
-            detect += b"|(?i:" + re.escape(k).encode() + b")"
-        self._detect = re.compile(detect)
+        self._triggers = _TRIGGERS + tuple(k.encode() for k in self.extra_keys)
+        self._extra = re.compile(b"|".join(p.encode() for p in extra_patterns)) if extra_patterns else None
         self.max_string_chars = max_string_chars
         self.max_payload_bytes = max_payload_bytes
         self.max_record_bytes = max_record_bytes
 
     def needs_work(self, data: bytes) -> bool:
-        return len(data) > self.max_record_bytes or self._detect.search(data) is not None
+        """Could this record hold a secret (or is it too large)? Cheap: substring checks first."""
+        if len(data) > self.max_record_bytes:
+            return True
+        if self._extra is not None and self._extra.search(data):
+            return True
+        if not self.enabled:
+            return False
+        low = data.lower()
+        return any(t in low for t in self._triggers)
 
     def process(self, data: bytes) -> bytes:
         """Redact and truncate one serialized record. Returns the bytes to write."""
-        if not self.enabled and len(data) <= self.max_record_bytes:
-            return data
         if not self.needs_work(data):
             return data
         rec = orjson.loads(data)

@@ -54,8 +54,11 @@ def _flatten(prefix: str, value: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 class Span:
-    """One step of a run. Use through `span(...)`, `run(...)` or the helpers; all methods are safe to call
-    after the span ended (they are then ignored)."""
+    """One step of a run: a context manager (`with` / `async with`) and a decorator (sync and async).
+
+    Created by `span(...)`, `run(...)` or the helpers. The caller's cost is kept to a few microseconds: the
+    record is built and serialized once, at exit, and handed to the writer's buffer. All methods are safe to
+    call after the span ended (they are then ignored)."""
 
     __slots__ = (
         "trace_id",
@@ -75,40 +78,92 @@ class Span:
         "_token",
         "_ended",
         "duration_ns",
+        "_retry",
     )
 
     def __init__(
         self,
         name: str,
-        agent: str,
-        event_type: str,
-        parent: Span | None,
-        run: Run | None,
+        agent: str | None = None,
+        event_type: str = "AGENT",
         attributes: dict[str, Any] | None = None,
+        retry_of: Span | str | None = None,
     ) -> None:
         self.name = name
         self.agent_name = agent
         self.event_type = event_type
-        self.span_id = new_span_id()
-        if parent is not None:
-            self.trace_id = parent.trace_id
-            self.parent_id: str | None = parent.span_id
-        else:
-            self.trace_id = new_trace_id()
-            self.parent_id = None
-        self.run = run
-        self.attributes: dict[str, Any] = {}
         if attributes:
-            self.set_attributes(attributes)
+            self.attributes: dict[str, Any] = dict(attributes)
+            if dict in map(type, attributes.values()):
+                self.attributes = {}
+                self.set_attributes(attributes)
+        else:
+            self.attributes = {}
         self.payload: dict[str, Any] | None = None
         self.status = "ok"
         self.error: dict[str, str] | None = None
         self.token_cost: dict[str, Any] | None = None
+        self.run: Run | None = None
         self._token: contextvars.Token[Span | None] | None = None
         self._ended = False
+        self._retry = retry_of
         self.duration_ns = 0
+        self.trace_id = self.span_id = ""
+        self.parent_id: str | None = None
+        self.timestamp = 0.0
+        self._t0 = 0
+
+    def _start(self, parent: Span | None, run: Run | None = None) -> Span:
+        self.span_id = "%016x" % _rng.getrandbits(64)
+        if parent is not None:
+            self.trace_id = parent.trace_id
+            self.parent_id = parent.span_id
+            self.run = run or parent.run
+            if self.agent_name is None:
+                self.agent_name = parent.agent_name
+        else:
+            self.trace_id = new_trace_id()
+            self.run = run
+            if self.agent_name is None:
+                self.agent_name = self.name
+        if self._retry is not None:
+            self.retry_of(self._retry)
         self.timestamp = time.time()
         self._t0 = time.perf_counter_ns()
+        return self
+
+    def __enter__(self) -> Span:
+        self._start(_CURRENT.get())
+        self._token = _CURRENT.set(self)
+        return self
+
+    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        self._exit(exc)
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        self._exit(exc)
+
+    def __call__(self, fn: F) -> F:
+        """Use as a decorator: every call of `fn` runs in a new span configured like this one."""
+        name, agent, et, attrs = self.name, self.agent_name, self.event_type, self.attributes or None
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                async with Span(name, agent, et, attrs):
+                    return await fn(*args, **kwargs)
+
+            return awrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with Span(name, agent, et, attrs):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
 
     # -- what the agent calls ---------------------------------------------------------------------------------
 
@@ -191,10 +246,6 @@ class Span:
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
-    def _enter(self) -> Span:
-        self._token = _CURRENT.set(self)
-        return self
-
     def _exit(self, exc: BaseException | None) -> None:
         if self._token is not None:
             try:
@@ -248,16 +299,24 @@ class Span:
             if run is not None:
                 run.errors += 1
         rec = self._record()
-        if run is not None and run.root is self:
+        root = run is not None and run.root is self
+        if root:
+            assert run is not None
             flags |= F_ROOT
             run.finish_record(rec)
             if run.keep_whole():
                 flags |= F_KEEP
-        elif run is not None:
-            run.spans += 1
-        runtime.emit(self.trace_id, flags, orjson.dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS))
-        if run is not None and run.root is self:
+        try:
+            data = _dumps(rec, default=str)
+        except TypeError:  # non-string keys somewhere: rare, so not paid for on every span
+            data = _dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS)
+        runtime.emit(self.trace_id, flags, data)
+        if root:
+            assert run is not None
             run.on_finished(rec)
+
+
+_dumps = orjson.dumps
 
 
 class Run:
@@ -286,7 +345,7 @@ class Run:
         self.input = input
         self.entrypoint: str | None = None
         self.outcome: bool | None = None
-        self.root = Span(workflow, agent, "AGENT", None, self, attributes)
+        self.root = Span(workflow, agent, "AGENT", attributes)._start(None, self)
         if trace_id:
             self.root.trace_id = trace_id
         self.root.attributes["run.started_at"] = self.started_at
@@ -354,65 +413,6 @@ class Run:
         runtime.run_finished(self, rec)
 
 
-class _SpanContext:
-    """What `span(...)` returns: a context manager (sync and async) and a decorator (sync and async)."""
-
-    __slots__ = ("_name", "_agent", "_event_type", "_attributes", "_span", "_retry_of")
-
-    def __init__(
-        self,
-        name: str,
-        agent: str | None,
-        event_type: str,
-        attributes: dict[str, Any] | None,
-        retry_of: Span | str | None = None,
-    ) -> None:
-        self._name = name
-        self._agent = agent
-        self._event_type = event_type
-        self._attributes = attributes
-        self._retry_of = retry_of
-        self._span: Span | None = None
-
-    def _start(self) -> Span:
-        parent = _CURRENT.get()
-        agent = self._agent or (parent.agent_name if parent is not None else self._name)
-        span = Span(self._name, agent, self._event_type, parent, parent.run if parent else None, self._attributes)
-        if self._retry_of is not None:
-            span.retry_of(self._retry_of)
-        return span._enter()
-
-    def __enter__(self) -> Span:
-        self._span = self._start()
-        return self._span
-
-    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
-        if self._span is not None:
-            self._span._exit(exc)
-
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(et, exc, tb)
-
-    def __call__(self, fn: F) -> F:
-        name, agent, et, attrs = self._name, self._agent, self._event_type, self._attributes
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                async with _SpanContext(name, agent, et, attrs):
-                    return await fn(*args, **kwargs)
-
-            return awrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with _SpanContext(name, agent, et, attrs):
-                return fn(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
 
 
 def span(
@@ -422,10 +422,10 @@ def span(
     event_type: str = "AGENT",
     attributes: dict[str, Any] | None = None,
     retry_of: Span | str | None = None,
-) -> _SpanContext:
+) -> Span:
     """A child of the current span (or a new trace's root when there is none). The agent defaults to the
     parent's. Context manager (`with` / `async with`) or decorator (sync or async)."""
-    return _SpanContext(name, agent, event_type, attributes, retry_of)
+    return Span(name, agent, event_type, attributes, retry_of)
 
 
 class _RunContext:
@@ -437,7 +437,8 @@ class _RunContext:
 
     def __enter__(self) -> Run:
         self._run = Run(**self._args)
-        self._run.root._enter()
+        root = self._run.root
+        root._token = _CURRENT.set(root)
         return self._run
 
     def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
@@ -517,35 +518,36 @@ def send(recipient: str, content: Any = None, *, agent: str | None = None) -> Me
     return Message(s.trace_id, s.span_id, s.agent_name, recipient, content)
 
 
-class _ReceiveContext(_SpanContext):
+class _Receive(Span):
+    """A RECEIVE span whose causal parent is the message's SEND span (which crosses agents)."""
+
     __slots__ = ("_message",)
 
     def __init__(self, message: Message, agent: str | None) -> None:
-        super().__init__(f"receive:{message.sender}", agent or message.recipient, "RECEIVE", None)
+        super().__init__(f"receive:{message.sender}", agent or message.recipient, "RECEIVE",
+                         {"message.from": message.sender})
         self._message = message
 
-    def _start(self) -> Span:
+    def __enter__(self) -> Span:
         parent = _CURRENT.get()
-        m = self._message
-        span = Span(self._name, self._agent or m.recipient, "RECEIVE", parent, parent.run if parent else None)
-        # the causal parent is the SEND span, which crosses agents
-        span.trace_id = m.trace_id
-        span.parent_id = m.span_id
-        span.attributes["message.from"] = m.sender
-        return span._enter()
+        self._start(parent)
+        self.trace_id = self._message.trace_id
+        self.parent_id = self._message.span_id
+        self._token = _CURRENT.set(self)
+        return self
 
 
-def receive(message: Message, *, agent: str | None = None) -> _SpanContext:
+def receive(message: Message, *, agent: str | None = None) -> Span:
     """A RECEIVE span whose causal parent is the message's SEND span; work done inside nests under it."""
-    return _ReceiveContext(message, agent)
+    return _Receive(message, agent)
 
 
-def llm_span(model: str, *, agent: str | None = None, name: str | None = None, budget: int | None = None) -> _SpanContext:
+def llm_span(model: str, *, agent: str | None = None, name: str | None = None, budget: int | None = None) -> Span:
     attrs: dict[str, Any] = {"gen_ai.request.model": model, "route.model": model}
     if budget is not None:
         attrs["token.budget"] = budget
     return span(name or f"llm:{model}", agent=agent, event_type="LLM_CALL", attributes=attrs)
 
 
-def tool_span(tool: str, *, agent: str | None = None, name: str | None = None) -> _SpanContext:
+def tool_span(tool: str, *, agent: str | None = None, name: str | None = None) -> Span:
     return span(name or f"tool:{tool}", agent=agent, event_type="TOOL_CALL", attributes={"tool.name": tool})
