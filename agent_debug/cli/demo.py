@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
+from typing import Any
+
 from agent_debug.cli.common import JsonOption, print_json, stdout_console
+from agent_debug.cli.render import fmt_ns
 
 
 def demo(
@@ -21,10 +24,15 @@ def demo(
     from agent_debug.demo.runner import run_demo
 
     result = run_demo(dir, runs, seed=seed)
+    store = Path(result.directory) / "store.db"
+    from agent_debug.store.ingest import ingest
+
+    ingested = ingest([result.trace_dir], store)
     if json:
         print_json({"directory": result.directory, "traces": result.trace_dir, "labels": result.labels_path,
                     "runs": len(result.runs), "failed": result.failed, "files": result.files,
-                    "sdk": result.sdk_stats})
+                    "sdk": result.sdk_stats, "store": str(store), "ingest": ingested.as_dict(),
+                    "packets": sorted(str(p) for p in Path(result.packet_dir).rglob("*.json"))})
         return
     from rich.table import Table
 
@@ -44,6 +52,66 @@ def demo(
     st = result.sdk_stats
     out.print(f"  sdk: {st.get('written', 0)} records written, {st.get('dropped', 0)} dropped, "
               f"{st.get('redacted', 0)} redacted, {st.get('files_compressed', 0)} files rotated+compressed")
+    _tour(out, result, store, ingested)
+
+
+def _tour(out: Any, result: Any, store: Path, ingested: Any) -> None:
+    """What an engineer on call does next: ingest, look at the slowest failure, bucket the batch, replay."""
+    from agent_debug.analysis.buckets import bucket_runs, load_rules
+    from agent_debug.analysis.critical import analyze
+    from agent_debug.analysis.source import StoreSource
+    from agent_debug.analysis.tree import build_tree
+    from agent_debug.analysis.treeview import build_view
+    from agent_debug.cli.analysis import _render_tree
+    from agent_debug.cli.diagnose import render_buckets
+    from agent_debug.store.query import TraceFilter
+
+    out.rule("1. ingest")
+    out.print(f"agent-debug ingest {result.trace_dir} --db {store}: {ingested.records} records, "
+              f"{ingested.traces} traces, {ingested.rejected} rejected, {ingested.seconds:.2f}s", highlight=False)
+    src = StoreSource(store)
+    slowest = src.list(TraceFilter(failed=True, slowest=1))
+    if slowest:
+        tid = slowest[0].trace_id
+        out.rule(f"2. agent-debug tree {tid[:8]} (the slowest failed run)")
+        ts = src.load(tid, records=True)
+        tree = build_tree(ts)
+        cp = analyze(ts, tree)
+        _render_tree(build_view(tree, set(cp.critical_ns)), ts, cp)
+        if cp.bottleneck:
+            b = cp.bottleneck
+            out.print(f"bottleneck: {b['agent_name']} {b['name']} ({fmt_ns(b['critical_ns'])} of "
+                      f"{fmt_ns(cp.duration_ns)} on the critical path)", highlight=False)
+    out.rule("3. agent-debug bucket")
+    render_buckets(bucket_runs(src, TraceFilter(), load_rules()), runs_shown=0)
+    packets = sorted(Path(result.packet_dir).rglob("*.json"))
+    if packets:
+        from agent_debug.cli.replay import _render
+        from agent_debug.replay.engine import replay_packet
+        from agent_debug.replay.packet import load_packet
+
+        target = next((p for p in packets if (load_packet(p).get("failure") or {}).get("bucket")
+                       == "retrieval_miss"), packets[0])
+        out.rule(f"4. agent-debug replay {target}")
+        _render(replay_packet(target), counterfactual=False, brief=False)
+        pk = load_packet(target)
+        if (pk.get("failure") or {}).get("bucket") == "retrieval_miss":
+            import orjson
+
+            from agent_debug.demo.world import CORPUS
+
+            query = str((pk.get("input") or {}).get("query", ""))
+            refs = [d for topic, ds in CORPUS.items() if topic in query for d in ds] or CORPUS["backfill"]
+            docs = orjson.dumps({"exit_code": 0, "documents": refs, "output": refs}).decode()
+            inject = f"researcher:retrieve#0={docs}"
+            out.rule("5. counterfactual: give the empty retrieval real documents")
+            out.print(f"agent-debug replay {target} --inject '{inject}' --fallback live", highlight=False,
+                      markup=False)
+            _render(replay_packet(target, mode="lenient", fallback="live", inject=[inject]), counterfactual=True,
+                    brief=False)
+    out.rule("next")
+    out.print(f"agent-debug traces --db {store}    agent-debug why <trace> --db {store}    "
+              f"agent-debug replay {result.packet_dir} --check", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

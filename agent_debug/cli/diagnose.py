@@ -54,7 +54,7 @@ def render_buckets(report: Any, *, runs_shown: int = 20) -> None:
             seen = datetime.fromtimestamp(cl["last_seen_ns"] / 1e9, UTC).strftime("%m-%d %H:%M:%S")
             c.add_row(str(n), str(cl["count"]), cl["label"], cl["representative"][:12], seen)
         out.print(c)
-    if report.runs:
+    if report.runs and runs_shown:
         r = Table("run", "bucket", "root cause", "evidence", title="runs")
         for d in report.runs[:runs_shown]:
             rc = d.root_cause

@@ -156,7 +156,8 @@ class FakeTools:
         if "tool_broken" in self.world.flags:
             return {
                 "exit_code": 2,
-                "output": "ERROR: 401 Unauthorized fetching test fixtures from artifact store",
+                "output": "ERROR: 401 Unauthorized fetching test fixtures from artifact store "
+                          "(sent Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ)",
                 "timeout_class": "none",
             }
         if "flaky_test" in self.world.flags and attempt == 0:

@@ -131,6 +131,10 @@ def configure(
             on_error=_log_internal,
         )
         _config = cfg
+    if cfg.packets:
+        from agent_debug.replay.autopacket import on_run_finished
+
+        add_run_listener(on_run_finished)
     return cfg
 
 
@@ -154,27 +158,36 @@ def writer() -> Writer | None:
 
 
 _collectors: list[list[bytes]] = []
+_silent = 0
 
 
 class collect:
-    """Context manager: also keep every record emitted meanwhile, in memory (replay reads the run it re-ran
-    from here). Inside it, an unconfigured SDK stays silent."""
+    """Context manager: also keep every record emitted meanwhile, in memory (replay and multi-run evaluation
+    read the runs they re-ran from here). `silent=True` keeps those records off disk. Inside it, an
+    unconfigured SDK does not warn."""
 
-    def __init__(self) -> None:
+    def __init__(self, silent: bool = False) -> None:
         self.records: list[bytes] = []
+        self.silent = silent
 
     def __enter__(self) -> list[bytes]:
+        global _silent
         _collectors.append(self.records)
+        _silent += self.silent
         return self.records
 
     def __exit__(self, *exc: object) -> None:
+        global _silent
         _collectors.remove(self.records)
+        _silent -= self.silent
 
 
 def emit(trace_id: str, flags: int, data: bytes) -> None:
     if _collectors:
         for c in _collectors:
             c.append(data)
+        if _silent:
+            return
     w = _writer
     if w is None:
         if _collectors:
@@ -204,6 +217,10 @@ def flush(timeout: float = 10.0) -> bool:
 def shutdown(timeout: float = 10.0) -> dict[str, Any]:
     """Flush and close the writer (also registered at exit). Returns the final counters."""
     global _writer
+    if _config is not None and _config.packets:
+        from agent_debug.replay.autopacket import wait
+
+        wait(timeout)
     with _lock:
         w = _writer
         _writer = None
@@ -238,6 +255,13 @@ def internal_error(exc: BaseException) -> None:
     _log_internal(exc)
     if _should_raise():
         raise exc
+
+
+def internal_error_quiet(exc: BaseException) -> None:
+    """An SDK fault on a background thread: counted and logged, never raised (there is no caller to raise to)."""
+    global _internal_errors
+    _internal_errors += 1
+    _log_internal(exc)
 
 
 def _log_internal(exc: BaseException) -> None:

@@ -311,6 +311,8 @@ class Span:
         except TypeError:  # non-string keys somewhere: rare, so not paid for on every span
             data = _dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS)
         runtime.emit(self.trace_id, flags, data)
+        if run is not None and run.records is not None:
+            run.records.append(data)
         if root:
             assert run is not None
             run.on_finished(rec)
@@ -342,6 +344,8 @@ class Run:
         self.tokens = 0
         self.hops = 0
         self.calls: list[dict[str, Any]] = []  # recorded model/tool calls, in order (for replay packets)
+        cfg = runtime.config()
+        self.records: list[bytes] | None = [] if cfg is not None and cfg.packets else None
         self.input = input
         self.entrypoint: str | None = None
         self.outcome: bool | None = None

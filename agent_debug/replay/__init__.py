@@ -1,0 +1,1 @@
+"""Replay packets, matchers, the replay engine, counterfactuals."""

@@ -1,0 +1,208 @@
+"""Replay packets: the compact, sanitized incident artifact of one failed or escalated run.
+
+A packet holds the spec's required keys (`packet_version`, `trace_id`, `workflow`, `selected_model`,
+`task_summary`, `retrieval_refs`, `tool_events`, `verifier`) and what replay needs: the run input, the
+entrypoint (`module:function`) when known, the routing context, the recorded model/tool calls in order, and a
+skeleton of the spans (no payloads) from which the failure bucket is re-derived. Packets are redacted like
+traces, large values are truncated with a hash, and they are written with file mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agent_debug.analysis.spans import TraceSpans, summarize
+from agent_debug.errors import PacketError
+from agent_debug.sdk.redact import Redactor
+
+PACKET_VERSION = 1
+REQUIRED_KEYS = ("packet_version", "trace_id", "workflow", "selected_model", "task_summary", "retrieval_refs",
+                 "tool_events", "verifier")
+MAX_STRING = 16384  # packet strings above this are truncated with a hash (replay then cannot match them)
+
+
+def _calls_from_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Intercepted calls (spans carrying `call.hop`), in hop order, with their request and response."""
+    calls = []
+    for rec in records:
+        attrs = rec.get("attributes") or {}
+        if "call.hop" not in attrs:
+            continue
+        payload = rec.get("payload") or {}
+        call: dict[str, Any] = {
+            "hop": attrs["call.hop"],
+            "kind": "llm" if rec["event_type"] == "LLM_CALL" else "tool",
+            "agent": rec["agent_name"],
+            "name": rec.get("name"),
+            "event_type": rec["event_type"],
+            "request_hash": attrs.get("call.request_hash"),
+            "request": payload.get("request"),
+            "span_id": rec["span_id"],
+        }
+        if "response" in payload:
+            call["response"] = payload["response"]
+        elif rec.get("status") == "error":
+            call["error"] = rec.get("error") or {"type": "Exception", "message": ""}
+        if attrs.get("payload.truncated"):
+            call["truncated"] = True
+        calls.append(call)
+    calls.sort(key=lambda c: c["hop"])
+    return calls
+
+
+def _skeleton(rec: dict[str, Any]) -> dict[str, Any]:
+    """A span without its payload (the calls hold requests and responses); the root keeps its output."""
+    out = {k: v for k, v in rec.items() if k != "payload"}
+    if rec.get("parent_id") is None and isinstance(rec.get("payload"), dict) and "output" in rec["payload"]:
+        out["payload"] = {"output": rec["payload"]["output"]}
+    return out
+
+
+def build_packet_from_records(records: Iterable[dict[str, Any]], calls: list[dict[str, Any]] | None = None,
+                              *, redactor: Redactor | None = None) -> dict[str, Any]:
+    """A packet from a run's records (and, from the SDK, its call log with full responses)."""
+    from agent_debug.analysis.buckets import diagnose, load_rules
+
+    records = list(records)
+    if not records:
+        raise PacketError("no records to make a packet from")
+    ts = TraceSpans.from_records(records[0]["trace_id"], records)
+    summary = summarize(ts)
+    root = next((r for r in records if r["span_id"] == summary.root_span_id), records[0])
+    root_attrs = root.get("attributes") or {}
+    payload = root.get("payload") or {}
+    calls = calls if calls is not None else _calls_from_records(records)
+    routing: dict[str, Any] = {}
+    retrieval_refs: list[str] = []
+    tool_events: list[dict[str, Any]] = []
+    verifier: dict[str, Any] = {"passed": None, "reason": None}
+    for rec in sorted(records, key=lambda r: r["timestamp"]):
+        a = rec.get("attributes") or {}
+        if rec["event_type"] == "ROUTING_DECISION" or "route.lane" in a:
+            routing = {k.split(".", 1)[1]: v for k, v in a.items() if k.startswith("route.")}
+            if "token.budget" in a:
+                routing["budget"] = a["token.budget"]
+        if isinstance(a.get("retrieval.refs"), list):
+            retrieval_refs.extend(str(x) for x in a["retrieval.refs"])
+        if "tool.exit_code" in a and rec["event_type"] != "RETRIEVAL":
+            tool_events.append({"tool": a.get("tool.name", rec.get("name")), "exit_code": a["tool.exit_code"]})
+        if "verifier.passed" in a:
+            verifier = {"passed": a["verifier.passed"], "reason": a.get("verifier.reason")}
+    diag = diagnose(ts, summary, load_rules())
+    packet: dict[str, Any] = {
+        "packet_version": PACKET_VERSION,
+        "trace_id": summary.trace_id,
+        "workflow": summary.workflow,
+        "selected_model": routing.get("lane") or routing.get("model") or root_attrs.get("route.model"),
+        "task_summary": root_attrs.get("task.summary") or _summary_of(payload.get("input")),
+        "retrieval_refs": retrieval_refs,
+        "tool_events": tool_events,
+        "verifier": verifier,
+        "run": {
+            "run_id": root.get("run_id"),
+            "actor": root.get("actor"),
+            "session_id": root.get("session_id"),
+            "started_at": root_attrs.get("run.started_at"),
+            "status": summary.status,
+            "outcome": {"passed": root_attrs.get("outcome.passed"), "reason": root_attrs.get("outcome.reason")},
+            "output": payload.get("output"),
+            "error": root.get("error"),
+        },
+        "entrypoint": root_attrs.get("run.entrypoint"),
+        "input": payload.get("input"),
+        "routing": routing,
+        "failure": None if diag is None else {
+            "bucket": diag.bucket, "root_cause": {k: v for k, v in diag.root_cause.items() if k != "attributes"},
+            "next_action": diag.next_action, "evidence": diag.evidence[:5],
+        },
+        "calls": calls,
+        "spans": [_skeleton(r) for r in records],
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    return sanitize(packet, redactor)
+
+
+def _summary_of(inp: Any) -> str | None:
+    if isinstance(inp, dict):
+        for key in ("task", "question", "query", "prompt"):
+            if isinstance(inp.get(key), str):
+                return inp[key][:200]
+    if isinstance(inp, str):
+        return inp[:200]
+    return None
+
+
+def sanitize(packet: dict[str, Any], redactor: Redactor | None = None) -> dict[str, Any]:
+    """Redact secrets like traces, then truncate very long strings with a hash; note what was done."""
+    red = redactor or Redactor()
+    packet, count = red.scrub_value(packet)
+    truncated = 0
+
+    def cut(v: Any) -> Any:
+        nonlocal truncated
+        if isinstance(v, str) and len(v) > MAX_STRING:
+            truncated += 1
+            digest = hashlib.sha256(v.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            return f"{v[:MAX_STRING]}...[truncated {len(v) - MAX_STRING} chars sha256:{digest}]"
+        if isinstance(v, dict):
+            return {k: cut(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [cut(x) for x in v]
+        return v
+
+    packet = cut(packet)
+    packet["sanitized"] = {"redactions": count, "truncated_strings": truncated}
+    return packet
+
+
+def build_packet(source: Any, trace_id: str) -> dict[str, Any]:
+    """A packet for one trace of a Source (store or files)."""
+    tid = source.resolve(trace_id)
+    ts = source.load(tid, records=True)
+    return build_packet_from_records(ts.records or [])
+
+
+def default_path(packet: dict[str, Any], directory: str | os.PathLike[str] = "packets") -> Path:
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    return Path(directory) / day / f"{packet['trace_id']}.json"
+
+
+def write_packet(packet: dict[str, Any], directory: str | os.PathLike[str] = "packets",
+                 path: str | os.PathLike[str] | None = None) -> Path:
+    """Write with mode 0600 (packets are incident artifacts). Default `directory/YYYY-MM-DD/<trace_id>.json`."""
+    target = Path(path) if path is not None else default_path(packet, directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = orjson.dumps(packet, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return target
+
+
+def load_packet(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        packet = orjson.loads(p.read_bytes())
+    except FileNotFoundError:
+        raise PacketError(f"no such packet: {p}") from None
+    except orjson.JSONDecodeError as exc:
+        raise PacketError(f"packet {p} is not valid JSON: {exc}") from None
+    if not isinstance(packet, dict):
+        raise PacketError(f"packet {p} is not a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in packet]
+    if missing:
+        raise PacketError(f"packet {p} lacks required keys: {', '.join(missing)}")
+    version = packet["packet_version"]
+    if not isinstance(version, int) or version > PACKET_VERSION:
+        raise PacketError(f"packet {p} has packet_version {version!r}; this agent-debug reads up to {PACKET_VERSION}")
+    return packet
