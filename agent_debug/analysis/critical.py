@@ -88,27 +88,27 @@ def critical_sections(tree: Tree, top: int) -> list[tuple[int, int, int]]:
             got = cache[i] = (kids, [min(end[c], hi) for c in kids])
         return got
 
-    # frames: (span, current point t); a span may be revisited after returning from a child
-    stack: list[tuple[int, int]] = [(top, end[top])]
+    # frames: (span, current point t, floor): a span may be revisited after returning from a child; `floor` is
+    # the latest start among its ancestors, so a child that starts before its parent is clipped there too
+    stack: list[tuple[int, int, int]] = [(top, end[top], start[top])]
     while stack:
-        i, t = stack.pop()
+        i, t, floor = stack.pop()
         kids, ends = sorted_children(i)
         k = bisect.bisect_right(ends, t) - 1  # the last child finishing at or before t
-        lo = start[i]
-        if k >= 0:
+        lo = max(start[i], floor)
+        if k >= 0 and ends[k] > lo:
             c = kids[k]
             c_end = ends[k]
             if c_end < t:
                 sections.append((i, c_end, t))
             # after the child, continue in this span before the child's start
             c_start = max(start[c], lo)
-            stack.append((i, c_start))
-            stack.append((c, c_end))
+            stack.append((i, c_start, floor))
+            stack.append((c, c_end, lo))
             # the continuation looks only at children before this one (by end), never this one again
             cache[i] = (kids[:k], ends[:k])
-        else:
-            if lo < t:
-                sections.append((i, lo, t))
+        elif lo < t:
+            sections.append((i, lo, t))
     return sections
 
 

@@ -1,0 +1,66 @@
+"""Real traces from other systems (../shared/data) go through the whole pipeline: ingest into the store with
+nothing rejected, then every trace renders as a tree and a critical path, from the store and from files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent_debug.analysis.critical import analyze
+from agent_debug.analysis.source import StoreSource
+from agent_debug.analysis.tree import build_tree
+from agent_debug.analysis.treeview import build_view, nested_json
+from conftest import SHARED_DATA, run_cli
+
+FOLDERS = ["otlp", "langfuse", "langsmith", "trail/traces", "who_and_when"]
+pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_ingest_then_tree_and_critical_path(folder: str, tmp_path: Path) -> None:
+    src_dir = SHARED_DATA / folder
+    if not src_dir.is_dir():
+        pytest.skip(f"{src_dir} missing")
+    db = tmp_path / "t.db"
+    r = run_cli("ingest", str(src_dir), "--db", str(db), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    assert res["rejected"] == 0 and res["records"] > 0 and res["conflicts"] == 0
+    src = StoreSource(db)
+    summaries = src.list()
+    assert len(summaries) == res["traces"]
+    spans_total = 0
+    for s in summaries:
+        ts = src.load(s.trace_id, records=True)
+        tree = build_tree(ts)
+        cp = analyze(ts, tree)
+        view = build_view(tree, set(cp.critical_ns))
+        doc = nested_json(tree, cp.critical_ns)
+        shown = _count(doc)
+        assert shown == len(ts) - len(tree.duplicates)  # every span is somewhere in the tree
+        assert view.rows and cp.duration_ns >= 0
+        if cp.path:
+            assert sum(seg.critical_ns for seg in cp.path) <= cp.duration_ns + len(cp.path)
+        spans_total += len(ts)
+    assert spans_total == res["records"]
+    # and one of them through the real commands, by prefix
+    tid = summaries[-1].trace_id
+    for cmd in ("tree", "critical-path"):
+        out = run_cli(cmd, tid[:12], "--db", str(db), "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["trace_id"] == tid
+    out = run_cli("tree", tid[:12], "--from", str(src_dir))
+    assert out.returncode == 0 and tid in out.stdout
+
+
+def _count(doc: dict) -> int:
+    n = 0
+    stack = list(doc["roots"]) + [c for m in doc["missing_parents"] for c in m["children"]]
+    stack += [c["subtree"] for c in doc["cycles"]]
+    while stack:
+        node = stack.pop()
+        n += 1
+        stack.extend(node["children"])
+    return n
