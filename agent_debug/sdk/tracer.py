@@ -107,11 +107,7 @@ class Span:
         self._token: contextvars.Token[Span | None] | None = None
         self._ended = False
         self._retry = retry_of
-        self.duration_ns = 0
-        self.trace_id = self.span_id = ""
-        self.parent_id: str | None = None
-        self.timestamp = 0.0
-        self._t0 = 0
+        # trace_id, span_id, parent_id, timestamp, _t0 are set when the span starts; duration_ns when it ends
 
     def _start(self, parent: Span | None, run: Run | None = None) -> Span:
         self.span_id = "%016x" % _rng.getrandbits(64)
@@ -123,6 +119,7 @@ class Span:
                 self.agent_name = parent.agent_name
         else:
             self.trace_id = new_trace_id()
+            self.parent_id = None
             self.run = run
             if self.agent_name is None:
                 self.agent_name = self.name
@@ -175,7 +172,7 @@ class Span:
                 data = _dumps(rec, default=str)
             except TypeError:
                 data = _dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS)
-            _emit(self.trace_id, 0, data)
+            runtime.emit(self.trace_id, 0, data)
             if run.records is not None:
                 run.records.append(data)
         except Exception as e:
@@ -363,10 +360,6 @@ _dumps = orjson.dumps
 _getrandbits = _rng.getrandbits
 _time = time.time
 _perf_ns = time.perf_counter_ns
-
-
-def _emit(trace_id: str, flags: int, data: bytes) -> None:
-    runtime.emit(trace_id, flags, data)
 
 
 class Run:
