@@ -38,7 +38,7 @@ from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.errors import UsageError
 
 CALL_TYPES = frozenset({"TOOL_CALL", "RETRIEVAL"})
-STEP_SKIP = frozenset({"LLM_CALL", "SEND", "RECEIVE", "ROUTING_DECISION", "ERROR"})
+STEP_SKIP = frozenset({"LLM_CALL", "SEND", "RECEIVE", "ROUTING_DECISION", "ERROR", "PLAN"})
 
 
 # -- rules ------------------------------------------------------------------------------------------------------
@@ -450,6 +450,11 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     root = ts.span_id.index(summary.root_span_id)
     suspects = find_suspects(ts, tree, rules, failed=True)
     strong = [s for s in suspects if s.strength == "strong"]
+    if summary.source_format == "transcript":  # chat logs have no attributes for the rules: blame a message
+        from agent_debug.analysis.blame import transcript_suspect
+
+        if (blamed := transcript_suspect(ts)) is not None:
+            suspects, strong = [blamed, *suspects], [blamed]
     visible = _visible_failure(ts, tree, root)
     if strong:
         cause = _routing_cause(ts, suspects, strong[0])
