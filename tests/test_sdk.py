@@ -259,3 +259,19 @@ def test_configure_rejects_bad_options(tmp_path: Path) -> None:
         ad.configure(tmp_path, format="xml")
     with pytest.raises(ValueError, match="sample_rate"):
         ad.configure(tmp_path, sample_rate=2)
+
+
+def test_escalated_runs_are_kept_and_get_a_packet(tmp_path: Path) -> None:
+    ad.configure(tmp_path / "logs", sample_rate=0.0, flush_interval=0.02, packets=True, packet_dir=tmp_path / "pk")
+    with ad.run("wf", input={"task": "x"}) as run:
+        with ad.span("s"):
+            pass
+        run.escalate("needs a human")
+        run.set_outcome(passed=True)
+    with ad.run("wf") as healthy:
+        pass
+    records = _read(tmp_path / "logs")
+    assert {r["trace_id"] for r in records} == {run.trace_id}
+    assert healthy.trace_id != run.trace_id
+    packets = list((tmp_path / "pk").rglob("*.json"))
+    assert [p.stem for p in packets] == [run.trace_id]

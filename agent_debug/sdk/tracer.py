@@ -429,6 +429,14 @@ class Run:
         self.root.set_attribute(key, value)
         return self
 
+    def escalate(self, reason: str = "") -> Run:
+        """Mark the run escalated (handed to a human or a stronger lane): it is kept whole by sampling and gets a
+        replay packet like a failed run."""
+        self.root.attributes["run.escalated"] = True
+        if reason:
+            self.root.attributes["run.escalation_reason"] = reason
+        return self
+
     def set_entrypoint(self, entrypoint: str | Callable[..., Any]) -> None:
         """`module:function` that re-runs this workflow from its input (used by replay)."""
         if callable(entrypoint):
@@ -452,7 +460,7 @@ class Run:
     def keep_whole(self) -> bool:
         cfg = runtime.config()
         slow = cfg is not None and self.root.duration_ns > cfg.slow_threshold_s * 1e9
-        return self.failed() or self.errors > 0 or slow
+        return self.failed() or self.errors > 0 or slow or bool(self.root.attributes.get("run.escalated"))
 
     def on_finished(self, rec: dict[str, Any]) -> None:
         runtime.run_finished(self, rec)
