@@ -275,3 +275,14 @@ def test_escalated_runs_are_kept_and_get_a_packet(tmp_path: Path) -> None:
     assert healthy.trace_id != run.trace_id
     packets = list((tmp_path / "pk").rglob("*.json"))
     assert [p.stem for p in packets] == [run.trace_id]
+
+
+def test_nested_attribute_dicts_are_flattened(sdk: Path) -> None:
+    with ad.run("wf"):
+        with ad.span("a", attributes={"tool": {"name": "rg", "args": {"n": 1}}, "plain": "{not nested}"}):
+            pass
+        with ad.span("b") as s:
+            s.set_attribute("route", {"lane": "cheap"})
+    recs = _by_name(_read(sdk))
+    assert recs["a"]["attributes"] == {"tool.name": "rg", "tool.args.n": 1, "plain": "{not nested}"}
+    assert recs["b"]["attributes"] == {"route.lane": "cheap"}

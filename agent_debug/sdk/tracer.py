@@ -92,13 +92,8 @@ class Span:
         self.name = name
         self.agent_name = agent
         self.event_type = event_type
-        if attributes:
-            self.attributes: dict[str, Any] = dict(attributes)
-            if dict in map(type, attributes.values()):
-                self.attributes = {}
-                self.set_attributes(attributes)
-        else:
-            self.attributes = {}
+        # a plain copy: nested dicts, if any, are flattened to dotted keys by the writer thread, off the hot path
+        self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
         self.payload: dict[str, Any] | None = None
         self.status = "ok"
         self.error: dict[str, str] | None = None
@@ -140,8 +135,10 @@ class Span:
             self.run = parent.run
             if self.agent_name is None:
                 self.agent_name = parent.agent_name
-            self.timestamp = _time()
-            self._t0 = _perf_ns()
+            t0 = self._t0 = _perf_ns()
+            # wall time from the monotonic clock, anchored at the run's start: one clock read, not two
+            run = self.run
+            self.timestamp = run.anchor_wall + (t0 - run.anchor_ns) / 1e9 if run is not None else _time()
         self._token = _CURRENT.set(self)
         return self
 
@@ -391,6 +388,7 @@ class Run:
         self.entrypoint: str | None = None
         self.outcome: bool | None = None
         self.root = Span(workflow, agent, "AGENT", attributes)._start(None, self)
+        self.anchor_wall, self.anchor_ns = self.root.timestamp, self.root._t0
         if trace_id:
             self.root.trace_id = trace_id
         self.root.attributes["run.started_at"] = self.started_at
@@ -468,10 +466,34 @@ class Run:
 
 
 
-# `ad.span(name, agent=..., event_type=..., attributes=..., retry_of=...)`: a child of the current span (or a new
-# trace's root when there is none); the agent defaults to the parent's. The class itself, so creating one costs a
-# single call: a context manager (`with` / `async with`) and a decorator (sync or async).
-span = Span
+_new = object.__new__
+
+
+def span(
+    name: str,
+    *,
+    agent: str | None = None,
+    event_type: str = "AGENT",
+    attributes: dict[str, Any] | None = None,
+    retry_of: Span | str | None = None,
+) -> Span:
+    """A child of the current span (or a new trace's root when there is none); the agent defaults to the
+    parent's. A context manager (`with` / `async with`) and a decorator (sync or async)."""
+    # Span.__init__, inlined: a class call with keyword arguments costs more than this whole function
+    s: Span = _new(Span)
+    s.name = name
+    s.agent_name = agent
+    s.event_type = event_type
+    s.attributes = dict(attributes) if attributes else {}
+    s.payload = None
+    s.status = "ok"
+    s.error = None
+    s.token_cost = None
+    s.run = None
+    s._token = None
+    s._ended = False
+    s._retry = retry_of
+    return s
 
 
 class _RunContext:
