@@ -132,9 +132,9 @@ def check_record(rec: Any) -> str | None:
             and type(rec["agent_name"]) is str
             and type(rec["event_type"]) is str
             and (type(ts) is float or type(ts) is int)
-            and -1e15 < ts < 1e15
+            and -MAX_TIMESTAMP < ts < MAX_TIMESTAMP
             and type(d) is int
-            and d >= 0
+            and 0 <= d <= MAX_DURATION_NS
             and rec.get("status", "ok") in ("ok", "error")
             and type(rec.get("attributes", _EMPTY)) is dict
             and type(rec.get("payload", _EMPTY)) is dict
@@ -148,6 +148,9 @@ def check_record(rec: Any) -> str | None:
 
 
 _EMPTY: dict[str, Any] = {}
+# Bounds that keep start and end times in 64-bit integer nanoseconds (what the store and SQLite hold):
+MAX_TIMESTAMP = 4.6e9  # epoch seconds: the year 2115
+MAX_DURATION_NS = 4_600_000_000_000_000_000  # 146 years
 
 
 def _check_record_slow(rec: Any) -> str | None:
@@ -172,9 +175,13 @@ def _check_record_slow(rec: Any) -> str | None:
     ts = rec["timestamp"]
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
         return "timestamp must be a number"
+    if not -MAX_TIMESTAMP < ts < MAX_TIMESTAMP:
+        return "timestamp out of range (epoch seconds)"
     dur = rec["duration_ns"]
     if isinstance(dur, bool) or not isinstance(dur, (int, float)) or not math.isfinite(dur) or dur < 0:
         return "duration_ns must be an integer >= 0"
+    if dur > MAX_DURATION_NS:
+        return f"duration_ns out of range (more than {MAX_DURATION_NS})"
     if isinstance(dur, float):
         if dur != int(dur):
             return "duration_ns must be an integer >= 0"

@@ -83,22 +83,39 @@ class TraceSpans:
     def __len__(self) -> int:
         return len(self.span_id)
 
-    def extend_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Append stored rows (span_id, parent_id, agent_name, event_type, name, status, timestamp,
-        duration_ns, token_cost, hash) with the defaults the spec gives."""
-        for sid, parent, agent, et, name, status, ts, dur, tc, _h in rows:
-            self.span_id.append(sid)
-            self.parent_id.append(parent)
-            self.agent_name.append(agent)
-            self.event_type.append(et)
-            self.name.append(name or et)
-            self.status.append(status or "ok")
-            self.start_ns.append(round(ts * 1_000_000) * 1000)
-            self.duration_ns.append(dur)
-            if tc:
-                self.prompt_tokens.append(int(tc.get("prompt_tokens") or 0))
-                self.completion_tokens.append(int(tc.get("completion_tokens") or 0))
-                self.cost_usd.append(float(tc.get("cost_usd") or 0.0))
+    def extend_columns(self, cols: dict[str, Any]) -> None:
+        """Append a stored chunk's columns (see `store.ingest.STORED_COLUMNS`: values as the records had them,
+        `start_ns` already converted) with the defaults the spec gives. Column-wise, so a 1M-span trace loads with a few C-level passes."""
+        et = cols["event_type"]
+        names = cols["name"]
+        status = cols["status"]
+        tc = cols["token_cost"]
+        n = len(et)
+        self.span_id.extend(cols["span_id"])
+        self.parent_id.extend(cols["parent_id"])
+        self.agent_name.extend(cols["agent_name"])
+        self.event_type.extend(et)
+        if None in names or "" in names:
+            self.name.extend([nm or e for nm, e in zip(names, et, strict=True)])
+        else:
+            self.name.extend(names)
+        if None in status or "" in status:
+            self.status.extend([s or "ok" for s in status])
+        else:
+            self.status.extend(status)
+        self.start_ns.extend(cols["start_ns"])
+        self.duration_ns.extend(cols["duration_ns"])
+        if tc.count(None) == n:
+            zeros = [0] * n
+            self.prompt_tokens.extend(zeros)
+            self.completion_tokens.extend(zeros)
+            self.cost_usd.extend([0.0] * n)
+            return
+        for t in tc:
+            if t:
+                self.prompt_tokens.append(int(t.get("prompt_tokens") or 0))
+                self.completion_tokens.append(int(t.get("completion_tokens") or 0))
+                self.cost_usd.append(float(t.get("cost_usd") or 0.0))
             else:
                 self.prompt_tokens.append(0)
                 self.completion_tokens.append(0)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import zlib
+from io import BytesIO
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,7 +23,7 @@ import orjson
 
 from agent_debug.errors import UsageError
 from agent_debug.formats import registry
-from agent_debug.model import check_record
+from agent_debug.model import MAX_DURATION_NS, MAX_TIMESTAMP, REQUIRED_FIELDS, check_record
 
 try:  # an optional, faster inflate (the `fast` extra); same interface as zlib
     from isal import isal_zlib as _zlib_impl  # type: ignore[import-not-found]
@@ -298,7 +301,61 @@ def _foreign(classifier: _Classifier, imp: registry.Importer, location: str, raw
     classifier.foreign.setdefault(imp.name, (imp, []))[1].append((location, raw, obj))
 
 
-Pair = tuple[dict[str, Any], bytes | None]  # a record, and its line when the line is exactly the record
+Pair = tuple[dict[str, Any], bytes | None]  # a record, and its line (with its b"\n") when that is the record
+Columns = dict[str, Sequence[Any]]  # a batch's field values by name (see `record_columns`)
+Batch = tuple[list[dict[str, Any]], list[bytes | None], Columns | None]  # records, lines as in Pair, columns
+BATCH = 64  # lines parsed, checked and handed on together (few enough to stay in the CPU cache)
+
+_REQUIRED = itemgetter(*REQUIRED_FIELDS)
+_EMPTY: dict[str, Any] = {}
+_STR = {str}
+_PARENT_TYPES = {str, type(None)}
+_NUMBER = {float, int}
+_INT = {int}
+_DICT = {dict}
+_STATUSES = {"ok", "error"}
+_OBJECT_FIELDS = ("attributes", "payload", "token_cost", "error")
+
+
+def record_columns(recs: list[dict[str, Any]]) -> Columns:
+    """The fields of checked records as columns: the required ones, and `name`, `status`, `token_cost` (None
+    where absent; `status` "ok"). A few C-level passes instead of a Python loop per record."""
+    n = len(recs)
+    get = dict.get
+    tid, sid, parent, agent, et, ts, dur = zip(*map(_REQUIRED, recs), strict=True)
+    return {"trace_id": tid, "span_id": sid, "parent_id": parent, "agent_name": agent, "event_type": et,
+            "timestamp": ts, "duration_ns": dur, "name": list(map(get, recs, repeat("name", n))),
+            "status": list(map(get, recs, repeat("status", n), repeat("ok", n))),
+            "token_cost": list(map(get, recs, repeat("token_cost", n)))}
+
+
+def _checked_columns(objs: list[Any]) -> Columns | None:
+    """`record_columns` of values parsed from JSON that all pass `model.check_record`'s fast path (so they are
+    valid records, and unchanged), checked column-wise in C; None when any one does not (then they are checked
+    one by one). Must accept exactly what that fast path accepts, for JSON values (which are never NaN or
+    infinite): a type set per column instead of a type test per value."""
+    try:
+        cols = record_columns(objs)
+        parents, ts, dur = cols["parent_id"], cols["timestamp"], cols["duration_ns"]
+        parent_types = set(map(type, parents))
+        if not (
+            set(map(type, cols["trace_id"])) == _STR and all(cols["trace_id"])
+            and set(map(type, cols["span_id"])) == _STR and all(cols["span_id"])
+            and (parent_types == _STR and all(parents) or parent_types <= _PARENT_TYPES and "" not in parents)
+            and set(map(type, cols["agent_name"])) == _STR and set(map(type, cols["event_type"])) == _STR
+            and set(map(type, ts)) <= _NUMBER and -MAX_TIMESTAMP < min(ts) and max(ts) < MAX_TIMESTAMP
+            and set(map(type, dur)) == _INT and min(dur) >= 0 and max(dur) <= MAX_DURATION_NS
+            and set(cols["status"]) <= _STATUSES
+        ):
+            return None
+        n = len(objs)
+        get = dict.get
+        for key in _OBJECT_FIELDS:
+            if set(map(type, map(get, objs, repeat(key, n), repeat(_EMPTY, n)))) != _DICT:
+                return None
+    except (KeyError, TypeError, ValueError):  # a value that is not a record, or not hashable
+        return None
+    return cols
 
 
 def _yield_checked(
@@ -314,51 +371,52 @@ def _yield_checked(
 
 def _read_json_lines(
     fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier, start_line: int
-) -> Iterator[Pair]:
+) -> Iterator[Batch]:
+    """Batches of (records, their lines) in file order.
+
+    The hot path: each chunk's lines are parsed BATCH at a time with `map` and checked column-wise
+    (`_checked_columns`), with no Python loop per line, and handed on while the records are still in the CPU
+    cache. A part with anything unusual in it (a blank or invalid line, an envelope, a foreign record, a value
+    to normalize, a reject) is redone line by line by `_lines_one_by_one`."""
     loads = orjson.loads
     rest = b""
     lineno = start_line
     offset = frep.end_offset
     overlong = False
     fast = cls.forced is None
-    check = check_record
     for chunk in _chunks(fh, frep):
-        buf = rest + chunk if rest else chunk
-        lines = buf.split(b"\n")
-        rest = lines.pop()
+        lines = BytesIO(chunk).readlines()  # each keeps its b"\n" (memchr: faster than bytes.split)
+        if rest:  # the start of the first line came with the chunk before
+            lines[0] = rest + lines[0]
+        rest = lines.pop() if lines[-1][-1:] != b"\n" else b""
         if overlong:  # still skipping the remainder of an over-long line
             if not lines:
                 rest = b""
                 continue
-            offset += len(lines[0]) + 1
+            offset += len(lines[0])
             lines = lines[1:]
             overlong = False
-        for line in lines:
-            lineno += 1
-            offset += len(line) + 1
-            try:
-                obj = loads(line)
-            except orjson.JSONDecodeError as exc:
-                if line.strip():
-                    _reject(report, frep, f"line {lineno}", f"invalid JSON: {exc}", line)
-                continue
-            if fast and type(obj) is dict and "span_id" in obj:  # the common case: one of our records
-                reason = check(obj)
-                if reason is None:
-                    frep.records += 1
-                    yield obj, line
-                else:
-                    _reject(report, frep, f"line {lineno}", reason, line)
-                continue
-            rec, taken = cls.classify(obj)
-            if taken:
-                imp = cls.forced or registry.sniff(obj)
-                assert imp is not None
-                _foreign(cls, imp, f"line {lineno}", line, obj)
-            elif rec is None:
-                _reject(report, frep, f"line {lineno}", "not an object", line)
-            else:
-                yield from _yield_checked(rec, report, frep, f"line {lineno}", line)
+        for j in range(0, len(lines), BATCH):
+            part = lines[j : j + BATCH] if len(lines) > BATCH else lines
+            objs: list[Any] | None = None
+            if fast:
+                try:
+                    objs = list(map(loads, part))
+                except orjson.JSONDecodeError:
+                    objs = None
+                if objs is not None:
+                    cols = _checked_columns(objs)
+                    if cols is not None:  # every one is a valid record of ours
+                        frep.records += len(objs)
+                        yield objs, part, cols  # type: ignore[misc]
+                        continue
+            recs: list[dict[str, Any]] = []
+            raws: list[bytes | None] = []
+            _lines_one_by_one(part, objs, lineno + j, report, frep, cls, recs, raws)
+            if recs:
+                yield recs, raws, None
+        lineno += len(lines)
+        offset += sum(map(len, lines))
         frep.end_offset = offset
         frep.lines = lineno
         if len(rest) > MAX_LINE:
@@ -376,18 +434,71 @@ def _read_json_lines(
             note = f"partial last line {lineno + 1} ({len(rest)} bytes) not read"
             frep.truncated = f"{frep.truncated}; {note}" if frep.truncated else note
             return
-        lineno += 1
+        recs, raws = [], []
+        _lines_one_by_one([rest + b"\n"], [obj], lineno, report, frep, cls, recs, raws)
+        if recs:
+            yield recs, raws, None
+        frep.end_offset = offset + len(rest)
+        frep.lines = lineno + 1
+
+
+def _lines_one_by_one(
+    lines: list[bytes], objs: list[Any] | None, lineno: int, report: ReadReport, frep: FileReport,
+    cls: _Classifier, recs: list[dict[str, Any]], raws: list[bytes | None],
+) -> None:
+    """Lines `lineno + 1`... (each ending in b"\\n") one at a time (`objs`: their parsed values, when all parsed):
+    records go to `recs`/`raws`, rejects to the report, foreign values to the classifier."""
+    fast = cls.forced is None
+    for k, line in enumerate(lines):
+        where = f"line {lineno + k + 1}"
+        verbatim = line[:-1] if line[-1:] == b"\n" else line  # as the file has it, for rejects
+        if objs is not None:
+            obj = objs[k]
+        else:
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                if line.strip():
+                    _reject(report, frep, where, f"invalid JSON: {exc}", verbatim)
+                continue
+        if fast and type(obj) is dict and "span_id" in obj:  # one of our records
+            reason = check_record(obj)
+            if reason is None:
+                frep.records += 1
+                recs.append(obj)
+                raws.append(line)
+            else:
+                _reject(report, frep, where, reason, verbatim)
+            continue
         rec, taken = cls.classify(obj)
         if taken:
             imp = cls.forced or registry.sniff(obj)
             assert imp is not None
-            _foreign(cls, imp, f"line {lineno}", rest, obj)
+            _foreign(cls, imp, where, verbatim, obj)
         elif rec is None:
-            _reject(report, frep, f"line {lineno}", "not an object", rest)
+            _reject(report, frep, where, "not an object", verbatim)
         else:
-            yield from _yield_checked(rec, report, frep, f"line {lineno}", rest)
-        frep.end_offset = offset + len(rest)
-        frep.lines = lineno
+            reason = check_record(rec)
+            if reason is None:
+                frep.records += 1
+                recs.append(rec)
+                raws.append(None)  # an envelope: the line is not the record itself
+            else:
+                _reject(report, frep, where, reason, verbatim)
+
+
+def _batched(pairs: Iterable[Pair], size: int = 0) -> Iterator[Batch]:
+    recs: list[dict[str, Any]] = []
+    raws: list[bytes | None] = []
+    size = size or BATCH
+    for rec, raw in pairs:
+        recs.append(rec)
+        raws.append(raw)
+        if len(recs) >= size:
+            yield recs, raws, None
+            recs, raws = [], []
+    if recs:
+        yield recs, raws, None
 
 
 def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier) -> Iterator[Pair]:
@@ -489,6 +600,22 @@ def read_file_pairs(
 ) -> Iterator[Pair]:
     """`read_file`, yielding (record, raw line) pairs; the raw line is None when it is not the record itself
     (an envelope, a foreign format, MessagePack). The store hashes and keeps the raw line when it has one."""
+    for recs, raws, _ in read_file_batches(path, report, start_offset=start_offset, start_line=start_line,
+                                           format=format):
+        yield from zip(recs, raws)
+
+
+def read_file_batches(
+    path: str | os.PathLike[str],
+    report: ReadReport | None = None,
+    *,
+    start_offset: int = 0,
+    start_line: int = 0,
+    format: str | None = None,
+) -> Iterator[Batch]:
+    """`read_file_pairs` in batches: the records, their raw lines, and (for a batch checked in bulk, the usual
+    case for our own JSON lines) the records' fields as columns. The form bulk readers like the store take, with
+    no per-record hand-over."""
     path = Path(path)
     report = report if report is not None else ReadReport()
     frep = FileReport(str(path), end_offset=start_offset)
@@ -511,7 +638,7 @@ def read_file_pairs(
         elif start_offset:
             fh = _Skipped(fh, start_offset)  # a rotated copy of content already read: skip, do not parse
         if kind == "msgpack":
-            yield from _read_msgpack(fh, frep, report, cls)
+            yield from _batched(_read_msgpack(fh, frep, report, cls))
         else:
             doc = None
             if path.name.endswith((".json", ".json.gz")) and not start_offset:
@@ -519,10 +646,10 @@ def read_file_pairs(
                 if doc is None:
                     fh.seek(0)
             if doc is not None:
-                yield from doc
+                yield from _batched(doc)
             else:
                 yield from _read_json_lines(fh, frep, report, cls, start_line)
-    yield from _convert_foreign(cls, frep, report)
+    yield from _batched(_convert_foreign(cls, frep, report))
 
 
 def _convert_foreign(cls: _Classifier, frep: FileReport, report: ReadReport) -> Iterator[Pair]:

@@ -6,19 +6,33 @@
   and its rotated copy `x.<time>.jsonl.gz` is recognised by the hash of its first bytes, so only what follows
   the part already read is parsed.
 - Rejected records go verbatim to a rejects file beside the store, with their source, location and reason.
+
+Speed (why it looks the way it does): the reader hands over records in small batches, already checked and
+split into columns with C-level passes (`formats.reader.read_file_batches`). Ingest finishes each batch while
+it is still in the CPU cache: content hashes, dedupe against the trace's known span ids (set and dict operations;
+a per-record loop only when an id repeats), the trace's running summary, and the batch's columns encoded as
+JSON and its lines fed to the trace's compressor. Then the batch is dropped: nothing per record stays in memory
+but the span ids kept for dedupe, so memory is reused while hot instead of growing and being walked again
+later. Every FLUSH_RECORDS records (or MAX_PENDING_TRACES traces) the pending traces are written in one
+transaction. There is no Python loop per record on the common path. (A writer thread that overlapped
+compression and SQLite with parsing was measured slower on a busy 2-core machine: GIL hand-offs cost more
+than the overlap gained.) The cyclic GC is paused meanwhile: records form no cycles, and the collector would
+only rescan the dedupe keys over and over.
 """
 
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import os
 import sqlite3
 import time
 import zlib
-from operator import itemgetter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import add, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +41,42 @@ import orjson
 
 from agent_debug.analysis.spans import TraceSpans, TraceSummary, envelope_of, summarize
 from agent_debug.errors import NothingReadable
-from agent_debug.formats.reader import GZ, FileReport, ReadReport, expand_paths, open_binary, read_file_pairs
+from agent_debug.formats.reader import (
+    GZ,
+    Batch,
+    Columns,
+    FileReport,
+    ReadReport,
+    expand_paths,
+    open_binary,
+    read_file_batches,
+    record_columns,
+)
 from agent_debug.store.db import connect
 
-try:
+try:  # the same formats as zlib (crc32 too), several times faster
     from isal import isal_zlib as _compress_impl  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover
     _compress_impl = zlib
+_crc32 = _compress_impl.crc32
 
 HEAD = 4096
 FLUSH_RECORDS = 20_000
 KEY_CACHE_SPANS = 500_000  # span keys of existing traces kept in memory during one ingest
+
+MAX_PENDING_TRACES = 500  # traces with a batch pending (each holds a compressor of ~70 KB)
+
+# A chunk's `cols` is a JSON object: for each of STORED_COLUMNS, the values of its spans, and "roots":
+# {span_id: envelope}. Values as the records had them (the spec's defaults are applied when loading, to keep
+# ingest cheap), except the timestamp, kept as integer nanoseconds (`analysis.spans`' start_ns).
+STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "start_ns", "duration_ns",
+                  "token_cost", "hash")
+_COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "duration_ns", "token_cost")
+_KEYS_JSON = {k: orjson.dumps(k) for k in STORED_COLUMNS}
+
+_PROMPT = itemgetter("prompt_tokens")
+_COMPLETION = itemgetter("completion_tokens")
+_COST = itemgetter("cost_usd")
 
 
 def rejects_path(db_path: Path) -> Path:
@@ -45,8 +84,9 @@ def rejects_path(db_path: Path) -> Path:
 
 
 def content_hash(raw: bytes) -> int:
-    """crc32 and length in one int64: cheap, stable across processes, ample for telling versions apart."""
-    return (len(raw) << 32) | zlib.crc32(raw)
+    """crc32 seeded with the length: cheap (one C call, mapped over a batch), stable across processes, ample
+    for telling two versions of one span apart."""
+    return _crc32(raw, len(raw))  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -74,67 +114,142 @@ class IngestResult:
 
 
 class _Chunk:
-    """The new spans of one trace since the last flush: one row per span (see STORED_ROW) and its raw line."""
+    """The new spans of one trace since the last flush: each column as JSON array bodies (one per batch), and
+    the raw lines (each ending in b"\\n") fed to a compressor as they come."""
 
-    __slots__ = ("keys", "rows", "raws", "roots")
+    __slots__ = ("keys", "n", "parts", "z", "compressed", "roots")
 
     def __init__(self, keys: dict[str, int]) -> None:
-        self.keys = keys
-        self.rows: list[tuple[Any, ...]] = []
-        self.raws: list[bytes] = []
-        self.roots: dict[str, dict[str, Any]] = {}
+        self.keys = keys  # span id -> content hash of every span of the trace kept so far
+        self.n = 0
+        self.parts: dict[str, list[bytes]] = {k: [] for k in STORED_COLUMNS}
+        self.z = _compress_impl.compressobj(1)
+        self.compressed: list[bytes] = []
+        self.roots: dict[str, dict[str, Any]] = {}  # span id -> envelope, for spans without a parent
 
-    def pack(self) -> bytes:
-        return msgpack.packb({"rows": self.rows, "roots": self.roots})
+    def add(self, cols: dict[str, Any], lines: list[bytes]) -> None:
+        parts = self.parts
+        for key in STORED_COLUMNS:
+            parts[key].append(_json_array_body(cols[key]))
+        out = self.z.compress(b"".join(lines))
+        if out:
+            self.compressed.append(out)
+        self.n += len(lines)
+
+    def cols_json(self) -> bytes:
+        body = b",".join(_KEYS_JSON[k] + b":[" + b",".join(filter(None, self.parts[k])) + b"]"
+                         for k in STORED_COLUMNS)
+        return b"{" + body + b',"roots":' + orjson.dumps(self.roots, option=orjson.OPT_NON_STR_KEYS,
+                                                          default=_json_default) + b"}"
+
+    def records(self) -> bytes:
+        self.compressed.append(self.z.flush())
+        return b"".join(self.compressed)
 
 
-# A chunk's `cols` holds {"rows": [STORED_ROW...], "roots": {span_id: envelope}}: record values as they came
-# (the spec's defaults are applied when loading, to keep ingest cheap).
-STORED_ROW = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "timestamp", "duration_ns",
-              "token_cost", "hash")
+def _all_new(keys: dict[str, int], sids: Sequence[str], hashes: list[int]) -> bool:
+    """Add a batch's span ids to a trace's keys if none was seen before and none repeats (the common case,
+    decided in C); otherwise change nothing and say so."""
+    new = dict(zip(sids, hashes, strict=True))
+    if len(new) == len(sids) and keys.keys().isdisjoint(new):
+        keys.update(new)
+        return True
+    return False
 
 
-def unpack_rows(cols: bytes) -> dict[str, Any]:
-    return msgpack.unpackb(cols, use_list=False)
+def _take(seq: Sequence[Any], idx: list[int]) -> list[Any]:
+    return [seq[i] for i in idx]
+
+
+def _json_array_body(values: Sequence[Any]) -> bytes:
+    """`values` as JSON without the brackets (bodies of batches join with commas into one array)."""
+    try:
+        return orjson.dumps(values, option=orjson.OPT_NON_STR_KEYS, default=_json_default)[1:-1]
+    except TypeError:  # an integer JSON cannot hold exactly (a token count beyond 64 bits): as a float
+        return orjson.dumps([_json_safe(v) for v in values], option=orjson.OPT_NON_STR_KEYS,
+                            default=_json_default)[1:-1]
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, int) and not -(1 << 63) <= v < 1 << 64:
+        return float(v)
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def unpack_columns(cols: bytes) -> dict[str, Any]:
+    """A chunk's columns: STORED_COLUMNS as lists, and "roots"."""
+    return orjson.loads(cols)  # type: ignore[no-any-return]
+
+
+def _json_default(obj: Any) -> Any:
+    """Values a MessagePack record may hold that JSON has no type for."""
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return str(obj)
 
 
 class _Agg:
     """A new trace's summary, accumulated chunk by chunk during ingest (no reload, no per-record pass in
     Python beyond a few C-level maps). Must agree with `analysis.spans.summarize`."""
 
-    __slots__ = ("n", "start", "end", "agents", "errors", "ptok", "ctok", "cost", "roots")
+    __slots__ = ("n", "start", "end", "agents", "errors", "ptok", "ctok", "cost", "root_cols", "envelopes")
 
     def __init__(self) -> None:
         self.n = 0
-        self.start = float("inf")
-        self.end = float("-inf")
+        self.start = 0  # set by the first update
+        self.end = 0
         self.agents: set[str] = set()
         self.errors = 0
         self.ptok = self.ctok = 0
         self.cost = 0.0
-        self.roots: list[tuple[Any, ...]] = []  # (row, envelope)
+        self.root_cols: dict[str, list[Any]] = {k: [] for k in STORED_COLUMNS}
+        self.envelopes: dict[str, dict[str, Any]] = {}
 
-    def update(self, rows: list[tuple[Any, ...]], roots: dict[str, dict[str, Any]]) -> None:
-        self.n += len(rows)
-        self.start = min(self.start, min(map(_ts, rows)))
-        self.end = max(self.end, max(round(r[6] * 1_000_000) * 1000 + r[7] for r in rows))
-        self.agents.update(map(_agent, rows))
-        self.errors += sum(1 for r in rows if r[5] == "error")
-        for tc in map(_tc, rows):
-            if tc:
-                self.ptok += int(tc.get("prompt_tokens") or 0)
-                self.ctok += int(tc.get("completion_tokens") or 0)
-                self.cost += float(tc.get("cost_usd") or 0.0)
-        for r in rows:
-            if r[1] is None:
-                self.roots.append((r, roots.get(r[0], {})))
+    def update(self, cols: dict[str, Any], roots: list[int]) -> None:
+        """Add a batch of the trace's new spans (`roots`: positions of those without a parent)."""
+        start, dur = cols["start_ns"], cols["duration_ns"]
+        first = self.n == 0
+        self.n += len(start)
+        self.start = min(start) if first else min(self.start, min(start))
+        end = max(map(add, start, dur))
+        self.end = end if first else max(self.end, end)
+        self.agents.update(cols["agent_name"])
+        self.errors += cols["status"].count("error")
+        costs = list(filter(None, cols["token_cost"]))
+        if costs:
+            self._add_tokens(costs)
+        for i in roots:
+            for k, v in self.root_cols.items():
+                v.append(cols[k][i])
+
+    def _add_tokens(self, costs: list[dict[str, Any]]) -> None:
+        try:  # the usual shape, summed in C: every key present, counts are ints, the cost a number
+            p, c = sum(map(_PROMPT, costs)), sum(map(_COMPLETION, costs))
+            usd = sum(map(_COST, costs), 0.0)
+            if type(p) is int and type(c) is int and type(usd) is float:
+                self.ptok += p
+                self.ctok += c
+                self.cost += usd
+                return
+        except (KeyError, TypeError):
+            pass
+        for tc in costs:  # anything else, as `TraceSpans.extend_columns` reads it
+            self.ptok += int(tc.get("prompt_tokens") or 0)
+            self.ctok += int(tc.get("completion_tokens") or 0)
+            self.cost += float(tc.get("cost_usd") or 0.0)
 
     def summary(self, trace_id: str) -> TraceSummary:
         ts = TraceSpans(trace_id)
-        ts.extend_rows(r for r, _ in self.roots)
-        ts.envelopes = {r[0]: env for r, env in self.roots}
+        ts.extend_columns(self.root_cols)
+        ts.envelopes = self.envelopes
         s = summarize(ts)
-        s.start_ns = round(self.start * 1_000_000) * 1000
+        s.start_ns = self.start
         s.end_ns = self.end
         if s.root_span_id is None:
             s.duration_ns = s.end_ns - s.start_ns
@@ -143,11 +258,6 @@ class _Agg:
         s.error_spans = self.errors
         s.prompt_tokens, s.completion_tokens, s.cost_usd = self.ptok, self.ctok, round(self.cost, 6)
         return s
-
-
-_ts = itemgetter(6)
-_agent = itemgetter(2)
-_tc = itemgetter(8)
 
 
 class _Ingest:
@@ -164,7 +274,7 @@ class _Ingest:
         self.pending: dict[str, _Chunk] = {}
         self.pending_n = 0
         self.ingest_id = int(db.execute("INSERT INTO ingests (started_at) VALUES (?) RETURNING id",
-                                        (time.time(),)).fetchone()[0])
+                                        (time.time(),)).fetchall()[0][0])
         self.rejects_fh: Any = None
         self.seen = 0
 
@@ -183,17 +293,32 @@ class _Ingest:
         if row and not compressed and st.st_size >= row[2] and row[4] and _hash(head[: row[4]]) == row[5]:
             start, line = row[2], row[3]  # the same file, grown: read only the new bytes
         elif compressed and head:
-            prior = self.db.execute(
-                "SELECT offset, line FROM files WHERE head_hash = ? AND head_len = ? AND compressed = 0 "
-                "ORDER BY offset DESC LIMIT 1", (_hash(head), len(head))).fetchone()
-            if prior:
-                start, line = prior  # a rotated copy of a file already read: skip what we have
+            start, line = self._rotated_from(head)  # a rotated copy of a file already read: skip what we have
         self.result.files += 1
-        self.add_all(read_file_pairs(path, report, start_offset=start, start_line=line, format=format))
+        self.add_all(read_file_batches(path, report, start_offset=start, start_line=line, format=format))
         frep = report.files[-1]
         self._flush_rejects(report)
         self.flush()
         self._remember(path, st, frep, head, compressed)
+
+    def _rotated_from(self, head: bytes) -> tuple[int, int]:
+        """(offset, line) read of the plain file whose content this compressed file starts with, or (0, 0).
+
+        The plain file may have been shorter than HEAD when it was read (its head is then all of it), so a
+        prefix of `head` of every recorded length is tried, the full head first."""
+        prior = self.db.execute(
+            "SELECT offset, line FROM files WHERE head_hash = ? AND head_len = ? AND compressed = 0 "
+            "ORDER BY offset DESC LIMIT 1", (_hash(head), len(head))).fetchone()
+        if prior:
+            return int(prior[0]), int(prior[1])
+        best = (0, 0)
+        for offset, line, head_len, head_hash in self.db.execute(
+            "SELECT offset, line, head_len, head_hash FROM files WHERE compressed = 0 AND head_len > 0 "
+            "AND head_len < ? AND offset <= head_len", (len(head),)
+        ):
+            if offset > best[0] and _hash(head[:head_len]) == head_hash:
+                best = (int(offset), int(line))
+        return best
 
     def _remember(self, path: Path, st: os.stat_result, frep: FileReport, head: bytes, compressed: bool) -> None:
         complete = compressed and frep.truncated is None
@@ -217,7 +342,8 @@ class _Ingest:
             keys = {}
             if trace_id in self.known or trace_id in self.touched:
                 for (cols,) in self.db.execute("SELECT cols FROM chunks WHERE trace_id = ?", (trace_id,)):
-                    keys.update((row[0], row[9]) for row in unpack_rows(cols)["rows"])
+                    c = unpack_columns(cols)
+                    keys.update(zip(c["span_id"], c["hash"], strict=True))
             if self.key_spans > KEY_CACHE_SPANS:
                 self.keys.clear()
                 self.key_spans = 0
@@ -225,74 +351,101 @@ class _Ingest:
             self.key_spans += len(keys)
         return keys
 
-    def add_all(self, pairs: Iterable[tuple[dict[str, Any], bytes | None]]) -> None:
-        """The hot loop of ingest: dedupe, and queue each new record as one row of its trace's chunk."""
-        crc = zlib.crc32
-        dumps = orjson.dumps
-        pending = self.pending
+    def add_all(self, batches: Iterable[Batch]) -> None:
+        """The hot loop of ingest (see the module docstring): each batch goes to its trace's pending chunk."""
         n = self.pending_n
-        last_tid = None
-        keys: dict[str, int] = {}
-        rows: list[tuple[Any, ...]] = []
-        raws: list[bytes] = []
-        b: _Chunk | None = None
-        for rec, raw in pairs:
-            if raw is None:
-                raw = dumps(rec, option=orjson.OPT_SORT_KEYS)
-            tid = rec["trace_id"]
-            if tid != last_tid or b is None:
-                b = pending.get(tid) or self._builder(tid)
-                keys, rows, raws, last_tid = b.keys, b.rows, b.raws, tid
-            h = (len(raw) << 32) | crc(raw)
-            sid = rec["span_id"]
-            old = keys.get(sid)
-            if old is not None:
-                if old == h:
-                    self.result.duplicates += 1
-                else:
-                    self._conflict(tid, sid, h, raw)
-                continue
-            keys[sid] = h
-            parent = rec["parent_id"]
-            rows.append((sid, parent, rec["agent_name"], rec["event_type"], rec.get("name"), rec.get("status"),
-                         rec["timestamp"], rec["duration_ns"], rec.get("token_cost"), h))
-            raws.append(raw)
-            if parent is None:
-                b.roots[sid] = envelope_of(rec)
-            n += 1
-            if n >= FLUSH_RECORDS:
+        for recs, lines, cols in batches:
+            if cols is None:  # records that needed a closer look (envelopes, MessagePack, normalized values)
+                cols = record_columns(recs)
+                if None in lines:  # not the record's own line: keep the record as canonical JSON
+                    dumps, opt = orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+                    lines = [line if line is not None else dumps(rec, option=opt, default=_json_default) + b"\n"
+                             for rec, line in zip(recs, lines, strict=True)]
+            tids = cols["trace_id"]
+            if tids.count(tids[0]) == len(tids):  # one trace, as writers usually write them
+                self._add(tids[0], recs, lines, cols)  # type: ignore[arg-type]
+            else:
+                groups: dict[str, list[int]] = {}
+                for i, tid in enumerate(tids):
+                    groups.setdefault(tid, []).append(i)
+                for tid, idx in groups.items():
+                    self._add(tid, _take(recs, idx), _take(lines, idx),  # type: ignore[arg-type]
+                              {k: _take(v, idx) for k, v in cols.items()})
+            n += len(recs)
+            if n >= FLUSH_RECORDS or len(self.pending) > MAX_PENDING_TRACES:
                 self.pending_n = n
                 self.flush()
                 n = 0
-                b = None
         self.pending_n = n
+
+    def _add(self, trace_id: str, recs: list[dict[str, Any]], lines: list[bytes], cols: Columns) -> None:
+        """Dedupe a batch of one trace against its known spans, and queue what is new."""
+        chunk = self.pending.get(trace_id) or self._builder(trace_id)
+        hashes = list(map(_crc32, lines, map(len, lines)))  # content_hash of each, in C
+        sids = cols["span_id"]
+        if not _all_new(chunk.keys, sids, hashes):
+            keep = self._dedupe(trace_id, chunk.keys, sids, hashes, lines)
+            if not keep:
+                return
+            recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
+            cols = {k: _take(v, keep) for k, v in cols.items()}
+        out: dict[str, Any] = {k: cols[k] for k in _COPIED}
+        out["start_ns"] = [round(t * 1_000_000) * 1000 for t in cols["timestamp"]]
+        out["hash"] = hashes
+        parents = cols["parent_id"]
+        roots: list[int] = []
+        if not all(parents):  # a root (a parent id is never "")
+            sids = cols["span_id"]
+            for i, p in enumerate(parents):
+                if p is None and sids[i] not in chunk.roots:
+                    chunk.roots[sids[i]] = envelope_of(recs[i])
+                    roots.append(i)
+        if trace_id not in self.known:
+            agg = self.aggs.get(trace_id)
+            if agg is None:
+                agg = self.aggs[trace_id] = _Agg()
+            agg.update(out, roots)
+            if roots:
+                agg.envelopes.update(chunk.roots)
+        chunk.add(out, lines)
+
+    def _dedupe(self, trace_id: str, keys: dict[str, int], sids: Sequence[str], hashes: list[int],
+                lines: list[bytes]) -> list[int]:
+        """Positions of the new spans; repeats are counted as duplicates or kept as conflicts, in order."""
+        keep: list[int] = []
+        for i, sid in enumerate(sids):
+            h = hashes[i]
+            old = keys.get(sid)
+            if old is None:
+                keys[sid] = h
+                keep.append(i)
+            elif old == h:
+                self.result.duplicates += 1
+            else:
+                self._conflict(trace_id, sid, h, lines[i])
+        return keep
 
     def flush(self) -> None:
         if not self.pending:
             return
-        self.db.execute("BEGIN")
-        try:
-            for trace_id, chunk in self.pending.items():
-                self.touched.add(trace_id)
-                if chunk.raws:
-                    if trace_id not in self.known:
-                        agg = self.aggs.get(trace_id)
-                        if agg is None:
-                            agg = self.aggs[trace_id] = _Agg()
-                        agg.update(chunk.rows, chunk.roots)
-                    self.db.execute(
-                        "INSERT INTO chunks (trace_id, n, cols, records, codec, ingest_id) VALUES (?,?,?,?,?,?)",
-                        (trace_id, len(chunk.raws), chunk.pack(),
-                         _compress_impl.compress(b"\n".join(chunk.raws), 1), "zlib", self.ingest_id),
-                    )
-                    self.result.records += len(chunk.raws)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        rows: list[tuple[Any, ...]] = []
+        for trace_id, chunk in self.pending.items():
+            self.touched.add(trace_id)
+            if chunk.n:
+                rows.append((trace_id, chunk.n, chunk.cols_json(), chunk.records(), "zlib", self.ingest_id))
+                self.result.records += chunk.n
         self.seen += self.pending_n
         self.pending.clear()
         self.pending_n = 0
+        if rows:
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(
+                    "INSERT INTO chunks (trace_id, n, cols, records, codec, ingest_id) VALUES (?,?,?,?,?,?)", rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
         if self.progress is not None:
             self.progress(self.seen, self.result.records)
 
@@ -345,28 +498,70 @@ class _Ingest:
 def load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool = False) -> TraceSpans:
     """A trace's spans from its chunks; the full records too when asked (decompress + parse)."""
     ts = TraceSpans(trace_id, records=[] if with_records else None)
+    loads = orjson.loads
     for cols, records in db.execute(
         "SELECT cols, records FROM chunks WHERE trace_id = ? ORDER BY id", (trace_id,)
     ):
-        c = unpack_rows(cols)
-        ts.extend_rows(c["rows"])
+        c = unpack_columns(cols)
+        ts.extend_columns(c)
         ts.envelopes.update(c.get("roots") or {})
         if with_records:
             assert ts.records is not None
-            ts.records.extend(orjson.loads(line) for line in zlib.decompress(records).split(b"\n"))
+            lines = zlib.decompress(records).split(b"\n")
+            lines.pop()  # after the last line's b"\n"
+            ts.records.extend(map(loads, lines))
     return ts
 
 
 def _head(path: Path) -> bytes:
+    """The first HEAD bytes of a file's (decompressed) content, or all of it if shorter."""
     try:
         with open_binary(path) as fh:
-            return fh.read(HEAD)[:HEAD]
+            parts: list[bytes] = []
+            got = 0
+            while got < HEAD:
+                data = fh.read(HEAD - got)
+                if not data:
+                    break
+                parts.append(data)
+                got += len(data)
+            return b"".join(parts)[:HEAD]
     except OSError:
         return b""
 
 
 def _hash(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
+
+
+PAGE_SIZE = 65536
+
+
+def _create(db_path: Path) -> None:
+    """Create a new store with large pages, before `connect` makes it (the page size of an SQLite file is fixed
+    when its first table is written). Chunks are blobs of tens of KB: with 64 KiB pages instead of 4 KiB they
+    take one page instead of a chain of overflow pages, and inserting them costs a quarter as much."""
+    if db_path.exists():
+        return
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        con.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        con.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is now the file's
+    finally:
+        con.close()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC (see the module docstring); reference counting still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def ingest(
@@ -389,13 +584,15 @@ def ingest(
     files = expand_paths(paths, report)
     if not files:
         raise NothingReadable("no trace files found in " + ", ".join(str(p) for p in paths))
+    _create(db_path)
     db = connect(db_path)
     job = _Ingest(db, db_path, progress)
     try:
-        for path in files:
-            job.file(path, report, format)
-        job.flush()
-        job.summarize_touched()
+        with _gc_paused():
+            for path in files:
+                job.file(path, report, format)
+            job.flush()
+            job.summarize_touched()
     finally:
         if job.rejects_fh is not None:
             job.rejects_fh.close()
