@@ -19,6 +19,7 @@ from agent_debug.analysis.tree import Tree, build_tree
 
 
 CALLS = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL"})
+TOLERANCE_NS = 1000  # the spec's timestamps carry microseconds
 
 
 @dataclass
@@ -84,7 +85,7 @@ def critical_sections(tree: Tree, top: int) -> list[tuple[int, int, int]]:
         if got is None:
             lo, hi = start[i], end[i]
             kids = [c for c in tree.children[i] if start[c] < hi and end[c] > lo]
-            kids.sort(key=lambda c: min(end[c], hi))
+            kids.sort(key=lambda c: (min(end[c], hi), -start[c]))  # ties: the longer child is "last"
             got = cache[i] = (kids, [min(end[c], hi) for c in kids])
         return got
 
@@ -94,11 +95,13 @@ def critical_sections(tree: Tree, top: int) -> list[tuple[int, int, int]]:
     while stack:
         i, t, floor = stack.pop()
         kids, ends = sorted_children(i)
-        k = bisect.bisect_right(ends, t) - 1  # the last child finishing at or before t
+        # the last child finishing at or before t; timestamps are microseconds and durations nanoseconds, so a
+        # sequential sibling may appear to end up to TOLERANCE_NS after the next one starts: it still counts
+        k = bisect.bisect_right(ends, t + TOLERANCE_NS) - 1
         lo = max(start[i], floor)
         if k >= 0 and ends[k] > lo:
             c = kids[k]
-            c_end = ends[k]
+            c_end = min(ends[k], t)
             if c_end < t:
                 sections.append((i, c_end, t))
             # after the child, continue in this span before the child's start

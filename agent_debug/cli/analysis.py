@@ -9,7 +9,8 @@ import typer
 from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOption, db_path, print_json, stdout_console
 from agent_debug.cli.render import bar, fmt_ns, parse_duration
 
-TraceArg = Annotated[str, typer.Argument(help="Trace id or a unique prefix of one.")]
+TraceArg = Annotated[str | None, typer.Argument(help="Trace id or a unique prefix of one (optional when the source "
+                                                      "holds a single trace).", show_default=False)]
 BAR = 24
 
 
@@ -17,12 +18,24 @@ def _load(trace: str, db: Any, from_: Any, format: str | None, records: bool) ->
     from agent_debug.analysis.source import open_source
 
     src = open_source(db_path(db), from_, format)
-    tid = src.resolve(trace)
+    tid = resolve_or_only(src, trace)
     return src, src.load(tid, records=records)
 
 
+def resolve_or_only(src: Any, trace: str | None) -> str:
+    """The trace named by id or prefix; with none named, the source's only trace."""
+    if trace:
+        return str(src.resolve(trace))
+    from agent_debug.errors import UsageError
+
+    runs = src.list()
+    if len(runs) != 1:
+        raise UsageError(f"name a trace: the source holds {len(runs)} traces (see `agent-debug traces`)")
+    return str(runs[0].trace_id)
+
+
 def tree(
-    trace: TraceArg,
+    trace: TraceArg = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only error spans and the spans leading to them.")] = False,
     depth: Annotated[int | None, typer.Option("--depth", min=0, help="Collapse below this depth.")] = None,
     min_duration: Annotated[str | None, typer.Option("--min-duration", help="Hide spans shorter than this (e.g. 5ms).")] = None,
@@ -90,7 +103,7 @@ def _render_tree(view: Any, ts: Any, cp: Any) -> None:
 
 
 def critical_path(
-    trace: TraceArg,
+    trace: TraceArg = None,
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,

@@ -63,7 +63,8 @@ def render_buckets(report: Any, *, runs_shown: int = 20) -> None:
 
 
 def why(
-    trace: Annotated[str, typer.Argument(help="Trace id or a unique prefix of one.")],
+    trace: Annotated[str | None, typer.Argument(help="Trace id or a unique prefix of one (optional when the "
+                                                     "source holds a single trace).", show_default=False)] = None,
     rules: RulesOption = None,
     db: DbOption = None,
     from_: FromOption = None,
@@ -74,8 +75,10 @@ def why(
     from agent_debug.analysis.buckets import diagnose, load_rules
     from agent_debug.analysis.source import open_source
 
+    from agent_debug.cli.analysis import resolve_or_only
+
     src = open_source(db_path(db), from_, format)
-    tid = src.resolve(trace)
+    tid = resolve_or_only(src, trace)
     summary = src.summary(tid)
     d = diagnose(src.load(tid, records=True), summary, load_rules(rules))
     if json:
