@@ -87,9 +87,8 @@ def build_tree(ts: TraceSpans) -> Tree:
         group.sort(key=start.__getitem__)
     # spans not reachable from any top are in cycles: cut each cycle at its earliest span
     reached = [False] * n
-    for top in roots + [i for g in orphans.values() for i in g]:
-        for i, _ in _walk(children, top):
-            reached[i] = True
+    order: list[int] = []  # breadth-first from the tops: parents before children
+    _reach(children, roots + [i for g in orphans.values() for i in g], reached, order)
     cycles: list[list[int]] = []
     for i in sorted((i for i in range(n) if not reached[i] and i not in dup_set), key=start.__getitem__):
         if reached[i]:
@@ -99,25 +98,25 @@ def build_tree(ts: TraceSpans) -> Tree:
         p = parent_idx[cut]
         if p >= 0 and cut in children[p]:
             children[p].remove(cut)
-        for j, _ in _walk(children, cut):
-            reached[j] = True
+        _reach(children, [cut], reached, order)
         cycles.append([cut] + [m for m in members if m != cut])
     tree = Tree(ts, children, roots, orphans, cycles, duplicates)
-    tree.end_ns = _effective_ends(tree)
+    tree.end_ns = _effective_ends(tree, order)
     return tree
 
 
-def _walk(children: list[list[int]], top: int) -> list[tuple[int, int]]:
-    out, stack = [], [(top, 0)]
-    seen = set()
-    while stack:
-        i, d = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        out.append((i, d))
-        stack.extend((c, d + 1) for c in children[i])
-    return out
+def _reach(children: list[list[int]], tops: list[int], reached: list[bool], order: list[int]) -> None:
+    queue = [t for t in tops if not reached[t]]
+    for t in queue:
+        reached[t] = True
+    k = len(order)
+    order.extend(queue)
+    while k < len(order):
+        for c in children[order[k]]:
+            if not reached[c]:
+                reached[c] = True
+                order.append(c)
+        k += 1
 
 
 def _cycle_members(i: int, parent_idx: list[int], reached: list[bool]) -> list[int]:
@@ -133,16 +132,17 @@ def _cycle_members(i: int, parent_idx: list[int], reached: list[bool]) -> list[i
     return [k for k, pos in order.items() if pos >= first]
 
 
-def _effective_ends(tree: Tree) -> list[int]:
+def _effective_ends(tree: Tree, order: list[int]) -> list[int]:
     """End of each span; a SEND span (a message) lasts until the work it caused is done."""
     ts = tree.spans
-    ends = [s + d for s, d in zip(ts.start_ns, ts.duration_ns, strict=True)]
+    ends = list(map(int.__add__, ts.start_ns, ts.duration_ns))
     et = ts.event_type
-    for top in tree.tops:
-        order = tree.walk(top)
-        for i, _ in reversed(order):  # children before parents
-            if et[i] == "SEND" and tree.children[i]:
-                ends[i] = max(ends[i], max(ends[c] for c in tree.children[i]))
+    if "SEND" not in et:
+        return ends
+    children = tree.children
+    for i in reversed(order):  # children before parents
+        if et[i] == "SEND" and children[i]:
+            ends[i] = max(ends[i], max(ends[c] for c in children[i]))
     return ends
 
 
