@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_debug.analysis.spans import TraceSpans
-from agent_debug.analysis.tree import Tree, build_tree
+from agent_debug.analysis.tree import Tree, build_tree, gc_paused
 
 
 CALLS = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL"})
@@ -140,6 +140,11 @@ def _self_times(tree: Tree) -> list[int]:
 
 
 def analyze(ts: TraceSpans, tree: Tree | None = None, *, stacking_min_share: float = 0.02) -> CriticalPathResult:
+    with gc_paused():
+        return _analyze(ts, tree, stacking_min_share)
+
+
+def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> CriticalPathResult:
     tree = tree or build_tree(ts)
     tops = tree.tops
     if not tops:

@@ -7,6 +7,9 @@ chain is fine.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +53,28 @@ class Tree:
         return len(self.walk(i))
 
 
+_LEAF: Any = ()  # the children of a leaf: shared and immutable
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Whole-trace passes allocate millions of small objects that never form cycles: pausing the cyclic GC
+    for their duration roughly halves their time at 1M spans. The previous state is restored."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def build_tree(ts: TraceSpans) -> Tree:
+    with gc_paused():
+        return _build_tree(ts)
+
+
+def _build_tree(ts: TraceSpans) -> Tree:
     n = len(ts)
     index: dict[str, int] = {}
     duplicates: list[int] = []
@@ -59,7 +83,7 @@ def build_tree(ts: TraceSpans) -> Tree:
             duplicates.append(i)
         else:
             index[sid] = i
-    children: list[list[int]] = [[] for _ in range(n)]
+    children: list[list[int]] = [_LEAF] * n  # type: ignore[list-item]  # a list only for spans with children
     parent_idx = [-1] * n
     roots: list[int] = []
     orphans: dict[str, list[int]] = {}
@@ -77,7 +101,10 @@ def build_tree(ts: TraceSpans) -> Tree:
             parent_idx[i] = -2  # its own parent: a cycle of one
         else:
             parent_idx[i] = p
-            children[p].append(i)
+            if children[p] is _LEAF:
+                children[p] = [i]
+            else:
+                children[p].append(i)
     start = ts.start_ns
     for c in children:
         if len(c) > 1:

@@ -36,7 +36,6 @@ from operator import add, itemgetter
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import orjson
 
 from agent_debug.analysis.spans import TraceSpans, TraceSummary, envelope_of, summarize
@@ -63,16 +62,15 @@ _crc32 = _compress_impl.crc32
 HEAD = 4096
 FLUSH_RECORDS = 20_000
 KEY_CACHE_SPANS = 500_000  # span keys of existing traces kept in memory during one ingest
+MAX_PENDING_TRACES = 1000  # traces with spans waiting for a flush (each holds a compressor of ~70 KB)
 
-MAX_PENDING_TRACES = 500  # traces with a batch pending (each holds a compressor of ~70 KB)
-
-# A chunk's `cols` is a JSON object: for each of STORED_COLUMNS, the values of its spans, and "roots":
-# {span_id: envelope}. Values as the records had them (the spec's defaults are applied when loading, to keep
-# ingest cheap), except the timestamp, kept as integer nanoseconds (`analysis.spans`' start_ns).
+# A chunk's `cols` is a JSON object: "batches", a list of {column: [value per span]} for STORED_COLUMNS (in the
+# batches ingest took the spans in), and "roots": {span_id: envelope}. Values as the records had them (the spec's
+# defaults are applied when loading, to keep ingest cheap), except the timestamp, kept as integer nanoseconds
+# (`analysis.spans`' start_ns). `records` is the spans' raw lines, each ending in b"\n", compressed (zlib format).
 STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "start_ns", "duration_ns",
                   "token_cost", "hash")
 _COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "duration_ns", "token_cost")
-_KEYS_JSON = {k: orjson.dumps(k) for k in STORED_COLUMNS}
 
 _PROMPT = itemgetter("prompt_tokens")
 _COMPLETION = itemgetter("completion_tokens")
@@ -114,33 +112,29 @@ class IngestResult:
 
 
 class _Chunk:
-    """The new spans of one trace since the last flush: each column as JSON array bodies (one per batch), and
-    the raw lines (each ending in b"\\n") fed to a compressor as they come."""
+    """The new spans of one trace since the last flush: their columns as one JSON object per batch, and their
+    raw lines (each ending in b"\\n") fed to a compressor as they come."""
 
-    __slots__ = ("keys", "n", "parts", "z", "compressed", "roots")
+    __slots__ = ("keys", "n", "batches", "z", "compressed", "roots")
 
     def __init__(self, keys: dict[str, int]) -> None:
         self.keys = keys  # span id -> content hash of every span of the trace kept so far
         self.n = 0
-        self.parts: dict[str, list[bytes]] = {k: [] for k in STORED_COLUMNS}
+        self.batches: list[bytes] = []
         self.z = _compress_impl.compressobj(1)
         self.compressed: list[bytes] = []
         self.roots: dict[str, dict[str, Any]] = {}  # span id -> envelope, for spans without a parent
 
     def add(self, cols: dict[str, Any], lines: list[bytes]) -> None:
-        parts = self.parts
-        for key in STORED_COLUMNS:
-            parts[key].append(_json_array_body(cols[key]))
+        # a copy: orjson's own result keeps its whole output buffer (~100 KB) allocated while it lives
+        self.batches.append(bytes(memoryview(_json(cols))))
         out = self.z.compress(b"".join(lines))
         if out:
             self.compressed.append(out)
         self.n += len(lines)
 
     def cols_json(self) -> bytes:
-        body = b",".join(_KEYS_JSON[k] + b":[" + b",".join(filter(None, self.parts[k])) + b"]"
-                         for k in STORED_COLUMNS)
-        return b"{" + body + b',"roots":' + orjson.dumps(self.roots, option=orjson.OPT_NON_STR_KEYS,
-                                                          default=_json_default) + b"}"
+        return b'{"roots":' + _json(self.roots) + b',"batches":[' + b",".join(self.batches) + b"]}"
 
     def records(self) -> bytes:
         self.compressed.append(self.z.flush())
@@ -161,13 +155,11 @@ def _take(seq: Sequence[Any], idx: list[int]) -> list[Any]:
     return [seq[i] for i in idx]
 
 
-def _json_array_body(values: Sequence[Any]) -> bytes:
-    """`values` as JSON without the brackets (bodies of batches join with commas into one array)."""
+def _json(obj: Any) -> bytes:
     try:
-        return orjson.dumps(values, option=orjson.OPT_NON_STR_KEYS, default=_json_default)[1:-1]
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
     except TypeError:  # an integer JSON cannot hold exactly (a token count beyond 64 bits): as a float
-        return orjson.dumps([_json_safe(v) for v in values], option=orjson.OPT_NON_STR_KEYS,
-                            default=_json_default)[1:-1]
+        return orjson.dumps(_json_safe(obj), option=orjson.OPT_NON_STR_KEYS, default=_json_default)
 
 
 def _json_safe(v: Any) -> Any:
@@ -181,7 +173,7 @@ def _json_safe(v: Any) -> Any:
 
 
 def unpack_columns(cols: bytes) -> dict[str, Any]:
-    """A chunk's columns: STORED_COLUMNS as lists, and "roots"."""
+    """A chunk's columns: {"roots": {span_id: envelope}, "batches": [{column: [values]} for STORED_COLUMNS]}."""
     return orjson.loads(cols)  # type: ignore[no-any-return]
 
 
@@ -342,8 +334,8 @@ class _Ingest:
             keys = {}
             if trace_id in self.known or trace_id in self.touched:
                 for (cols,) in self.db.execute("SELECT cols FROM chunks WHERE trace_id = ?", (trace_id,)):
-                    c = unpack_columns(cols)
-                    keys.update(zip(c["span_id"], c["hash"], strict=True))
+                    for batch in unpack_columns(cols)["batches"]:
+                        keys.update(zip(batch["span_id"], batch["hash"], strict=True))
             if self.key_spans > KEY_CACHE_SPANS:
                 self.keys.clear()
                 self.key_spans = 0
@@ -497,14 +489,22 @@ class _Ingest:
 
 def load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool = False) -> TraceSpans:
     """A trace's spans from its chunks; the full records too when asked (decompress + parse)."""
+    from agent_debug.analysis.tree import gc_paused
+
+    with gc_paused():
+        return _load_columns(db, trace_id, with_records)
+
+
+def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool) -> TraceSpans:
     ts = TraceSpans(trace_id, records=[] if with_records else None)
     loads = orjson.loads
     for cols, records in db.execute(
         "SELECT cols, records FROM chunks WHERE trace_id = ? ORDER BY id", (trace_id,)
     ):
         c = unpack_columns(cols)
-        ts.extend_columns(c)
-        ts.envelopes.update(c.get("roots") or {})
+        for batch in c["batches"]:
+            ts.extend_columns(batch)
+        ts.envelopes.update(c["roots"])
         if with_records:
             assert ts.records is not None
             lines = zlib.decompress(records).split(b"\n")
