@@ -23,14 +23,12 @@ only rescan the dedupe keys over and over.
 from __future__ import annotations
 
 import base64
-import gc
 import hashlib
 import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import add, itemgetter
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import Any
 import orjson
 
 from agent_debug.analysis.spans import TraceSpans, TraceSummary, envelope_of, summarize
+from agent_debug.analysis.tree import gc_paused
 from agent_debug.errors import NothingReadable
 from agent_debug.formats.reader import (
     GZ,
@@ -489,8 +488,6 @@ class _Ingest:
 
 def load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool = False) -> TraceSpans:
     """A trace's spans from its chunks; the full records too when asked (decompress + parse)."""
-    from agent_debug.analysis.tree import gc_paused
-
     with gc_paused():
         return _load_columns(db, trace_id, with_records)
 
@@ -552,18 +549,6 @@ def _create(db_path: Path) -> None:
         con.close()
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC (see the module docstring); reference counting still frees everything."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def ingest(
     paths: Iterable[str | os.PathLike[str]],
     db_path: str | os.PathLike[str],
@@ -588,7 +573,7 @@ def ingest(
     db = connect(db_path)
     job = _Ingest(db, db_path, progress)
     try:
-        with _gc_paused():
+        with gc_paused():
             for path in files:
                 job.file(path, report, format)
             job.flush()
