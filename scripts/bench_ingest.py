@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=1_000_000, help="total spans in the file (default 1M)")
     parser.add_argument("--traces", type=int, default=1000, help="traces they are spread over (default 1000)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each contender (best is kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each contender (best is kept)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of one ingest run")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)

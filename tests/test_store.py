@@ -120,6 +120,21 @@ def test_same_ids_with_other_content_are_a_reported_conflict(tmp_path: Path) -> 
     assert "1 conflicts" in text.stdout and "conflict: trace tc span tc-s3" in text.stdout
 
 
+def test_a_trace_seen_again_after_a_flush_is_still_deduped(tmp_path: Path) -> None:
+    """Ingest flushes every FLUSH_RECORDS records and forgets the span keys of traces it is done with: a trace
+    that comes back later in the same ingest must still be deduped against what was already written."""
+    from agent_debug.store.ingest import FLUSH_RECORDS
+
+    early = _trace("early", 30)
+    filler = _trace("filler", FLUSH_RECORDS + 500)
+    changed = dict(early[4], duration_ns=1)
+    write_jsonl(tmp_path / "a.jsonl", early + filler + early[:10] + [changed] + _trace("early", 5, first=30))
+    res = ingest([tmp_path / "a.jsonl"], tmp_path / "traces.db")
+    assert (res.records, res.duplicates, res.conflicts) == (30 + len(filler) + 5, 10, 1)
+    assert res.conflict_list == [{"trace_id": "early", "span_id": "early-s4"}]
+    assert _count(tmp_path / "traces.db", "SELECT span_count FROM traces WHERE trace_id = 'early'") == 35
+
+
 # -- incremental, rotation ------------------------------------------------------------------------------------
 
 
@@ -270,6 +285,14 @@ def test_traces_filters(demo_store: dict[str, Any], source: str) -> None:
     since = datetime.fromtimestamp(cut / 1e9, UTC).isoformat()
     assert {t["trace_id"] for t in _traces(demo, "--since", since, source=source)} == {t for _, t in starts[k:]}
     assert len(_traces(demo, "--since", "1h", source=source)) == 9
+
+
+def test_store_summaries_equal_those_computed_from_the_files(demo_store: dict[str, Any]) -> None:
+    """Ingest summarizes new traces batch by batch; reading the files summarizes them in one pass: same runs."""
+    from_db = sorted(_traces(demo_store), key=lambda t: t["trace_id"])
+    from_files = sorted(_traces(demo_store, source="from"), key=lambda t: t["trace_id"])
+    assert from_db == from_files
+    assert all(t["span_count"] > 10 and t["prompt_tokens"] > 0 and t["agents"] for t in from_db)
 
 
 def test_traces_table_lists_every_run(demo_store: dict[str, Any]) -> None:

@@ -84,8 +84,9 @@ class TraceSpans:
         return len(self.span_id)
 
     def extend_columns(self, cols: dict[str, Any]) -> None:
-        """Append a stored chunk's columns (see `store.ingest.STORED_COLUMNS`: values as the records had them,
-        `start_ns` already converted) with the defaults the spec gives. Column-wise, so a 1M-span trace loads with a few C-level passes."""
+        """Append a batch of stored columns (`store.ingest.STORED_COLUMNS`: values as the records had them,
+        `start_ns` already converted, `status` None when all are ok) with the defaults the spec gives.
+        Column-wise: a 1M-span trace loads with a few C-level passes per batch."""
         et = cols["event_type"]
         names = cols["name"]
         status = cols["status"]
@@ -99,7 +100,9 @@ class TraceSpans:
             self.name.extend([nm or e for nm, e in zip(names, et, strict=True)])
         else:
             self.name.extend(names)
-        if None in status or "" in status:
+        if status is None:  # every one ok
+            self.status.extend(["ok"] * n)
+        elif None in status or "" in status:
             self.status.extend([s or "ok" for s in status])
         else:
             self.status.extend(status)

@@ -30,7 +30,7 @@ try:  # an optional, faster inflate (the `fast` extra); same interface as zlib
 except ImportError:  # pragma: no cover - depends on the environment
     _zlib_impl = zlib
 
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 MAX_LINE = 64 << 20  # a single line longer than this is rejected without being held in memory
 MAX_DOCUMENT = 512 << 20  # a whole-document `.json` file larger than this is refused
 

@@ -28,6 +28,7 @@ import os
 import sqlite3
 import time
 import zlib
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import add, itemgetter
@@ -60,16 +61,17 @@ _crc32 = _compress_impl.crc32
 
 HEAD = 4096
 FLUSH_RECORDS = 20_000
-KEY_CACHE_SPANS = 500_000  # span keys of existing traces kept in memory during one ingest
 MAX_PENDING_TRACES = 1000  # traces with spans waiting for a flush (each holds a compressor of ~70 KB)
 
 # A chunk's `cols` is a JSON object: "batches", a list of {column: [value per span]} for STORED_COLUMNS (in the
-# batches ingest took the spans in), and "roots": {span_id: envelope}. Values as the records had them (the spec's
+# batches ingest took the spans in), "roots": {span_id: envelope}, and "hashes": the spans' content hashes in the
+# same order, as hex of 32-bit integers (only dedupe reads them; a string costs nothing to parse when loading). Values as the records had them (the spec's
 # defaults are applied when loading, to keep ingest cheap), except the timestamp, kept as integer nanoseconds
-# (`analysis.spans`' start_ns). `records` is the spans' raw lines, each ending in b"\n", compressed (zlib format).
+# (`analysis.spans`' start_ns) and `status` is null when every span of the batch is ok. `records` is the spans' raw lines, each ending in b"\n", compressed (zlib format).
 STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "start_ns", "duration_ns",
-                  "token_cost", "hash")
-_COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "duration_ns", "token_cost")
+                  "token_cost")
+_HASH_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)  # content hashes are 32-bit
+_COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "duration_ns", "token_cost")
 
 _PROMPT = itemgetter("prompt_tokens")
 _COMPLETION = itemgetter("completion_tokens")
@@ -114,26 +116,30 @@ class _Chunk:
     """The new spans of one trace since the last flush: their columns as one JSON object per batch, and their
     raw lines (each ending in b"\\n") fed to a compressor as they come."""
 
-    __slots__ = ("keys", "n", "batches", "z", "compressed", "roots")
+    __slots__ = ("keys", "n", "batches", "hashes", "z", "compressed", "roots")
 
     def __init__(self, keys: dict[str, int]) -> None:
         self.keys = keys  # span id -> content hash of every span of the trace kept so far
         self.n = 0
         self.batches: list[bytes] = []
+        self.hashes: list[bytes] = []
         self.z = _compress_impl.compressobj(1)
         self.compressed: list[bytes] = []
         self.roots: dict[str, dict[str, Any]] = {}  # span id -> envelope, for spans without a parent
 
-    def add(self, cols: dict[str, Any], lines: list[bytes]) -> None:
+    def add(self, cols: dict[str, Any], hashes: list[int], lines: list[bytes]) -> None:
         # a copy: orjson's own result keeps its whole output buffer (~100 KB) allocated while it lives
         self.batches.append(bytes(memoryview(_json(cols))))
+        self.hashes.append(array(_HASH_ARRAY, hashes).tobytes())
         out = self.z.compress(b"".join(lines))
         if out:
             self.compressed.append(out)
         self.n += len(lines)
 
     def cols_json(self) -> bytes:
-        return b'{"roots":' + _json(self.roots) + b',"batches":[' + b",".join(self.batches) + b"]}"
+        hashes = b"".join(self.hashes).hex().encode()
+        return (b'{"roots":' + _json(self.roots) + b',"hashes":"' + hashes + b'","batches":['
+                + b",".join(self.batches) + b"]}")
 
     def records(self) -> bytes:
         self.compressed.append(self.z.flush())
@@ -172,7 +178,7 @@ def _json_safe(v: Any) -> Any:
 
 
 def unpack_columns(cols: bytes) -> dict[str, Any]:
-    """A chunk's columns: {"roots": {span_id: envelope}, "batches": [{column: [values]} for STORED_COLUMNS]}."""
+    """A chunk's columns: {"roots": {span_id: envelope}, "hashes": hex, "batches": [{column: [values]}]}."""
     return orjson.loads(cols)  # type: ignore[no-any-return]
 
 
@@ -211,13 +217,15 @@ class _Agg:
         end = max(map(add, start, dur))
         self.end = end if first else max(self.end, end)
         self.agents.update(cols["agent_name"])
-        self.errors += cols["status"].count("error")
+        if cols["status"] is not None:
+            self.errors += cols["status"].count("error")
         costs = list(filter(None, cols["token_cost"]))
         if costs:
             self._add_tokens(costs)
         for i in roots:
             for k, v in self.root_cols.items():
-                v.append(cols[k][i])
+                col = cols[k]
+                v.append(col[i] if col is not None else "ok")  # None: a status column of all "ok"
 
     def _add_tokens(self, costs: list[dict[str, Any]]) -> None:
         try:  # the usual shape, summed in C: every key present, counts are ints, the cost a number
@@ -260,8 +268,7 @@ class _Ingest:
         self.known: set[str] = {r[0] for r in db.execute("SELECT trace_id FROM traces")}
         self.touched: set[str] = set()
         self.aggs: dict[str, _Agg] = {}
-        self.keys: dict[str, dict[str, int]] = {}
-        self.key_spans = 0
+        self.keys: dict[str, dict[str, int]] = {}  # span keys of the traces in the last flush (see `flush`)
         self.pending: dict[str, _Chunk] = {}
         self.pending_n = 0
         self.ingest_id = int(db.execute("INSERT INTO ingests (started_at) VALUES (?) RETURNING id",
@@ -333,13 +340,12 @@ class _Ingest:
             keys = {}
             if trace_id in self.known or trace_id in self.touched:
                 for (cols,) in self.db.execute("SELECT cols FROM chunks WHERE trace_id = ?", (trace_id,)):
-                    for batch in unpack_columns(cols)["batches"]:
-                        keys.update(zip(batch["span_id"], batch["hash"], strict=True))
-            if self.key_spans > KEY_CACHE_SPANS:
-                self.keys.clear()
-                self.key_spans = 0
+                    c = unpack_columns(cols)
+                    hashes = array(_HASH_ARRAY)
+                    hashes.frombytes(bytes.fromhex(c["hashes"]))
+                    sids = [sid for batch in c["batches"] for sid in batch["span_id"]]
+                    keys.update(zip(sids, hashes, strict=True))
             self.keys[trace_id] = keys
-            self.key_spans += len(keys)
         return keys
 
     def add_all(self, batches: Iterable[Batch]) -> None:
@@ -381,8 +387,9 @@ class _Ingest:
             recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
             cols = {k: _take(v, keep) for k, v in cols.items()}
         out: dict[str, Any] = {k: cols[k] for k in _COPIED}
+        status = cols["status"]
+        out["status"] = status if "error" in status else None  # all ok: nothing to store or load
         out["start_ns"] = [round(t * 1_000_000) * 1000 for t in cols["timestamp"]]
-        out["hash"] = hashes
         parents = cols["parent_id"]
         roots: list[int] = []
         if not all(parents):  # a root (a parent id is never "")
@@ -398,7 +405,7 @@ class _Ingest:
             agg.update(out, roots)
             if roots:
                 agg.envelopes.update(chunk.roots)
-        chunk.add(out, lines)
+        chunk.add(out, hashes, lines)
 
     def _dedupe(self, trace_id: str, keys: dict[str, int], sids: Sequence[str], hashes: list[int],
                 lines: list[bytes]) -> list[int]:
@@ -426,6 +433,9 @@ class _Ingest:
                 rows.append((trace_id, chunk.n, chunk.cols_json(), chunk.records(), "zlib", self.ingest_id))
                 self.result.records += chunk.n
         self.seen += self.pending_n
+        # keep the span keys of the traces still being written (writers write a trace in one go, so a trace
+        # not in this flush is usually done); one that shows up again has its keys read back from the store
+        self.keys = {tid: self.keys[tid] for tid in self.pending if tid in self.keys}
         self.pending.clear()
         self.pending_n = 0
         if rows:
