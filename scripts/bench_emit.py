@@ -203,20 +203,9 @@ class OTel:
 
 class Loguru:
     def __init__(self, directory: Path) -> None:
-        from loguru._logger import Core, Logger
+        from agent_debug.sdk.writer import _private_logger  # a loguru logger with its own handlers
 
-        self.logger = Logger(
-            core=Core(),
-            exception=None,
-            depth=0,
-            record=False,
-            lazy=False,
-            colors=False,
-            raw=False,
-            capture=True,
-            patchers=[],
-            extra={},
-        )
+        self.logger = _private_logger()
         self.directory = directory
         self.logger.add(
             str(directory / "loguru-spans.jsonl"),

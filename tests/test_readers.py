@@ -102,10 +102,9 @@ def test_loguru_envelope_lines(tmp_path: Path) -> None:
 
 def test_real_loguru_serialize_sink_is_readable(tmp_path: Path) -> None:
     """An app that already logs with loguru (serialize=True, rotation, gz) emits records we read."""
-    from loguru._logger import Core, Logger
+    from agent_debug.sdk.writer import _private_logger
 
-    logger = Logger(core=Core(), exception=None, depth=0, record=False, lazy=False, colors=False, raw=False,
-                    capture=True, patchers=[], extra={})
+    logger = _private_logger()  # its own handlers: nothing printed by the host's default sink
     logger.add(str(tmp_path / "mas_traces.jsonl"), serialize=True, rotation="10 KB", compression="gz",
                filter=lambda r: "trace_id" in r["extra"])
     for i in range(100):

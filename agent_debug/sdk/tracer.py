@@ -36,10 +36,6 @@ def _reseed() -> None:
 os.register_at_fork(after_in_child=_reseed)
 
 
-def new_span_id() -> str:
-    return "%016x" % _rng.getrandbits(64)
-
-
 def new_trace_id() -> str:
     return str(uuid.UUID(int=_rng.getrandbits(128), version=4))
 

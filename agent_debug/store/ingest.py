@@ -541,24 +541,6 @@ def _hash(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-PAGE_SIZE = 65536
-
-
-def _create(db_path: Path) -> None:
-    """Create a new store with large pages, before `connect` makes it (the page size of an SQLite file is fixed
-    when its first table is written). Chunks are blobs of tens of KB: with 64 KiB pages instead of 4 KiB they
-    take one page instead of a chain of overflow pages, and inserting them costs a quarter as much."""
-    if db_path.exists():
-        return
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        con.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        con.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is now the file's
-    finally:
-        con.close()
-
-
 def ingest(
     paths: Iterable[str | os.PathLike[str]],
     db_path: str | os.PathLike[str],
@@ -579,7 +561,6 @@ def ingest(
     files = expand_paths(paths, report)
     if not files:
         raise NothingReadable("no trace files found in " + ", ".join(str(p) for p in paths))
-    _create(db_path)
     db = connect(db_path)
     job = _Ingest(db, db_path, progress)
     try:
