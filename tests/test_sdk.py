@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -211,10 +212,13 @@ def test_sampling_rate_keeps_healthy_runs_whole_or_not_at_all(tmp_path: Path) ->
 def test_sdk_never_raises_into_the_agent(sdk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runtime.configure(sdk, raise_internal_errors=False)
 
-    def broken(*a: Any) -> None:
-        raise RuntimeError("disk on fire")
+    class Broken(deque):  # type: ignore[type-arg]  # the writer's buffer: every span's hand-off fails
+        def append(self, item: Any) -> None:
+            raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(runtime, "emit", broken)
+    w = runtime.writer()
+    assert w is not None
+    monkeypatch.setattr(w, "_q", Broken())
     before = ad.stats()["internal_errors"]
     with ad.run("wf"):
         with ad.span("step") as s:
@@ -223,7 +227,13 @@ def test_sdk_never_raises_into_the_agent(sdk: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_sdk_reraises_internal_errors_under_pytest(sdk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime, "emit", lambda *a: (_ for _ in ()).throw(RuntimeError("bug")))
+    class Broken(deque):  # type: ignore[type-arg]
+        def append(self, item: Any) -> None:
+            raise RuntimeError("bug")
+
+    w = runtime.writer()
+    assert w is not None
+    monkeypatch.setattr(w, "_q", Broken())
     with pytest.raises(RuntimeError, match="bug"):
         with ad.span("step"):
             pass

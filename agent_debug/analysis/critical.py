@@ -10,8 +10,9 @@ durations: nested time is counted once and parallel children do not add up.
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import chain, compress
 from typing import Any
 
 from agent_debug.analysis.spans import TraceSpans
@@ -20,6 +21,9 @@ from agent_debug.analysis.tree import Tree, build_tree, gc_paused
 
 CALLS = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL"})
 TOLERANCE_NS = 1000  # the spec's timestamps carry microseconds
+# spans per side of a stacking candidate whose records are examined for messages and shared data, nearest the
+# candidate first: enough for any real handoff, and a 1M-span trace does not parse half its records
+LINK_SCAN = 200
 
 
 @dataclass
@@ -116,26 +120,42 @@ def critical_sections(tree: Tree, top: int) -> list[tuple[int, int, int]]:
 
 
 def _self_times(tree: Tree) -> list[int]:
-    """Duration minus the union of the children's (clipped) intervals."""
-    ts = tree.spans
-    out = []
-    for i in range(len(ts)):
-        lo, hi = ts.start_ns[i], tree.end_ns[i]
+    """Duration minus the union of the children's (clipped) intervals. Leaves (half the spans) cost one C-level
+    pass; only spans with children are walked."""
+    start, end = tree.spans.start_ns, tree.end_ns
+    out = list(map(int.__sub__, end, start))
+    children = tree.children
+    for i in compress(range(len(out)), children):  # spans with children (a leaf's list is empty)
+        lo, hi = start[i], end[i]
+        kids = children[i]
+        if len(kids) == 1:
+            c = kids[0]
+            s, e = start[c], end[c]
+            covered = (e if e < hi else hi) - (s if s > lo else lo)
+            if covered > 0:
+                out[i] -= covered
+            continue
         covered = 0
-        cur_s = cur_e = None
-        for c in tree.children[i]:  # sorted by start
-            s, e = max(ts.start_ns[c], lo), min(tree.end_ns[c], hi)
+        cur_s = cur_e = -1
+        for c in kids:  # sorted by start
+            s, e = start[c], end[c]
+            if s < lo:
+                s = lo
+            if e > hi:
+                e = hi
             if e <= s:
                 continue
-            if cur_e is None or s > cur_e:
-                if cur_e is not None and cur_s is not None:
+            if s > cur_e:
+                if cur_e >= 0:
                     covered += cur_e - cur_s
                 cur_s, cur_e = s, e
-            else:
-                cur_e = max(cur_e, e)
-        if cur_e is not None and cur_s is not None:
+            elif e > cur_e:
+                cur_e = e
+        if cur_e >= 0:
             covered += cur_e - cur_s
-        out.append(max(0, (hi - lo) - covered))
+        out[i] -= covered
+    if out and min(out) < 0:
+        out = [v if v > 0 else 0 for v in out]
     return out
 
 
@@ -167,13 +187,14 @@ def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> Cr
         bottleneck = {"span_id": ts.span_id[b], "agent_name": ts.agent_name[b], "name": ts.name[b],
                       "event_type": ts.event_type[b], "critical_ns": crit[b]}
     self_t = _self_times(tree)
-    per_agent: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for i in range(len(ts)):
-        a = per_agent[ts.agent_name[i]]
-        a[0] += self_t[i]
-        a[1] += crit.get(i, 0)
-        a[2] += 1
-    hotspots = sorted((Hotspot(k, v[0], v[1], v[2]) for k, v in per_agent.items()),
+    total: dict[str, int] = defaultdict(int)
+    for agent, t in zip(ts.agent_name, self_t, strict=True):
+        total[agent] += t
+    on_path: dict[str, int] = defaultdict(int)
+    for i, v in crit.items():
+        on_path[ts.agent_name[i]] += v
+    count = Counter(ts.agent_name)
+    hotspots = sorted((Hotspot(k, total[k], on_path.get(k, 0), count[k]) for k in count),
                       key=lambda h: (-h.critical_ns, -h.total_ns))
     duration = tree.end_ns[top] - ts.start_ns[top]
     stack = find_stacking(tree, set(crit), duration, stacking_min_share)
@@ -181,8 +202,15 @@ def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> Cr
                               {ts.span_id[i]: v for i, v in crit.items()})
 
 
-def _subtree(tree: Tree, i: int) -> list[int]:
-    return [j for j, _ in tree.walk(i)]
+def _subtree(tree: Tree, i: int, limit: int) -> list[int]:
+    """The spans below and including i, a level at a time (the ones nearest i first), at most `limit`."""
+    out: list[int] = []
+    level = [i]
+    get = tree.children.__getitem__
+    while level and len(out) < limit:
+        out.extend(level)
+        level = list(chain.from_iterable(map(get, level)))
+    return out[:limit]
 
 
 def _values(ts: TraceSpans, idx: list[int]) -> set[str]:
@@ -199,10 +227,11 @@ def _values(ts: TraceSpans, idx: list[int]) -> set[str]:
 def _linked(tree: Tree, a: list[int], b: list[int]) -> str | None:
     """Why b depends on a, or None: a causal link, a message, or a value produced by a and passed to b."""
     ts = tree.spans
-    a_ids = {ts.span_id[i] for i in a}
-    for j in b:
-        if ts.parent_id[j] in a_ids:
-            return "causal link"
+    a_ids = set(map(ts.span_id.__getitem__, a))
+    if not a_ids.isdisjoint(map(ts.parent_id.__getitem__, b)):
+        return "causal link"
+    if ts.records is None:  # messages and data flow are in the attributes and payloads
+        return None
     a_agents = {ts.agent_name[i] for i in a}
     b_agents = {ts.agent_name[j] for j in b}
     for i in a:
@@ -250,9 +279,10 @@ def find_stacking(tree: Tree, on_path: set[int], duration: int, min_share: float
 
     def sub(i: int) -> list[int]:
         if i not in subtrees:
-            subtrees[i] = _subtree(tree, i)
+            subtrees[i] = _subtree(tree, i, LINK_SCAN)
         return subtrees[i]
 
+    candidates: list[tuple[int, int, int]] = []
     for p in on_path:
         kids = [c for c in tree.children[p] if end[c] - ts.start_ns[c] >= floor]
         for x, y in zip(kids, kids[1:], strict=False):
@@ -263,18 +293,27 @@ def find_stacking(tree: Tree, on_path: set[int], duration: int, min_share: float
                 or ts.event_type[y] in CALLS
             ):
                 continue  # one agent's own steps (a model call then a tool, a retry loop): dependent by nature
-            xs, ys = sub(x), sub(y)
-            if _linked(tree, xs, ys) is not None:
-                continue
-            if ts.records is None:
-                evidence = "no causal link (payloads not loaded: data flow not checked)"
-            else:
-                evidence = "no causal link, message or shared data between them"
-            dx, dy = end[x] - ts.start_ns[x], end[y] - ts.start_ns[y]
-            found.append(Stacking(
-                ts.span_id[p],
-                {"span_id": ts.span_id[x], "agent_name": ts.agent_name[x], "name": ts.name[x], "duration_ns": dx},
-                {"span_id": ts.span_id[y], "agent_name": ts.agent_name[y], "name": ts.name[y], "duration_ns": dy},
-                ts.start_ns[y] - end[x], min(dx, dy), evidence))
+            candidates.append((p, x, y))
+    # in a tree, a span below y has its parent below y too, so only the records (messages, data passed on) can
+    # link the two; without them there is nothing to look at
+    records = ts.records
+    if records is not None and candidates:
+        prefetch = getattr(records, "prefetch", None)
+        if prefetch is not None:  # records read lazily from the store: each stored chunk is read once
+            wanted = {i for _, x, y in candidates for i in sub(x) + sub(y)}
+            prefetch(sorted(wanted | set(tree.roots[:1])))
+    for p, x, y in candidates:
+        if records is not None and _linked(tree, sub(x), sub(y)) is not None:
+            continue
+        if records is None:
+            evidence = "no causal link (payloads not loaded: data flow not checked)"
+        else:
+            evidence = "no causal link, message or shared data between them"
+        dx, dy = end[x] - ts.start_ns[x], end[y] - ts.start_ns[y]
+        found.append(Stacking(
+            ts.span_id[p],
+            {"span_id": ts.span_id[x], "agent_name": ts.agent_name[x], "name": ts.name[x], "duration_ns": dx},
+            {"span_id": ts.span_id[y], "agent_name": ts.agent_name[y], "name": ts.name[y], "duration_ns": dy},
+            ts.start_ns[y] - end[x], min(dx, dy), evidence))
     found.sort(key=lambda s: -s.saving_ns)
     return found

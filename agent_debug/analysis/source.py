@@ -23,7 +23,7 @@ class Source(Protocol):
 
     def resolve(self, prefix: str) -> str: ...
 
-    def load(self, trace_id: str, *, records: bool = False) -> TraceSpans: ...
+    def load(self, trace_id: str, *, records: bool | str = False) -> TraceSpans: ...
 
     def summary(self, trace_id: str) -> TraceSummary: ...
 
@@ -41,7 +41,8 @@ class StoreSource:
     def resolve(self, prefix: str) -> str:
         return query.resolve_trace(self.db, prefix)
 
-    def load(self, trace_id: str, *, records: bool = False) -> TraceSpans:
+    def load(self, trace_id: str, *, records: bool | str = False) -> TraceSpans:
+        """`records`: False (columns only), True (every record parsed), or "lazy" (read when asked for)."""
         return query.load_trace(self.db, trace_id, records=records)
 
     def summary(self, trace_id: str) -> TraceSummary:
@@ -80,7 +81,7 @@ class FileSource:
             return prefix
         return query.pick(prefix, sorted(t for t in self.traces if t.startswith(prefix))[:6])
 
-    def load(self, trace_id: str, *, records: bool = False) -> TraceSpans:
+    def load(self, trace_id: str, *, records: bool | str = False) -> TraceSpans:
         try:
             return self.traces[trace_id]
         except KeyError:

@@ -11,6 +11,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain, compress
 from typing import Any
 
 from agent_debug.analysis.spans import TraceSpans
@@ -75,86 +76,104 @@ def build_tree(ts: TraceSpans) -> Tree:
 
 
 def _build_tree(ts: TraceSpans) -> Tree:
+    # whole-trace passes are map/zip/chain in C where they can be: a 1M-span trace is built in about a second
     n = len(ts)
-    index: dict[str, int] = {}
+    sids = ts.span_id
+    pids = ts.parent_id
+    start = ts.start_ns
+    # span id -> index of its first occurrence (fed in reverse, so the earliest index is written last and wins)
+    index: dict[str, int] = dict(zip(reversed(sids), range(n - 1, -1, -1)))
     duplicates: list[int] = []
-    for i, sid in enumerate(ts.span_id):
-        if sid in index:
-            duplicates.append(i)
-        else:
-            index[sid] = i
+    if len(index) < n:
+        duplicates = [i for i, sid in enumerate(sids) if index[sid] != i]
+    dup_set = set(duplicates)
+    parent_idx: list[int | None] = list(map(index.get, pids))  # None: a root, or a parent not in the trace
     children: list[list[int]] = [_LEAF] * n  # type: ignore[list-item]  # a list only for spans with children
-    parent_idx = [-1] * n
+    parents: list[int] = []  # spans with children
     roots: list[int] = []
     orphans: dict[str, list[int]] = {}
-    dup_set = set(duplicates)
-    for i, pid in enumerate(ts.parent_id):
-        if i in dup_set:
-            continue
-        if pid is None:
-            roots.append(i)
-            continue
-        p = index.get(pid)
+    for i, p in enumerate(parent_idx):
         if p is None:
-            orphans.setdefault(pid, []).append(i)
+            if i in dup_set:
+                continue
+            pid = pids[i]
+            if pid is None:
+                roots.append(i)
+            else:
+                orphans.setdefault(pid, []).append(i)
         elif p == i:
             parent_idx[i] = -2  # its own parent: a cycle of one
         else:
-            parent_idx[i] = p
-            if children[p] is _LEAF:
+            kids = children[p]
+            if kids is _LEAF:
                 children[p] = [i]
+                parents.append(p)
             else:
-                children[p].append(i)
-    start = ts.start_ns
-    for c in children:
-        if len(c) > 1:
-            c.sort(key=start.__getitem__)
-    roots.sort(key=start.__getitem__)
+                kids.append(i)
+    if duplicates:  # a later copy of an id is in no list and never a top
+        for i in duplicates:
+            p = parent_idx[i]
+            if p is not None and p >= 0 and p != i:
+                children[p].remove(i)
+            parent_idx[i] = -3
+    key = start.__getitem__
+    for p in parents:
+        kids = children[p]
+        if len(kids) > 1:
+            kids.sort(key=key)
+    roots.sort(key=key)
     for group in orphans.values():
-        group.sort(key=start.__getitem__)
-    # spans not reachable from any top are in cycles: cut each cycle at its earliest span
-    reached = [False] * n
-    order: list[int] = []  # breadth-first from the tops: parents before children
-    _reach(children, roots + [i for g in orphans.values() for i in g], reached, order)
+        group.sort(key=key)
+    # breadth-first from the tops, parents before children; every span is in one children list at most, so
+    # nothing is met twice. Spans not reached are in parent cycles: cut each at its earliest span.
+    order = _reach(children, roots + [i for g in orphans.values() for i in g])
     cycles: list[list[int]] = []
-    for i in sorted((i for i in range(n) if not reached[i] and i not in dup_set), key=start.__getitem__):
-        if reached[i]:
-            continue
-        members = _cycle_members(i, parent_idx, reached)
-        cut = min(members, key=start.__getitem__)
-        p = parent_idx[cut]
-        if p >= 0 and cut in children[p]:
-            children[p].remove(cut)
-        _reach(children, [cut], reached, order)
-        cycles.append([cut] + [m for m in members if m != cut])
+    if len(order) + len(duplicates) < n:
+        reached = bytearray(n)
+        for i in order:
+            reached[i] = 1
+        for i in duplicates:
+            reached[i] = 1
+        for i in sorted((i for i in range(n) if not reached[i]), key=key):
+            if reached[i]:
+                continue
+            members = _cycle_members(i, parent_idx, reached)
+            cut = min(members, key=key)
+            p = parent_idx[cut]
+            if p is not None and p >= 0 and cut in children[p]:
+                children[p].remove(cut)
+            more = _reach(children, [cut])
+            for j in more:
+                reached[j] = 1
+            order.extend(more)
+            cycles.append([cut] + [m for m in members if m != cut])
     tree = Tree(ts, children, roots, orphans, cycles, duplicates)
     tree.end_ns = _effective_ends(tree, order)
     return tree
 
 
-def _reach(children: list[list[int]], tops: list[int], reached: list[bool], order: list[int]) -> None:
-    queue = [t for t in tops if not reached[t]]
-    for t in queue:
-        reached[t] = True
-    k = len(order)
-    order.extend(queue)
-    while k < len(order):
-        for c in children[order[k]]:
-            if not reached[c]:
-                reached[c] = True
-                order.append(c)
-        k += 1
+def _reach(children: list[list[int]], tops: list[int]) -> list[int]:
+    """Breadth-first order below `tops`, a level at a time (each level gathered in C)."""
+    order: list[int] = []
+    level = tops
+    get = children.__getitem__
+    while level:
+        order.extend(level)
+        level = list(chain.from_iterable(map(get, level)))
+    return order
 
 
-def _cycle_members(i: int, parent_idx: list[int], reached: list[bool]) -> list[int]:
+def _cycle_members(i: int, parent_idx: list[int | None], reached: bytearray) -> list[int]:
     """Follow parents from i until a span repeats: the repeated loop is the cycle."""
     order: dict[int, int] = {}
-    j = i
-    while j >= 0 and j not in order and not reached[j]:
+    j: int | None = i
+    while j is not None and j >= 0 and j not in order and not reached[j]:
         order[j] = len(order)
         j = parent_idx[j]
-    if j == -2 or j < 0 or reached[j]:
-        return [i] if j != -2 else list(order)
+    if j == -2:
+        return list(order)
+    if j is None or j < 0 or reached[j]:
+        return [i]
     first = order[j]
     return [k for k, pos in order.items() if pos >= first]
 
@@ -167,9 +186,32 @@ def _effective_ends(tree: Tree, order: list[int]) -> list[int]:
     if "SEND" not in et:
         return ends
     children = tree.children
-    for i in reversed(order):  # children before parents
-        if et[i] == "SEND" and children[i]:
-            ends[i] = max(ends[i], max(ends[c] for c in children[i]))
+    is_send = list(map("SEND".__eq__, et))
+    sends = list(compress(range(len(et)), is_send))
+    nested: list[int] = []  # SEND spans with a SEND among their children: done below, children first
+    for i in sends:
+        kids = children[i]
+        if not kids:
+            continue
+        if len(kids) == 1:
+            c = kids[0]
+            if is_send[c]:
+                nested.append(i)
+            elif ends[c] > ends[i]:
+                ends[i] = ends[c]
+        elif any(map(is_send.__getitem__, kids)):
+            nested.append(i)
+        else:
+            last = max(map(ends.__getitem__, kids))
+            if last > ends[i]:
+                ends[i] = last
+    if nested:
+        todo = set(nested)
+        for i in reversed(order):  # children before parents
+            if i in todo:
+                last = max(map(ends.__getitem__, children[i]))
+                if last > ends[i]:
+                    ends[i] = last
     return ends
 
 

@@ -14,7 +14,7 @@ TraceArg = Annotated[str | None, typer.Argument(help="Trace id or a unique prefi
 BAR = 24
 
 
-def _load(trace: str, db: Any, from_: Any, format: str | None, records: bool) -> tuple[Any, Any]:
+def _load(trace: str, db: Any, from_: Any, format: str | None, records: bool | str) -> tuple[Any, Any]:
     from agent_debug.analysis.source import open_source
 
     src = open_source(db_path(db), from_, format)
@@ -50,7 +50,7 @@ def tree(
     from agent_debug.analysis.treeview import build_view, nested_json
 
     min_ns = parse_duration(min_duration) if min_duration else 0
-    _, ts = _load(trace, db, from_, format, records=json)
+    _, ts = _load(trace, db, from_, format, records="lazy" if json else False)
     t = build_tree(ts)
     cp = analyze(ts, t)
     if json:
@@ -113,7 +113,7 @@ def critical_path(
     sequential steps that could have run in parallel (latency stacking)."""
     from agent_debug.analysis.critical import analyze
 
-    _, ts = _load(trace, db, from_, format, records=True)
+    _, ts = _load(trace, db, from_, format, records="lazy")
     res = analyze(ts)
     if json:
         print_json(res.as_dict())

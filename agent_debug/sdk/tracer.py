@@ -31,6 +31,21 @@ _rng = random.Random(int.from_bytes(os.urandom(16), "big"))
 
 def _reseed() -> None:
     _rng.seed(int.from_bytes(os.urandom(16), "big"))
+    _id_pool.clear()  # a forked child must not hand out the ids its parent will
+
+
+# span ids are cut from one random draw per 1,024 spans: a pop is cheaper than formatting a fresh number
+_id_pool: list[str] = []
+_pop_id = _id_pool.pop
+
+
+def _new_span_id() -> str:
+    try:
+        return _pop_id()
+    except IndexError:
+        h = _rng.randbytes(8 * 1024).hex()
+        _id_pool.extend([h[i : i + 16] for i in range(0, len(h), 16)])
+        return _pop_id()
 
 
 os.register_at_fork(after_in_child=_reseed)
@@ -101,7 +116,7 @@ class Span:
         # trace_id, span_id, parent_id, timestamp, _t0 are set when the span starts; duration_ns when it ends
 
     def _start(self, parent: Span | None, run: Run | None = None) -> Span:
-        self.span_id = "%016x" % _rng.getrandbits(64)
+        self.span_id = _new_span_id()
         if parent is not None:
             self.trace_id = parent.trace_id
             self.parent_id = parent.span_id
@@ -125,7 +140,10 @@ class Span:
         if parent is None or self._retry is not None:
             self._start(parent)
         else:  # the hot path of _start, inlined: a child span in a run
-            self.span_id = "%016x" % _getrandbits(64)
+            try:
+                self.span_id = _pop_id()
+            except IndexError:
+                self.span_id = _new_span_id()
             self.trace_id = parent.trace_id
             self.parent_id = parent.span_id
             self.run = parent.run
@@ -143,8 +161,8 @@ class Span:
         if exc is not None or self._ended or self.status != "ok" or run is None or run.root is self:
             self._exit(exc)
             return
-        # the hot path of _exit/end/_emit/_record, inlined: an ok child span
-        self.duration_ns = _perf_ns() - self._t0
+        # the hot path of _exit/end/_emit/_record and runtime.emit, inlined: an ok child span
+        self.duration_ns = dur = _perf_ns() - self._t0
         self._ended = True
         try:
             _CURRENT.reset(self._token)  # type: ignore[arg-type]
@@ -152,9 +170,10 @@ class Span:
             pass
         self._token = None
         try:
-            rec = {"trace_id": self.trace_id, "span_id": self.span_id, "parent_id": self.parent_id,
+            trace_id = self.trace_id
+            rec = {"trace_id": trace_id, "span_id": self.span_id, "parent_id": self.parent_id,
                    "agent_name": self.agent_name, "event_type": self.event_type, "timestamp": self.timestamp,
-                   "duration_ns": self.duration_ns, "name": self.name}
+                   "duration_ns": dur, "name": self.name}
             if self.payload is not None:
                 rec["payload"] = self.payload
             if self.token_cost is not None:
@@ -162,10 +181,23 @@ class Span:
             if self.attributes:
                 rec["attributes"] = self.attributes
             try:
-                data = _dumps(rec, default=str)
-            except TypeError:
-                data = _dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS)
-            runtime.emit(self.trace_id, 0, data)
+                data = _dumps(rec)
+            except TypeError:  # a value JSON has no type for, or a non-string key: rare, so paid for only then
+                try:
+                    data = _dumps(rec, default=str)
+                except TypeError:
+                    data = _dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS)
+            w = runtime._writer
+            if w is None or runtime._collectors:
+                runtime.emit(trace_id, 0, data)
+            else:
+                q = w._q
+                if len(q) < w.buffer_size:
+                    q.append((trace_id, 0, data))
+                    if len(q) == 4096:  # a burst: wake the writer once
+                        w._wake.set()
+                else:
+                    w.stats.dropped += 1
             if run.records is not None:
                 run.records.append(data)
         except Exception as e:

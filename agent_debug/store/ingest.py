@@ -29,6 +29,7 @@ import sqlite3
 import time
 import zlib
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import add, itemgetter
@@ -496,28 +497,91 @@ class _Ingest:
         self.db.execute("COMMIT")
 
 
-def load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool = False) -> TraceSpans:
-    """A trace's spans from its chunks; the full records too when asked (decompress + parse)."""
+def load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | str = False) -> TraceSpans:
+    """A trace's spans from its chunks; the full records too when asked (decompress + parse), or with
+    `with_records="lazy"` a `LazyRecords` that reads only the records an analysis asks for."""
     with gc_paused():
         return _load_columns(db, trace_id, with_records)
 
 
-def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool) -> TraceSpans:
-    ts = TraceSpans(trace_id, records=[] if with_records else None)
+def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | str) -> TraceSpans:
+    lazy = with_records == "lazy"
+    eager = bool(with_records) and not lazy
+    ts = TraceSpans(trace_id, records=[] if eager else None)
     loads = orjson.loads
-    for cols, records in db.execute(
-        "SELECT cols, records FROM chunks WHERE trace_id = ? ORDER BY id", (trace_id,)
+    chunk_ids: list[int] = []
+    offsets: list[int] = []
+    for chunk_id, cols, records in db.execute(
+        f"SELECT id, cols, {'records' if eager else 'NULL'} FROM chunks WHERE trace_id = ? ORDER BY id", (trace_id,)
     ):
+        chunk_ids.append(chunk_id)
+        offsets.append(len(ts))
         c = unpack_columns(cols)
         for batch in c["batches"]:
             ts.extend_columns(batch)
         ts.envelopes.update(c["roots"])
-        if with_records:
+        if eager:
             assert ts.records is not None
             lines = zlib.decompress(records).split(b"\n")
             lines.pop()  # after the last line's b"\n"
             ts.records.extend(map(loads, lines))
+    if lazy:
+        ts.records = LazyRecords(db, chunk_ids, offsets, len(ts))  # type: ignore[assignment]
     return ts
+
+
+class LazyRecords(Sequence[dict[str, Any]]):
+    """A trace's full records, read from the store only when asked for: `records[i]` decompresses the one chunk
+    that holds span i (a few recent chunks stay cached) and parses that one line. Lets `critical-path` and
+    `tree` look at the attributes of the few spans they report on without parsing a 1M-span trace."""
+
+    CACHED_CHUNKS = 8
+
+    def __init__(self, db: sqlite3.Connection, chunk_ids: list[int], offsets: list[int], n: int) -> None:
+        self._db = db
+        self._chunk_ids = chunk_ids
+        self._offsets = offsets
+        self._n = n
+        self._lines: dict[int, list[bytes]] = {}  # chunk position -> its raw lines, least recently used first
+        self._parsed: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def prefetch(self, indices: Iterable[int]) -> None:
+        """Parse these records now, reading each chunk they fall in once (nothing but them is kept)."""
+        by_chunk: dict[int, list[int]] = {}
+        offsets = self._offsets
+        for i in indices:
+            if 0 <= i < self._n and i not in self._parsed:
+                by_chunk.setdefault(bisect_right(offsets, i) - 1, []).append(i)
+        loads = orjson.loads
+        for k, wanted in by_chunk.items():
+            lines = self._lines.get(k)
+            if lines is None:
+                (blob,) = self._db.execute("SELECT records FROM chunks WHERE id = ?", (self._chunk_ids[k],)).fetchone()
+                lines = zlib.decompress(blob).split(b"\n")
+            base = offsets[k]
+            for i in wanted:
+                self._parsed[i] = loads(lines[i - base])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        rec = self._parsed.get(i)
+        if rec is None:
+            k = bisect_right(self._offsets, i) - 1
+            lines = self._lines.pop(k, None)
+            if lines is None:
+                (blob,) = self._db.execute("SELECT records FROM chunks WHERE id = ?", (self._chunk_ids[k],)).fetchone()
+                lines = zlib.decompress(blob).split(b"\n")
+                if len(self._lines) >= self.CACHED_CHUNKS:
+                    del self._lines[next(iter(self._lines))]
+            self._lines[k] = lines  # most recently used last
+            rec = self._parsed[i] = orjson.loads(lines[i - self._offsets[k]])
+        return rec
 
 
 def _head(path: Path) -> bytes:

@@ -95,7 +95,7 @@ def pick(prefix: str, candidates: list[str]) -> str:
     return candidates[0]
 
 
-def load_trace(db: sqlite3.Connection, trace_id: str, *, records: bool = False) -> TraceSpans:
+def load_trace(db: sqlite3.Connection, trace_id: str, *, records: bool | str = False) -> TraceSpans:
     ts = load_columns(db, trace_id, with_records=records)
     if not len(ts):
         raise TraceNotFound(f"no spans for trace {trace_id!r}")
