@@ -332,6 +332,24 @@ def rotation_stress(spans: int, rotation: str, min_rotations: int, time_cap_s: f
     }
 
 
+def jitter_baseline(seconds: float) -> dict[str, float]:
+    """The machine's own hiccups: the longest gap between two consecutive clock reads in a tight loop of plain
+    Python (no SDK, no other thread of ours) for `seconds`. On a shared VM this alone can exceed 5 ms."""
+    pc = time.perf_counter_ns
+    worst = over = 0
+    t_end = pc() + int(seconds * 1e9)
+    last = pc()
+    while last < t_end:
+        now = pc()
+        gap = now - last
+        if gap > worst:
+            worst = gap
+        if gap > 5_000_000:
+            over += 1
+        last = now
+    return {"worst_ms": worst / 1e6, "over_5ms": float(over)}
+
+
 def _rotated(directory: Path, live: str) -> int:
     """Files rotated so far: everything but the live file and gzip's temporary files."""
     return sum(1 for p in directory.iterdir() if p.name != live and not p.name.endswith(".tmp"))
@@ -386,7 +404,7 @@ def breakdown(iterations: int) -> list[tuple[str, float]]:
             rows.append(("  ad.span(...) = Span.__init__ (12 attrs)", mean(lambda: ad.span(SPAN_NAME, agent=AGENT, event_type=EVENT_TYPE, attributes=ATTRIBUTES)) - base))
             rows.append(("    Span.__init__ without attributes", mean(lambda: tracer.Span(SPAN_NAME, AGENT, EVENT_TYPE)) - base))
             rows.append(("    dict(ATTRIBUTES) (a plain copy, for scale)", mean(lambda: dict(ATTRIBUTES)) - base))
-            rows.append(("  span id + time.time() + perf_counter_ns()", mean(lambda: ("%016x" % tracer._getrandbits(64), time.time(), pc())) - base))
+            rows.append(("  span id (pool) + perf_counter_ns()", mean(lambda: (tracer._new_span_id(), pc())) - base))
             sp = tracer.Span(SPAN_NAME, AGENT, EVENT_TYPE)
             rows.append(("  set_payload", mean(lambda: sp.set_payload(PAYLOAD)) - base))
             cv = tracer._CURRENT
@@ -520,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
             lg_rotations = lg.rotations()
 
         # rotation stress: agent-debug alone, small files
+        jitter_before = jitter_baseline(1.0)
         stress = rotation_stress(stress_spans, "2 MB", min_rotations=stress_rotations, time_cap_s=stress_cap)
+        jitter_after = jitter_baseline(1.0)
     finally:
         ad.shutdown()
         if lg is not None:
@@ -568,6 +588,12 @@ def main(argv: list[str] | None = None) -> int:
         f"calls > 1 ms: {stress['over_1ms']}, > 5 ms: {stress['over_5ms']}; "
         f"slowest: {', '.join(f'{x / 1000:.2f}' for x in stress['slowest_us'])} ms"
     )
+    jitter_ms = max(jitter_before["worst_ms"], jitter_after["worst_ms"])
+    print(
+        f"  baseline, the machine alone (a plain Python loop, no SDK, 1 s before and 1 s after the stress): worst gap "
+        f"{jitter_before['worst_ms']:.2f} / {jitter_after['worst_ms']:.2f} ms, gaps > 5 ms: "
+        f"{int(jitter_before['over_5ms'])} / {int(jitter_after['over_5ms'])}"
+    )
     if otel is not None:
         print(f"otel: {otel.started} spans started, {otel.exported} exported, dropped {otel_dropped}")
     if lg is not None:
@@ -595,7 +621,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  no agent-debug call stalled > {TARGET_STALL_MS:g} ms (incl. {stress['rotated']} rotations): "
         f"worst {worst_ms:.2f} ms  {'PASS' if worst_ms <= TARGET_STALL_MS else 'FAIL'}"
+        f"  (the machine's own worst gap in this run: {jitter_ms:.2f} ms)"
     )
+    if y == y:
+        # the issue quotes ~35 us for an OTel span; scaling by this machine's OTel figure compares like with like
+        print(f"  (machine speed: OTel {y:.1f} us here against ~35 us quoted; agent-debug at that speed: "
+              f"{x * 35.0 / y:.2f} us)")
     print(f"  (total time {time.monotonic() - t_start:.1f} s)")
 
     def num(v: float) -> str:

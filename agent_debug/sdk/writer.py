@@ -258,7 +258,7 @@ class Writer:
                     trace_id, flags, data = q.popleft()
                     n += 1
                     self._accept(trace_id, flags, data, out)
-                    if n & 63 == 0 and time.perf_counter() - t_slice > YIELD_AFTER:
+                    if n & 15 == 0 and time.perf_counter() - t_slice > YIELD_AFTER:
                         time.sleep(0.0001)  # a real sleep hands the GIL to the agent's threads at once
                         t_slice = time.perf_counter()
                 self._expire_pending(final)
@@ -342,6 +342,8 @@ class Writer:
         for i, data in enumerate(out):
             size += len(data) + len(sep)
             if size >= self._chunk or i == len(out) - 1:
+                if start:
+                    time.sleep(0.0001)  # between messages (a rotation may follow one): let the agent's threads run
                 self._write_one(sep.join(out[start : i + 1]) + sep)
                 start, size = i + 1, 0
         self.stats.written += len(out)
