@@ -170,6 +170,27 @@ def test_a_file_rotated_into_gzip_is_recognised_as_data_already_read(tmp_path: P
     assert ingest([logs], db).files_skipped == 1  # a complete .gz seen before is not opened again
 
 
+def test_a_cut_gzip_is_read_once_until_it_changes(tmp_path: Path) -> None:
+    """A .gz cut short (copied mid-write, or a crash during compression) keeps its complete records; ingesting
+    again does not re-read it while it is unchanged, and reads it again once it has been written in full."""
+    db = tmp_path / "traces.db"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    data = b"".join(orjson.dumps(r) + b"\n" for r in _trace("t1", 400))
+    whole = gzip.compress(data)
+    cut = logs / "x.2026-11-21_10-00-00_000001.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    first = ingest([logs], db)
+    assert 0 < first.records < 400 and first.rejected == 0
+    again = ingest([logs], db)
+    assert (again.files_skipped, again.records, again.duplicates, again.readable) == (1, 0, 0, 0)
+    cut.write_bytes(whole)  # the writer finished
+    done = ingest([logs], db)
+    assert (done.records, done.conflicts) == (400 - first.records, 0)
+    assert _count(db, "SELECT sum(n) FROM chunks") == 400
+    assert ingest([logs], db).files_skipped == 1
+
+
 # -- rejects, exit codes, --json ------------------------------------------------------------------------------
 
 GARBAGE = [b"this is not json", b"\xff\xfe\x00 not utf-8", b'{"trace_id": "t9", "span_id": "x"}', b"[1, 2]"]

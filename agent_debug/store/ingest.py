@@ -284,7 +284,9 @@ class _Ingest:
         compressed = path.name.endswith(GZ)
         row = self.db.execute("SELECT size, mtime, offset, line, head_len, head_hash, complete FROM files "
                               "WHERE path = ?", (str(path.resolve()),)).fetchone()
-        if row and row[6] and row[0] == st.st_size and row[1] == st.st_mtime:
+        if row and (row[6] or compressed) and row[0] == st.st_size and row[1] == st.st_mtime:
+            # a complete .gz seen before, or a cut one that has not changed since (a compressed file is not
+            # appended to: a cut one only ever gets longer while it is being written, and is then read again)
             self.result.files_skipped += 1
             return
         head = _head(path)
