@@ -239,12 +239,17 @@ def _linked(tree: Tree, a: list[int], b: list[int]) -> str | None:
             to = (ts.records[i].get("attributes") or {}).get("message.to")
             if to in b_agents and to not in a_agents:
                 return f"message to {to}"
-    b_in = [j for j in b if ts.event_type[j] in ("SEND", "RECEIVE")][:2]
+    b_in = _messages(ts, b)
     produced = _values(ts, [i for i in a if ts.event_type[i] not in ("SEND", "RECEIVE")])
     consumed = _values(ts, b_in)
     if produced & consumed - _run_inputs(tree):  # values both got from the task itself are no dependency
         return "data flows from the first to the second"
     return None
+
+
+def _messages(ts: TraceSpans, idx: list[int]) -> list[int]:
+    """The first two message spans (SEND/RECEIVE) among these: what a step was handed."""
+    return [j for j in idx if ts.event_type[j] in ("SEND", "RECEIVE")][:2]
 
 
 def _run_inputs(tree: Tree) -> set[str]:
@@ -300,7 +305,8 @@ def find_stacking(tree: Tree, on_path: set[int], duration: int, min_share: float
     if records is not None and candidates:
         prefetch = getattr(records, "prefetch", None)
         if prefetch is not None:  # records read lazily from the store: each stored chunk is read once
-            wanted = {i for _, x, y in candidates for i in sub(x) + sub(y)}
+            # what _linked reads: every span below x; below y only the first messages
+            wanted = {i for _, x, y in candidates for i in sub(x) + _messages(ts, sub(y))}
             prefetch(sorted(wanted | set(tree.roots[:1])))
     for p, x, y in candidates:
         if records is not None and _linked(tree, sub(x), sub(y)) is not None:
