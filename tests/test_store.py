@@ -191,6 +191,48 @@ def test_a_cut_gzip_is_read_once_until_it_changes(tmp_path: Path) -> None:
     assert ingest([logs], db).files_skipped == 1
 
 
+def test_lazy_records_read_only_what_is_asked_and_equal_the_full_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_debug.store import ingest as ingest_module
+    from agent_debug.store.ingest import LazyRecords
+
+    monkeypatch.setattr(ingest_module, "FLUSH_RECORDS", 40)  # several chunks from a small file
+    db = tmp_path / "traces.db"
+    (tmp_path / "logs").mkdir()
+    write_jsonl(tmp_path / "logs" / "x.jsonl", _trace("t1", 150) + _trace("t2", 30))
+    ingest([tmp_path / "logs"], db)
+    assert _count(db, "SELECT count(*) FROM chunks WHERE trace_id = 't1'") > 2
+    with connect(db) as c:
+        full = load_trace(c, "t1", records=True)
+        lazy = load_trace(c, "t1", records="lazy")
+        assert isinstance(lazy.records, LazyRecords) and len(lazy.records) == len(full) == 150
+        assert lazy.span_id == full.span_id and lazy.parent_id == full.parent_id
+        assert full.records is not None
+        assert [lazy.records[i] for i in range(149, -1, -3)] == full.records[149::-3]  # across chunks, backwards
+        assert lazy.records[-1] == full.records[-1]
+        with pytest.raises(IndexError):
+            lazy.records[150]
+        other = load_trace(c, "t1", records="lazy")
+        assert isinstance(other.records, LazyRecords)
+        other.records.prefetch([5, 140, 77, 5, 999])  # out of range ids are ignored
+        assert sorted(other.records._parsed) == [5, 77, 140]
+        assert [other.records[i] for i in (5, 77, 140)] == [full.records[i] for i in (5, 77, 140)]
+
+
+def test_critical_path_from_the_store_equals_the_one_from_the_files(tmp_path: Path) -> None:
+    """The store reads records lazily for stacking evidence; the answer is the one the files give."""
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "benchmark_trace.jsonl"
+    db = tmp_path / "traces.db"
+    assert run_cli("ingest", str(fixture), "--db", str(db)).returncode == 0
+    from_store = run_cli("critical-path", "--db", str(db), "--json")
+    from_files = run_cli("critical-path", "--from", str(fixture), "--json")
+    assert from_store.returncode == from_files.returncode == 0, from_store.stderr + from_files.stderr
+    store_doc, files_doc = orjson.loads(from_store.stdout), orjson.loads(from_files.stdout)
+    assert store_doc["stacking"] and "no causal link, message or shared data" in store_doc["stacking"][0]["evidence"]
+    assert store_doc == files_doc
+
+
 # -- rejects, exit codes, --json ------------------------------------------------------------------------------
 
 GARBAGE = [b"this is not json", b"\xff\xfe\x00 not utf-8", b'{"trace_id": "t9", "span_id": "x"}', b"[1, 2]"]
