@@ -186,6 +186,13 @@ def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> Cr
         b = max(crit, key=lambda i: (crit[i], -ts.start_ns[i]))
         bottleneck = {"span_id": ts.span_id[b], "agent_name": ts.agent_name[b], "name": ts.name[b],
                       "event_type": ts.event_type[b], "critical_ns": crit[b]}
+    duration = tree.end_ns[top] - ts.start_ns[top]
+    candidates = _stacking_candidates(tree, set(crit), duration, stacking_min_share)
+    # records read lazily from a store: their chunks are decompressed on a thread while the self times are
+    # computed here
+    prefetch = getattr(ts.records, "prefetch", None) if candidates else None
+    if prefetch is not None:
+        prefetch(sorted(_evidence_spans(tree, candidates) | set(tree.roots[:1])), background=True)
     self_t = _self_times(tree)
     total: dict[str, int] = defaultdict(int)
     for agent, t in zip(ts.agent_name, self_t, strict=True):
@@ -196,8 +203,7 @@ def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> Cr
     count = Counter(ts.agent_name)
     hotspots = sorted((Hotspot(k, total[k], on_path.get(k, 0), count[k]) for k in count),
                       key=lambda h: (-h.critical_ns, -h.total_ns))
-    duration = tree.end_ns[top] - ts.start_ns[top]
-    stack = find_stacking(tree, set(crit), duration, stacking_min_share)
+    stack = _judge_stacking(tree, candidates)
     return CriticalPathResult(ts.trace_id, duration, path, bottleneck, hotspots, stack,
                               {ts.span_id[i]: v for i, v in crit.items()})
 
@@ -274,19 +280,11 @@ def _values_of(v: Any) -> set[str]:
     return out
 
 
-def find_stacking(tree: Tree, on_path: set[int], duration: int, min_share: float) -> list[Stacking]:
-    """Consecutive siblings under a critical-path span that ran one after the other with nothing linking them."""
+def _stacking_candidates(tree: Tree, on_path: set[int], duration: int, min_share: float) -> list[tuple[int, int, int]]:
+    """(parent, first, second): long sequential siblings under a path span, not one agent's own steps."""
     ts = tree.spans
     end = tree.end_ns
     floor = max(1, int(duration * min_share))
-    found: list[Stacking] = []
-    subtrees: dict[int, list[int]] = {}
-
-    def sub(i: int) -> list[int]:
-        if i not in subtrees:
-            subtrees[i] = _subtree(tree, i, LINK_SCAN)
-        return subtrees[i]
-
     candidates: list[tuple[int, int, int]] = []
     for p in on_path:
         kids = [c for c in tree.children[p] if end[c] - ts.start_ns[c] >= floor]
@@ -299,15 +297,30 @@ def find_stacking(tree: Tree, on_path: set[int], duration: int, min_share: float
             ):
                 continue  # one agent's own steps (a model call then a tool, a retry loop): dependent by nature
             candidates.append((p, x, y))
+    return candidates
+
+
+def _evidence_spans(tree: Tree, candidates: list[tuple[int, int, int]]) -> set[int]:
+    """The spans whose records `_linked` reads: every span below the first (nearest first, LINK_SCAN at most),
+    the first messages below the second."""
+    return {i for _, x, y in candidates
+            for i in _subtree(tree, x, LINK_SCAN) + _messages(tree.spans, _subtree(tree, y, LINK_SCAN))}
+
+
+def _judge_stacking(tree: Tree, candidates: list[tuple[int, int, int]]) -> list[Stacking]:
+    ts = tree.spans
+    end = tree.end_ns
+    found: list[Stacking] = []
+    subtrees: dict[int, list[int]] = {}
+
+    def sub(i: int) -> list[int]:
+        if i not in subtrees:
+            subtrees[i] = _subtree(tree, i, LINK_SCAN)
+        return subtrees[i]
+
     # in a tree, a span below y has its parent below y too, so only the records (messages, data passed on) can
     # link the two; without them there is nothing to look at
     records = ts.records
-    if records is not None and candidates:
-        prefetch = getattr(records, "prefetch", None)
-        if prefetch is not None:  # records read lazily from the store: each stored chunk is read once
-            # what _linked reads: every span below x; below y only the first messages
-            wanted = {i for _, x, y in candidates for i in sub(x) + _messages(ts, sub(y))}
-            prefetch(sorted(wanted | set(tree.roots[:1])))
     for p, x, y in candidates:
         if records is not None and _linked(tree, sub(x), sub(y)) is not None:
             continue

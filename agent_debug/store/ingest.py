@@ -26,6 +26,7 @@ import base64
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 import zlib
 from array import array
@@ -546,32 +547,67 @@ class LazyRecords(Sequence[dict[str, Any]]):
         self._n = n
         self._lines: dict[int, list[bytes]] = {}  # chunk position -> its raw lines, least recently used first
         self._parsed: dict[int, dict[str, Any]] = {}
+        self._pending: threading.Thread | None = None
+        self._error: Exception | None = None
 
     def __len__(self) -> int:
         return self._n
 
-    def prefetch(self, indices: Iterable[int]) -> None:
-        """Parse these records now, reading each chunk they fall in once (nothing but them is kept)."""
+    def prefetch(self, indices: Iterable[int], *, background: bool = False) -> None:
+        """Parse these records now, reading each chunk they fall in once (nothing but them is kept).
+
+        With `background`, the chunks are read here and decompressed and parsed on a thread (zlib lets go of
+        the GIL), so the caller can go on with other work; the next access waits for it."""
+        self._wait()
         by_chunk: dict[int, list[int]] = {}
         offsets = self._offsets
         for i in indices:
             if 0 <= i < self._n and i not in self._parsed:
                 by_chunk.setdefault(bisect_right(offsets, i) - 1, []).append(i)
-        loads = orjson.loads
+        work: list[tuple[bytes | list[bytes], int, list[int]]] = []
         for k, wanted in by_chunk.items():
             lines = self._lines.get(k)
             if lines is None:
                 (blob,) = self._db.execute("SELECT records FROM chunks WHERE id = ?", (self._chunk_ids[k],)).fetchone()
-                lines = zlib.decompress(blob).split(b"\n")
-            base = offsets[k]
-            for i in wanted:
-                self._parsed[i] = loads(lines[i - base])
+                work.append((blob, offsets[k], wanted))
+            else:
+                work.append((lines, offsets[k], wanted))
+        if background and work:
+            self._pending = threading.Thread(target=self._parse, args=(work,), name="agent-debug-prefetch",
+                                             daemon=True)
+            self._pending.start()
+        else:
+            self._parse(work)
+            self._raise()
+
+    def _parse(self, work: list[tuple[bytes | list[bytes], int, list[int]]]) -> None:
+        loads = orjson.loads
+        try:
+            for data, base, wanted in work:
+                lines = zlib.decompress(data).split(b"\n") if isinstance(data, bytes) else data
+                for i in wanted:
+                    self._parsed[i] = loads(lines[i - base])
+        except Exception as exc:  # a damaged chunk: raised to the caller on its next access
+            self._error = exc
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.join()
+            self._pending = None
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
 
     def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError(i)
+        if self._pending is not None:
+            self._wait()
         rec = self._parsed.get(i)
         if rec is None:
             k = bisect_right(self._offsets, i) - 1
