@@ -113,7 +113,10 @@ class TraceSpans:
         # keeps a few hundred instead of 4M, and equality tests on them succeed on identity)
         share = self._shared.setdefault
         et = list(map(share, cols["event_type"], cols["event_type"]))
-        names = list(map(share, cols["name"], cols["name"]))
+        try:
+            names = list(map(share, cols["name"], cols["name"]))
+        except TypeError:  # a name the spec does not constrain may be any JSON value, a list say
+            names = list(cols["name"])
         status = cols["status"]
         tc = cols["token_cost"]
         n = len(et)
