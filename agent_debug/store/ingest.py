@@ -33,6 +33,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import add, itemgetter
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "s
 _HASH_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)  # content hashes are 32-bit
 _COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "duration_ns", "token_cost")
 
+_MICRO = 1_000_000.0
+_THOUSANDS = repeat(1000)  # endless: zipped by map against each batch's timestamps
 _PROMPT = itemgetter("prompt_tokens")
 _COMPLETION = itemgetter("completion_tokens")
 _COST = itemgetter("cost_usd")
@@ -393,7 +396,8 @@ class _Ingest:
         out: dict[str, Any] = {k: cols[k] for k in _COPIED}
         status = cols["status"]
         out["status"] = status if "error" in status else None  # all ok: nothing to store or load
-        out["start_ns"] = [round(t * 1_000_000) * 1000 for t in cols["timestamp"]]
+        # analysis.spans.start_ns_of, in C: round(t * 1e6) * 1000 (t * 1_000_000 is t * 1e6 for an int or float)
+        out["start_ns"] = list(map(int.__mul__, map(round, map(_MICRO.__mul__, cols["timestamp"])), _THOUSANDS))
         parents = cols["parent_id"]
         roots: list[int] = []
         if not all(parents):  # a root (a parent id is never "")
