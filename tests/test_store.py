@@ -220,8 +220,8 @@ def test_lazy_records_read_only_what_is_asked_and_equal_the_full_load(
         assert [other.records[i] for i in (5, 77, 140)] == [full.records[i] for i in (5, 77, 140)]
 
 
-def test_critical_path_from_the_store_equals_the_one_from_the_files(tmp_path: Path) -> None:
-    """The store reads records lazily for stacking evidence; the answer is the one the files give."""
+def test_critical_path_and_tree_from_the_store_equal_those_from_the_files(tmp_path: Path) -> None:
+    """The store reads records lazily (stacking evidence, node attributes); the answers are the files' answers."""
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "benchmark_trace.jsonl"
     db = tmp_path / "traces.db"
     assert run_cli("ingest", str(fixture), "--db", str(db)).returncode == 0
@@ -231,6 +231,11 @@ def test_critical_path_from_the_store_equals_the_one_from_the_files(tmp_path: Pa
     store_doc, files_doc = orjson.loads(from_store.stdout), orjson.loads(from_files.stdout)
     assert store_doc["stacking"] and "no causal link, message or shared data" in store_doc["stacking"][0]["evidence"]
     assert store_doc == files_doc
+    for extra in ([], ["--depth", "2"], ["--errors"]):  # attributes and errors come from the lazily read records
+        from_store = run_cli("tree", "--db", str(db), "--json", *extra)
+        from_files = run_cli("tree", "--from", str(fixture), "--json", *extra)
+        assert from_store.returncode == from_files.returncode == 0, from_store.stderr + from_files.stderr
+        assert orjson.loads(from_store.stdout) == orjson.loads(from_files.stdout), extra
 
 
 # -- rejects, exit codes, --json ------------------------------------------------------------------------------

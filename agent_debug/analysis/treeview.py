@@ -171,6 +171,23 @@ def nested_json(tree: Tree, critical: dict[str, int] | None = None, *, errors_on
         n["critical_ns"] = critical.get(ts.span_id[i], 0)
         return n
 
+    def shown(top: int) -> list[int]:
+        """The spans `build(top)` makes nodes of, in no particular order."""
+        out, stack = [], [(top, 0)]
+        while stack:
+            i, d = stack.pop()
+            out.append(i)
+            if max_depth is None or d < max_depth:
+                stack.extend((c, d + 1) for c in _visible_children(tree, i, keep, min_duration_ns))
+        return out
+
+    prefetch = getattr(ts.records, "prefetch", None)
+    if prefetch is not None:  # records read lazily from the store: each stored chunk is read once, not per node
+        tops = [r for r in tree.roots if keep is None or keep[r]]
+        tops += [g for group in tree.orphans.values() for g in group if keep is None or keep[g]]
+        tops += [cyc[0] for cyc in tree.cycles]
+        prefetch(sorted({i for top in tops for i in shown(top)}))
+
     return {
         "trace_id": ts.trace_id,
         "roots": [build(r) for r in tree.roots if keep is None or keep[r]],
