@@ -164,16 +164,38 @@ def analyze(ts: TraceSpans, tree: Tree | None = None, *, stacking_min_share: flo
         return _analyze(ts, tree, stacking_min_share)
 
 
-def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> CriticalPathResult:
-    tree = tree or build_tree(ts)
+def critical_times(tree: Tree) -> dict[str, int]:
+    """span id -> its time on the critical path: what `tree` highlights, without the rest of `analyze`."""
+    with gc_paused():
+        top = _top(tree)
+        if top is None:
+            return {}
+        crit = _critical_by_span(critical_sections(tree, top))
+        return {tree.spans.span_id[i]: v for i, v in crit.items()}
+
+
+def _top(tree: Tree) -> int | None:
+    """Where the critical path ends: the first root, else the earliest span with no parent in the tree."""
     tops = tree.tops
     if not tops:
-        return CriticalPathResult(ts.trace_id, 0, [], None, [], [])
-    top = tree.roots[0] if tree.roots else min(tops, key=lambda i: ts.start_ns[i])
-    sections = critical_sections(tree, top)
+        return None
+    return tree.roots[0] if tree.roots else min(tops, key=tree.spans.start_ns.__getitem__)
+
+
+def _critical_by_span(sections: list[tuple[int, int, int]]) -> dict[int, int]:
     crit: dict[int, int] = defaultdict(int)
     for i, s, e in sections:
         crit[i] += e - s
+    return crit
+
+
+def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> CriticalPathResult:
+    tree = tree or build_tree(ts)
+    top = _top(tree)
+    if top is None:
+        return CriticalPathResult(ts.trace_id, 0, [], None, [], [])
+    sections = critical_sections(tree, top)
+    crit = _critical_by_span(sections)
     order: list[int] = []
     seen: set[int] = set()
     for i, _, _ in sorted(sections, key=lambda x: (x[1], x[2])):

@@ -51,7 +51,14 @@ class Tree:
         return out
 
     def subtree_size(self, i: int) -> int:
-        return len(self.walk(i))
+        """Spans below and including i, counted a level at a time (each level gathered in C)."""
+        n = 0
+        level = [i]
+        get = self.children.__getitem__
+        while level:
+            n += len(level)
+            level = list(chain.from_iterable(map(get, level)))
+        return n
 
 
 _LEAF: Any = ()  # the children of a leaf: shared and immutable

@@ -45,22 +45,22 @@ def tree(
     json: JsonOption = False,
 ) -> None:
     """The causal tree of a run with a latency waterfall; the critical path is highlighted."""
-    from agent_debug.analysis.critical import analyze
+    from agent_debug.analysis.critical import critical_times
     from agent_debug.analysis.tree import build_tree
     from agent_debug.analysis.treeview import build_view, nested_json
 
     min_ns = parse_duration(min_duration) if min_duration else 0
     _, ts = _load(trace, db, from_, format, records="lazy" if json else False)
     t = build_tree(ts)
-    cp = analyze(ts, t)
+    critical = critical_times(t)
     if json:
-        print_json(nested_json(t, cp.critical_ns, errors_only=errors, max_depth=depth, min_duration_ns=min_ns))
+        print_json(nested_json(t, critical, errors_only=errors, max_depth=depth, min_duration_ns=min_ns))
         return
-    view = build_view(t, set(cp.critical_ns), errors_only=errors, max_depth=depth, min_duration_ns=min_ns)
-    _render_tree(view, ts, cp)
+    view = build_view(t, set(critical), errors_only=errors, max_depth=depth, min_duration_ns=min_ns)
+    _render_tree(view, ts)
 
 
-def _render_tree(view: Any, ts: Any, cp: Any) -> None:
+def _render_tree(view: Any, ts: Any) -> None:
     from rich.text import Text
 
     out = stdout_console()

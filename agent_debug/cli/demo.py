@@ -77,7 +77,7 @@ def _tour(out: Any, result: Any, store: Path, ingested: Any) -> None:
         ts = src.load(tid, records=True)
         tree = build_tree(ts)
         cp = analyze(ts, tree)
-        _render_tree(build_view(tree, set(cp.critical_ns)), ts, cp)
+        _render_tree(build_view(tree, set(cp.critical_ns)), ts)
         if cp.bottleneck:
             b = cp.bottleneck
             out.print(f"bottleneck: {b['agent_name']} {b['name']} ({fmt_ns(b['critical_ns'])} of "
