@@ -200,11 +200,13 @@ def test_lazy_records_read_only_what_is_asked_and_equal_the_full_load(
     monkeypatch.setattr(ingest_module, "FLUSH_RECORDS", 40)  # several chunks from a small file
     db = tmp_path / "traces.db"
     (tmp_path / "logs").mkdir()
-    write_jsonl(tmp_path / "logs" / "x.jsonl", _trace("t1", 150) + _trace("t2", 30))
-    ingest([tmp_path / "logs"], db)
+    t1 = _trace("t1", 150)
+    write_jsonl(tmp_path / "logs" / "x.jsonl", t1[:70] + _trace("t2", 30) + t1[70:])
+    ingest([tmp_path / "logs"], db)  # chunks are compressed on a thread while the next ones are read
     assert _count(db, "SELECT count(*) FROM chunks WHERE trace_id = 't1'") > 2
     with connect(db) as c:
         full = load_trace(c, "t1", records=True)
+        assert full.records == t1  # every chunk written, in the order it was made
         lazy = load_trace(c, "t1", records="lazy")
         assert isinstance(lazy.records, LazyRecords) and len(lazy.records) == len(full) == 150
         assert lazy.span_id == full.span_id and lazy.parent_id == full.parent_id
