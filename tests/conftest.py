@@ -52,6 +52,19 @@ def write_jsonl(path: Path, records: list[dict[str, Any]], *, compress: bool | N
     return path
 
 
+def tree_json_span_ids(doc: dict[str, Any]) -> list[str]:
+    """Every span id in a nested `tree --json` document (roots, missing parents, cycles), by an explicit walk."""
+    out: list[str] = []
+    stack: list[dict[str, Any]] = list(doc["roots"])
+    stack += [child for m in doc["missing_parents"] for child in m["children"]]
+    stack += [c["subtree"] for c in doc["cycles"]]
+    while stack:
+        node = stack.pop()
+        out.append(node["span_id"])
+        stack.extend(node["children"])
+    return out
+
+
 def read_all_bytes(directory: Path) -> bytes:
     """Every byte the files under `directory` hold, decompressed: for 'no secret on disk' checks."""
     out = []

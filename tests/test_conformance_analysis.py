@@ -12,7 +12,7 @@ from agent_debug.analysis.critical import analyze
 from agent_debug.analysis.source import StoreSource
 from agent_debug.analysis.tree import build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, run_cli, tree_json_span_ids
 
 FOLDERS = ["otlp", "langfuse", "langsmith", "trail/traces", "who_and_when"]
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
@@ -38,7 +38,7 @@ def test_ingest_then_tree_and_critical_path(folder: str, tmp_path: Path) -> None
         cp = analyze(ts, tree)
         view = build_view(tree, set(cp.critical_ns))
         doc = nested_json(tree, cp.critical_ns)
-        shown = _count(doc)
+        shown = len(tree_json_span_ids(doc))
         assert shown == len(ts) - len(tree.duplicates)  # every span is somewhere in the tree
         assert view.rows and cp.duration_ns >= 0
         if cp.path:
@@ -53,14 +53,3 @@ def test_ingest_then_tree_and_critical_path(folder: str, tmp_path: Path) -> None
         assert json.loads(out.stdout)["trace_id"] == tid
     out = run_cli("tree", tid[:12], "--from", str(src_dir))
     assert out.returncode == 0 and tid in out.stdout
-
-
-def _count(doc: dict) -> int:
-    n = 0
-    stack = list(doc["roots"]) + [c for m in doc["missing_parents"] for c in m["children"]]
-    stack += [c["subtree"] for c in doc["cycles"]]
-    while stack:
-        node = stack.pop()
-        n += 1
-        stack.extend(node["children"])
-    return n

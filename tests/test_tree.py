@@ -19,7 +19,7 @@ from agent_debug.analysis.spans import TraceSpans
 from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
 from agent_debug.store.ingest import ingest
-from conftest import ROOT, rec, run_cli, write_jsonl
+from conftest import ROOT, rec, run_cli, tree_json_span_ids, write_jsonl
 
 
 def _tree(records: list[dict[str, Any]]) -> Tree:
@@ -28,19 +28,6 @@ def _tree(records: list[dict[str, Any]]) -> Tree:
 
 def _ids(tree: Tree, idx: list[int]) -> list[str]:
     return [tree.spans.span_id[i] for i in idx]
-
-
-def _flatten(doc: dict[str, Any]) -> list[str]:
-    """Every span id in a nested `tree --json` document, by an explicit walk (no recursion)."""
-    out: list[str] = []
-    stack: list[dict[str, Any]] = list(doc["roots"])
-    stack += [child for m in doc["missing_parents"] for child in m["children"]]
-    stack += [c["subtree"] for c in doc["cycles"]]
-    while stack:
-        node = stack.pop()
-        out.append(node["span_id"])
-        stack.extend(node["children"])
-    return out
 
 
 def _cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -89,7 +76,7 @@ def test_duplicate_span_ids_are_set_aside_and_noted() -> None:
     assert _ids(tree, tree.children[0]) == ["a"]
     view = build_view(tree)
     assert "1 spans reuse an earlier span id and are not shown" in view.notes
-    assert sorted(_flatten(nested_json(tree))) == ["a", "b", "root"]
+    assert sorted(tree_json_span_ids(nested_json(tree))) == ["a", "b", "root"]
 
 
 def test_tree_on_cycles_terminates_through_the_cli(tmp_path: Path) -> None:
@@ -105,7 +92,7 @@ def test_tree_on_cycles_terminates_through_the_cli(tmp_path: Path) -> None:
     assert text.returncode == as_json.returncode == crit.returncode == 0, text.stderr + crit.stderr
     assert "cycle broken here: c0 -> " in text.stdout and "cycle broken here: self" in text.stdout
     assert "2 parent cycle(s) broken" in text.stdout
-    assert sorted(_flatten(orjson.loads(as_json.stdout))) == sorted(r["span_id"] for r in records)
+    assert sorted(tree_json_span_ids(orjson.loads(as_json.stdout))) == sorted(r["span_id"] for r in records)
 
 
 # -- the view: folding and filters ----------------------------------------------------------------------------
@@ -171,9 +158,9 @@ def test_cli_options_depth_errors_min_duration(tmp_path: Path) -> None:
     assert depth.returncode == 0, depth.stderr
     assert "... 4 more spans (--depth)" in depth.stdout and "step1" not in depth.stdout
     errors = run_cli("tree", "t1", "--from", str(path), "--errors", "--json")
-    assert sorted(_flatten(orjson.loads(errors.stdout))) == ["leaf2", "root", "step1", "work"]
+    assert sorted(tree_json_span_ids(orjson.loads(errors.stdout))) == ["leaf2", "root", "step1", "work"]
     short = run_cli("tree", "t1", "--from", str(path), "--min-duration", "1ms", "--json")
-    assert "leaf1" not in _flatten(orjson.loads(short.stdout))
+    assert "leaf1" not in tree_json_span_ids(orjson.loads(short.stdout))
     bad = run_cli("tree", "t1", "--from", str(path), "--min-duration", "soon")
     assert bad.returncode == 2 and bad.stderr.startswith("Error: not a duration: 'soon'")
 
@@ -210,7 +197,7 @@ def test_flattening_the_json_tree_gives_back_exactly_the_input_span_ids(parents:
         parent = p if p is None or isinstance(p, str) else f"s{p % n}"
         records.append(rec(f"s{i}", parent, start=rng.randrange(1000) / 1000, duration_ms=rng.randrange(1, 50)))
     tree = _tree(records)
-    flat = _flatten(nested_json(tree))
+    flat = tree_json_span_ids(nested_json(tree))
     assert sorted(flat) == sorted(r["span_id"] for r in records)  # each exactly once: no loss, no repeat
     shown = [r for r in build_view(tree, max_rows=10_000).rows if r.kind in ("span", "fold")]
     assert sum(r.count for r in shown) == n  # the rendered rows cover every span too

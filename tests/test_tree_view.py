@@ -13,22 +13,11 @@ from hypothesis import strategies as st
 from agent_debug.analysis.spans import TraceSpans
 from agent_debug.analysis.tree import build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
-from conftest import rec, run_cli, write_jsonl
+from conftest import rec, run_cli, tree_json_span_ids, write_jsonl
 
 
 def _ts(records: list[dict]) -> TraceSpans:
     return TraceSpans.from_records("t1", records)
-
-
-def _flatten(doc: dict) -> list[str]:
-    out: list[str] = []
-    stack = list(doc["roots"]) + [c for m in doc["missing_parents"] for c in m["children"]]
-    stack += [c["subtree"] for c in doc["cycles"]]
-    while stack:
-        node = stack.pop()
-        out.append(node["span_id"])
-        stack.extend(node["children"])
-    return out
 
 
 def test_orphans_cycles_and_self_parents_are_shown_and_reported() -> None:
@@ -43,7 +32,7 @@ def test_orphans_cycles_and_self_parents_are_shown_and_reported() -> None:
     view = build_view(tree)
     kinds = [r.kind for r in view.rows]
     assert "missing" in kinds and kinds.count("cycle") == 2
-    assert sorted(_flatten(nested_json(tree))) == sorted(r["span_id"] for r in records)
+    assert sorted(tree_json_span_ids(nested_json(tree))) == sorted(r["span_id"] for r in records)
     assert any("cycle" in n for n in view.notes)
 
 
@@ -88,7 +77,7 @@ def test_flattening_the_json_tree_gives_back_every_span(parents: list[int]) -> N
         parent = None if p == -1 or i == 0 else ("missing" if p == -2 else f"s{p % max(1, len(parents))}")
         records.append(rec(f"s{i}", parent, start=i * 0.001))
     tree = build_tree(_ts(records))
-    assert sorted(_flatten(nested_json(tree))) == sorted(r["span_id"] for r in records)
+    assert sorted(tree_json_span_ids(nested_json(tree))) == sorted(r["span_id"] for r in records)
 
 
 def test_100k_span_trace_renders_collapsed_in_seconds(tmp_path: Path) -> None:
