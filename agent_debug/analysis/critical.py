@@ -210,11 +210,12 @@ def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> Cr
                       "event_type": ts.event_type[b], "critical_ns": crit[b]}
     duration = tree.end_ns[top] - ts.start_ns[top]
     candidates = _stacking_candidates(tree, set(crit), duration, stacking_min_share)
+    subtrees = _Subtrees(tree)
     # records read lazily from a store: their chunks are decompressed on a thread while the self times are
     # computed here
     prefetch = getattr(ts.records, "prefetch", None) if candidates else None
     if prefetch is not None:
-        prefetch(sorted(_evidence_spans(tree, candidates) | set(tree.roots[:1])), background=True)
+        prefetch(sorted(_evidence_spans(subtrees, candidates) | set(tree.roots[:1])), background=True)
     self_t = _self_times(tree)
     total: dict[str, int] = defaultdict(int)
     for agent, t in zip(ts.agent_name, self_t, strict=True):
@@ -225,7 +226,7 @@ def _analyze(ts: TraceSpans, tree: Tree | None, stacking_min_share: float) -> Cr
     count = Counter(ts.agent_name)
     hotspots = sorted((Hotspot(k, total[k], on_path.get(k, 0), count[k]) for k in count),
                       key=lambda h: (-h.critical_ns, -h.total_ns))
-    stack = _judge_stacking(tree, candidates)
+    stack = _judge_stacking(tree, candidates, subtrees)
     return CriticalPathResult(ts.trace_id, duration, path, bottleneck, hotspots, stack,
                               {ts.span_id[i]: v for i, v in crit.items()})
 
@@ -322,29 +323,34 @@ def _stacking_candidates(tree: Tree, on_path: set[int], duration: int, min_share
     return candidates
 
 
-def _evidence_spans(tree: Tree, candidates: list[tuple[int, int, int]]) -> set[int]:
-    """The spans whose records `_linked` reads: every span below the first (nearest first, LINK_SCAN at most),
-    the first messages below the second."""
-    return {i for _, x, y in candidates
-            for i in _subtree(tree, x, LINK_SCAN) + _messages(tree.spans, _subtree(tree, y, LINK_SCAN))}
+class _Subtrees(dict[int, list[int]]):
+    """The spans below each stacking candidate that `_linked` looks at (nearest first, LINK_SCAN at most),
+    computed once per span."""
+
+    def __init__(self, tree: Tree) -> None:
+        super().__init__()
+        self.tree = tree
+
+    def __missing__(self, i: int) -> list[int]:
+        got = self[i] = _subtree(self.tree, i, LINK_SCAN)
+        return got
 
 
-def _judge_stacking(tree: Tree, candidates: list[tuple[int, int, int]]) -> list[Stacking]:
+def _evidence_spans(sub: _Subtrees, candidates: list[tuple[int, int, int]]) -> set[int]:
+    """The spans whose records `_linked` reads: every span below the first, the first messages below the second."""
+    ts = sub.tree.spans
+    return {i for _, x, y in candidates for i in sub[x] + _messages(ts, sub[y])}
+
+
+def _judge_stacking(tree: Tree, candidates: list[tuple[int, int, int]], sub: _Subtrees) -> list[Stacking]:
     ts = tree.spans
     end = tree.end_ns
     found: list[Stacking] = []
-    subtrees: dict[int, list[int]] = {}
-
-    def sub(i: int) -> list[int]:
-        if i not in subtrees:
-            subtrees[i] = _subtree(tree, i, LINK_SCAN)
-        return subtrees[i]
-
     # in a tree, a span below y has its parent below y too, so only the records (messages, data passed on) can
     # link the two; without them there is nothing to look at
     records = ts.records
     for p, x, y in candidates:
-        if records is not None and _linked(tree, sub(x), sub(y)) is not None:
+        if records is not None and _linked(tree, sub[x], sub[y]) is not None:
             continue
         if records is None:
             evidence = "no causal link (payloads not loaded: data flow not checked)"

@@ -560,7 +560,7 @@ def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | st
         ts.envelopes.update(c["roots"])
         if eager:
             assert ts.records is not None
-            lines = zlib.decompress(records).split(b"\n")
+            lines = _lines_of(records)
             lines.pop()  # after the last line's b"\n"
             ts.records.extend(map(loads, lines))
     if lazy:
@@ -601,12 +601,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
                 by_chunk.setdefault(bisect_right(offsets, i) - 1, []).append(i)
         work: list[tuple[bytes | list[bytes], int, list[int]]] = []
         for k, wanted in by_chunk.items():
-            lines = self._lines.get(k)
-            if lines is None:
-                (blob,) = self._db.execute("SELECT records FROM chunks WHERE id = ?", (self._chunk_ids[k],)).fetchone()
-                work.append((blob, offsets[k], wanted))
-            else:
-                work.append((lines, offsets[k], wanted))
+            work.append((self._lines.get(k) or self._blob(k), offsets[k], wanted))
         if background and work:
             self._pending = threading.Thread(target=self._parse, args=(work,), name="agent-debug-prefetch",
                                              daemon=True)
@@ -619,7 +614,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
         loads = orjson.loads
         try:
             for data, base, wanted in work:
-                lines = zlib.decompress(data).split(b"\n") if isinstance(data, bytes) else data
+                lines = _lines_of(data) if isinstance(data, bytes) else data
                 for i in wanted:
                     self._parsed[i] = loads(lines[i - base])
         except Exception as exc:  # a damaged chunk: raised to the caller on its next access
@@ -648,13 +643,21 @@ class LazyRecords(Sequence[dict[str, Any]]):
             k = bisect_right(self._offsets, i) - 1
             lines = self._lines.pop(k, None)
             if lines is None:
-                (blob,) = self._db.execute("SELECT records FROM chunks WHERE id = ?", (self._chunk_ids[k],)).fetchone()
-                lines = zlib.decompress(blob).split(b"\n")
+                lines = _lines_of(self._blob(k))
                 if len(self._lines) >= self.CACHED_CHUNKS:
                     del self._lines[next(iter(self._lines))]
             self._lines[k] = lines  # most recently used last
             rec = self._parsed[i] = orjson.loads(lines[i - self._offsets[k]])
         return rec
+
+    def _blob(self, k: int) -> bytes:
+        (blob,) = self._db.execute("SELECT records FROM chunks WHERE id = ?", (self._chunk_ids[k],)).fetchone()
+        return blob  # type: ignore[no-any-return]
+
+
+def _lines_of(blob: bytes) -> list[bytes]:
+    """A chunk's stored records, one line each (the last element is the empty rest after the final newline)."""
+    return zlib.decompress(blob).split(b"\n")
 
 
 def _head(path: Path) -> bytes:
