@@ -70,6 +70,21 @@ def test_a_two_cycle_and_a_self_parent_are_cut_and_reported() -> None:
     assert sorted((c["cut_at"], tuple(c["span_ids"])) for c in doc["cycles"]) == [("me", ("me",)), ("x", ("x", "y"))]
 
 
+def test_cycles_are_found_when_starts_are_equal_or_in_order() -> None:
+    """The tree skips the search for unreached spans when every parent starts before its child (or with it and
+    later in the trace); a cycle always has an edge that breaks that, however its starts and order fall."""
+    same_start = _tree([rec("root"), rec("c", "a", start=1), rec("a", "b", start=1), rec("b", "c", start=1)])
+    assert sorted(_ids(same_start, same_start.cycles[0])) == ["a", "b", "c"]
+    in_order = _tree([rec("root"), rec("b", "a", start=2), rec("a", "b", start=1), rec("k", "b", start=3)])
+    assert [_ids(in_order, c) for c in in_order.cycles] == [["a", "b"]]
+    assert sorted(tree_json_span_ids(nested_json(in_order))) == ["a", "b", "k", "root"]
+    acyclic = _tree([rec("p", start=1), rec("c", "p", start=1), rec("g", "c", start=2)])  # a tie, parent later
+    acyclic2 = _tree([rec("c", "p", start=1), rec("p", start=1), rec("g", "c", start=2)])
+    for tree in (acyclic, acyclic2):
+        assert tree.cycles == [] and _ids(tree, tree.roots) == ["p"]
+        assert sorted(tree_json_span_ids(nested_json(tree))) == ["c", "g", "p"]
+
+
 def test_duplicate_span_ids_are_set_aside_and_noted() -> None:
     tree = _tree([rec("root"), rec("a", "root", start=1), rec("a", "root", start=2), rec("b", "a", start=3)])
     assert tree.duplicates == [2]

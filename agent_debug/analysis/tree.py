@@ -99,6 +99,10 @@ def _build_tree(ts: TraceSpans) -> Tree:
     parents: list[int] = []  # spans with children
     roots: list[int] = []
     orphans: dict[str, list[int]] = {}
+    # edges that may close a cycle: a parent that starts after its child, or with it and earlier in the trace.
+    # With none, every parent comes before its child in (start, -index) order, so there is no cycle, and the
+    # search for spans no top reaches is skipped (a parent starts before its children in nearly every trace)
+    unordered = 0
     for i, p in enumerate(parent_idx):
         if p is None:
             if i in dup_set:
@@ -110,7 +114,10 @@ def _build_tree(ts: TraceSpans) -> Tree:
                 orphans.setdefault(pid, []).append(i)
         elif p == i:
             parent_idx[i] = -2  # its own parent: a cycle of one
+            unordered += 1
         else:
+            if start[p] >= start[i] and (start[p] > start[i] or p < i):
+                unordered += 1
             kids = children[p]
             if kids is _LEAF:
                 children[p] = [i]
@@ -131,10 +138,14 @@ def _build_tree(ts: TraceSpans) -> Tree:
     roots.sort(key=key)
     for group in orphans.values():
         group.sort(key=key)
+    cycles: list[list[int]] = []
+    if not unordered and not duplicates:  # no cycle (see above): nothing to search for
+        tree = Tree(ts, children, roots, orphans, cycles, duplicates)
+        tree.end_ns = _effective_ends(tree, None)
+        return tree
     # breadth-first from the tops, parents before children; every span is in one children list at most, so
     # nothing is met twice. Spans not reached are in parent cycles: cut each at its earliest span.
     order = _reach(children, roots + [i for g in orphans.values() for i in g])
-    cycles: list[list[int]] = []
     if len(order) + len(duplicates) < n:
         reached = bytearray(n)
         for i in order:
@@ -185,8 +196,9 @@ def _cycle_members(i: int, parent_idx: list[int | None], reached: bytearray) -> 
     return [k for k, pos in order.items() if pos >= first]
 
 
-def _effective_ends(tree: Tree, order: list[int]) -> list[int]:
-    """End of each span; a SEND span (a message) lasts until the work it caused is done."""
+def _effective_ends(tree: Tree, order: list[int] | None) -> list[int]:
+    """End of each span; a SEND span (a message) lasts until the work it caused is done. `order`: every span,
+    parents before children (None: found here when needed)."""
     ts = tree.spans
     ends = list(map(int.__add__, ts.start_ns, ts.duration_ns))
     et = ts.event_type
@@ -214,6 +226,8 @@ def _effective_ends(tree: Tree, order: list[int]) -> list[int]:
                 ends[i] = last
     if nested:
         todo = set(nested)
+        if order is None:
+            order = _reach(children, tree.tops)
         for i in reversed(order):  # children before parents
             if i in todo:
                 last = max(map(ends.__getitem__, children[i]))
