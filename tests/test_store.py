@@ -402,3 +402,54 @@ def test_trace_id_prefixes_resolve_like_git(tmp_path: Path) -> None:
         unknown = run_cli("critical-path", "0123", *where)
         assert unknown.returncode == 4
         assert unknown.stderr.splitlines() == ["Error: no trace matches '0123'"]
+
+
+def test_a_big_trace_is_stored_joined_and_encoded_and_loads_like_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past BIG_TRACE spans, a trace's columns are stored in joined batches with agent, event type and name
+    dictionary-encoded; what loads is what the files say, whatever mix of statuses, names and token costs the
+    joined batches had."""
+    from agent_debug.analysis.spans import COLUMNS, TraceSpans
+    from agent_debug.store import ingest as ingest_mod
+    from agent_debug.store.ingest import load_columns
+
+    monkeypatch.setattr(ingest_mod, "BIG_TRACE", 100)
+    monkeypatch.setattr(ingest_mod, "STORED_BATCH", 150)
+    records = [rec("root", trace_id="big", agent="orchestrator", duration_ms=10_000)]
+    for i in range(1, 1000):
+        extra: dict[str, Any] = {"name": f"step{i % 6}"}
+        if i % 97 == 0:
+            extra["status"] = "error"
+        if i % 5 == 0:
+            extra["token_cost"] = {"prompt_tokens": i, "completion_tokens": 2 * i, "cost_usd": i / 1000}
+        if i == 700:
+            extra["name"] = ["an", "odd", "name"]  # any JSON value: this batch's names stay plain
+        records.append(rec(f"s{i}", "root" if i < 10 else f"s{i // 10}", trace_id="big", agent=f"agent{i % 4}",
+                           event_type=("AGENT", "LLM_CALL", "TOOL_CALL")[i % 3], start=i / 1000,
+                           duration_ms=i % 50 + 1, **extra))
+    db = tmp_path / "traces.db"
+    ingest([write_jsonl(tmp_path / "big.jsonl", records)], db)
+    with sqlite3.connect(db) as con:
+        stored = [orjson.loads(c) for (c,) in con.execute("SELECT cols FROM chunks ORDER BY id")]
+    batches = [b for c in stored for b in c["batches"]]
+    assert any(len(b["span_id"]) >= 150 for b in batches)  # joined
+    assert any(isinstance(b["agent_name"], dict) for b in batches)  # encoded
+    assert any(isinstance(b["name"], list) and ["an", "odd", "name"] in b["name"] for b in batches)
+    con = connect(db)
+    try:
+        loaded = load_columns(con, "big")
+    finally:
+        con.close()
+    files = TraceSpans.from_records("big", records, keep_records=False)
+    for column in COLUMNS:
+        assert getattr(loaded, column) == getattr(files, column), column
+    assert len({id(a) for a in loaded.agent_name}) == 5
+
+
+def test_dictionary_encoding_keeps_values_that_cannot_be_encoded() -> None:
+    from agent_debug.store.ingest import dictionary_encode
+
+    assert dictionary_encode(["a", "b", "a", "a"]) == {"values": ["a", "b"], "codes": [0, 1, 0, 0]}
+    assert dictionary_encode([["a", "list"], None, "x"]) == [["a", "list"], None, "x"]
+    assert dictionary_encode(["u1", "u2", "u3"]) == ["u1", "u2", "u3"]  # mostly distinct: no gain

@@ -82,6 +82,15 @@ def envelope_of(rec: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
+def _shared_values(share: Any, col: list[Any] | dict[str, list[Any]]) -> list[Any]:
+    """A column's values with one shared object per distinct value; `col` may be dictionary-encoded
+    (`store.ingest.dictionary_encode`)."""
+    if isinstance(col, dict):
+        values = [share(v, v) for v in col["values"]]
+        return list(map(values.__getitem__, col["codes"]))
+    return list(map(share, col, col))
+
+
 @dataclass
 class TraceSpans:
     """One trace, column-wise. Index i of every list is the same span."""
@@ -112,9 +121,9 @@ class TraceSpans:
         # agents, event types, names and statuses repeat: one shared string per distinct value (a 1M-span trace
         # keeps a few hundred instead of 4M, and equality tests on them succeed on identity)
         share = self._shared.setdefault
-        et = list(map(share, cols["event_type"], cols["event_type"]))
+        et = _shared_values(share, cols["event_type"])
         try:
-            names = list(map(share, cols["name"], cols["name"]))
+            names = _shared_values(share, cols["name"])
         except TypeError:  # a name the spec does not constrain may be any JSON value, a list say
             names = list(cols["name"])
         status = cols["status"]
@@ -122,7 +131,7 @@ class TraceSpans:
         n = len(et)
         self.span_id.extend(cols["span_id"])
         self.parent_id.extend(cols["parent_id"])
-        self.agent_name.extend(map(share, cols["agent_name"], cols["agent_name"]))
+        self.agent_name.extend(_shared_values(share, cols["agent_name"]))
         self.event_type.extend(et)
         if None in names or "" in names:
             self.name.extend([nm or e for nm, e in zip(names, et, strict=True)])

@@ -37,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import add, itemgetter
 from pathlib import Path
 from typing import Any
@@ -72,11 +72,21 @@ MAX_PENDING_TRACES = 1000  # traces with spans waiting for a flush (each holds a
 
 # A chunk's `cols` is a JSON object: "batches", a list of {column: [value per span]} for STORED_COLUMNS (in the
 # batches ingest took the spans in), "roots": {span_id: envelope}, and "hashes": the spans' content hashes in the
-# same order, as hex of 32-bit integers (only dedupe reads them; a string costs nothing to parse when loading). Values as the records had them (the spec's
-# defaults are applied when loading, to keep ingest cheap), except the timestamp, kept as integer nanoseconds
-# (`analysis.spans`' start_ns) and `status` is null when every span of the batch is ok. `records` is the spans' raw lines, each ending in b"\n", compressed (zlib format).
+# same order, as hex of 32-bit integers (only dedupe reads them; a string costs nothing to parse when loading).
+# Values as the records had them (the spec's defaults are applied when loading, to keep ingest cheap), except
+# the timestamp, kept as integer nanoseconds (`analysis.spans`' start_ns), `status`, null when every span of
+# the batch is ok, and in a big trace (BIG_TRACE) agent_name, event_type and name, which may be dictionary-
+# encoded ({"values": [...], "codes": [...]}). `records` is the spans' raw lines, each ending in b"\n", compressed
+# (zlib format).
 STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "start_ns", "duration_ns",
                   "token_cost")
+# a trace this big (spans so far) has its columns stored in batches of STORED_BATCH spans, with agent_name,
+# event_type and name dictionary-encoded: they load with a few C-level passes per 1024 spans and without a
+# string per span (loading is what a big trace's tree and critical path wait for). Joining and encoding cost
+# ingest time that small traces, which load in milliseconds anyway, do not pay.
+BIG_TRACE = 10_000
+STORED_BATCH = 1024
+_ENCODED = ("agent_name", "event_type", "name")
 _HASH_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)  # content hashes are 32-bit
 _COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "duration_ns", "token_cost")
 
@@ -122,33 +132,80 @@ class IngestResult:
 
 
 class _Chunk:
-    """The new spans of one trace since the last flush: their columns as one JSON object per batch, and their
-    raw lines (each ending in b"\\n"), compressed at flush on the compressor thread."""
+    """The new spans of one trace since the last flush: their columns as JSON objects (one per reader batch; in
+    a big trace, STORED_BATCH spans of them joined and dictionary-encoded, see BIG_TRACE), and their raw lines
+    (each ending in b"\\n"), compressed at flush on the compressor thread."""
 
-    __slots__ = ("keys", "n", "batches", "hashes", "raw", "roots")
+    __slots__ = ("keys", "n", "batches", "waiting", "waiting_n", "hashes", "raw", "roots")
 
     def __init__(self, keys: dict[str, int]) -> None:
         self.keys = keys  # span id -> content hash of every span of the trace kept so far
         self.n = 0
         self.batches: list[bytes] = []
+        self.waiting: list[dict[str, Any]] = []  # reader batches not yet joined into a stored batch
+        self.waiting_n = 0
         self.hashes: list[bytes] = []
         self.raw: list[bytes] = []
         self.roots: dict[str, dict[str, Any]] = {}  # span id -> envelope, for spans without a parent
 
     def add(self, cols: dict[str, Any], hashes: list[int], lines: list[bytes]) -> None:
-        # a copy: orjson's own result keeps its whole output buffer (~100 KB) allocated while it lives
-        self.batches.append(bytes(memoryview(_json(cols))))
+        if len(self.keys) < BIG_TRACE:  # stored as it is, while it is in the CPU cache
+            self.batches.append(bytes(memoryview(_json(cols))))
+        else:
+            self.waiting.append(cols)
+            self.waiting_n += len(lines)
+            if self.waiting_n >= STORED_BATCH:
+                self._store_batch()
         self.hashes.append(array(_HASH_ARRAY, hashes).tobytes())
         self.raw.append(b"".join(lines))
         self.n += len(lines)
 
+    def _store_batch(self) -> None:
+        batches, self.waiting, self.waiting_n = self.waiting, [], 0
+        cols = batches[0] if len(batches) == 1 else _joined(batches)
+        for k in _ENCODED:
+            cols[k] = dictionary_encode(cols[k])
+        # a copy: orjson's own result keeps its whole output buffer (~100 KB) allocated while it lives
+        self.batches.append(bytes(memoryview(_json(cols))))
+
     def cols_json(self) -> bytes:
+        if self.waiting:
+            self._store_batch()
         hashes = b"".join(self.hashes).hex().encode()
         return (b'{"roots":' + _json(self.roots) + b',"hashes":"' + hashes + b'","batches":['
                 + b",".join(self.batches) + b"]}")
 
     def raw_lines(self) -> bytes:
         return b"".join(self.raw)
+
+
+def _joined(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several batches' columns as one batch (`status`: None when every span is ok)."""
+    out: dict[str, Any] = {}
+    for key in batches[0]:
+        if key != "status":
+            out[key] = list(chain.from_iterable(map(itemgetter(key), batches)))
+    statuses = list(map(itemgetter("status"), batches))
+    if statuses.count(None) == len(statuses):
+        out["status"] = None
+    else:
+        out["status"] = list(chain.from_iterable(
+            repeat("ok", len(b["span_id"])) if st is None else st for b, st in zip(batches, statuses, strict=True)))
+    return out
+
+
+def dictionary_encode(values: Sequence[Any]) -> Sequence[Any] | dict[str, list[Any]]:
+    """A column of few distinct values as {"values": [distinct, first seen first], "codes": [index per span]}:
+    small integers parse without allocating and decode with one C-level map that shares one string per value.
+    Values that cannot be keys (a name may be any JSON value), or mostly distinct ones, stay as they are."""
+    codes: dict[Any, int] = {}
+    try:  # one C-level pass: a new value gets the next code (the dict's size when it is met)
+        coded = list(map(codes.setdefault, values, map(len, repeat(codes))))
+    except TypeError:
+        return values
+    if len(codes) > len(coded) // 2:
+        return values
+    return {"values": list(codes), "codes": coded}
 
 
 def _compress_records(raw: bytes) -> bytes:
