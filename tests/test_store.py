@@ -453,3 +453,85 @@ def test_dictionary_encoding_keeps_values_that_cannot_be_encoded() -> None:
     assert dictionary_encode(["a", "b", "a", "a"]) == {"values": ["a", "b"], "codes": [0, 1, 0, 0]}
     assert dictionary_encode([["a", "list"], None, "x"]) == [["a", "list"], None, "x"]
     assert dictionary_encode(["u1", "u2", "u3"]) == ["u1", "u2", "u3"]  # mostly distinct: no gain
+
+
+# -- parent positions stored at ingest ------------------------------------------------------------------------
+
+
+def _forest(draw: Any, trace_id: str) -> list[dict[str, Any]]:
+    """Spans with random parents: earlier or later in the file, missing (orphans), themselves, or in cycles."""
+    from hypothesis import strategies as st
+
+    n = draw(st.integers(1, 60))
+    out = []
+    for i in range(n):
+        kind = draw(st.sampled_from(["root", "earlier", "later", "missing", "self"]))
+        if kind == "root" or (kind == "earlier" and i == 0) or (kind == "later" and i == n - 1):
+            parent = None
+        elif kind == "earlier":
+            parent = f"{trace_id}-{draw(st.integers(0, i - 1))}"
+        elif kind == "later":
+            parent = f"{trace_id}-{draw(st.integers(i + 1, n - 1))}"
+        elif kind == "missing":
+            parent = f"{trace_id}-gone{draw(st.integers(0, 3))}"
+        else:
+            parent = f"{trace_id}-{i}"
+        out.append(rec(f"{trace_id}-{i}", parent, trace_id=trace_id, start=i * 0.001))
+    return out
+
+
+def test_parents_stored_as_positions_equal_the_id_map_however_the_spans_arrive(tmp_path: Path) -> None:
+    """In a big trace, ingest stores each span's parent as a position in its trace (so loading needs no map of
+    every id): in the same chunk, in an earlier one, adopted by a later one, across separate ingests and after
+    the trace's keys were dropped. Whatever the order and chunking, the positions equal what mapping the ids
+    gives, and the tree is the one built from the files."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from agent_debug.analysis.tree import build_tree
+    from agent_debug.analysis.spans import TraceSpans
+    from agent_debug.store import ingest as ingest_mod
+    from agent_debug.store.ingest import load_columns
+
+    counter = iter(range(10**6))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def check(data: Any) -> None:
+        case = tmp_path / f"case{next(counter)}"
+        case.mkdir()
+        traces = {tid: _forest(data.draw, tid) for tid in ("ta", "tb")}
+        records = [r for recs in traces.values() for r in recs]
+        records = data.draw(st.permutations(records))
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(records)), max_size=3)))
+        db = case / "traces.db"
+        saved = ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, ingest_mod.BIG_TRACE
+        ingest_mod.FLUSH_RECORDS = data.draw(st.integers(1, 40))
+        ingest_mod.MAX_PENDING_TRACES = data.draw(st.sampled_from([0, 1000]))  # 0: keys dropped after each flush
+        ingest_mod.BIG_TRACE = big = data.draw(st.sampled_from([1, 3, 10_000]))
+        try:
+            for k, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(records)], strict=True)):
+                if a < b:
+                    ingest([write_jsonl(case / f"part{k}.jsonl", records[a:b])], db)
+        finally:
+            ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, ingest_mod.BIG_TRACE = saved
+        con = connect(db)
+        try:
+            for tid in traces:
+                ts = load_columns(con, tid)
+                first_chunk = con.execute("SELECT n FROM chunks WHERE trace_id = ? ORDER BY id", (tid,)).fetchone()[0]
+                if first_chunk >= big:  # a big trace from its first chunk on: every chunk has parent positions
+                    assert ts.parent_index is not None
+                if ts.parent_index is not None:
+                    index = {sid: i for i, sid in enumerate(ts.span_id)}
+                    assert ts.parent_index == [index.get(p) for p in ts.parent_id]
+                stored = build_tree(ts)
+                by_id = {r["span_id"]: r for r in traces[tid]}
+                plain = TraceSpans.from_records(tid, [by_id[sid] for sid in ts.span_id], keep_records=False)
+                files = build_tree(plain)
+                assert stored.children == files.children and stored.roots == files.roots
+                assert stored.orphans == files.orphans and stored.cycles == files.cycles
+        finally:
+            con.close()
+
+    check()

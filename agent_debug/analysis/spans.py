@@ -109,6 +109,9 @@ class TraceSpans:
     cost_usd: list[float] = field(default_factory=list)
     envelopes: dict[str, dict[str, Any]] = field(default_factory=dict)  # root span id -> envelope
     records: list[dict[str, Any]] | None = None  # full records, same order, when loaded
+    # each span's parent as an index (None: a root, or a parent not in the trace), when the source knows it and
+    # the span ids are unique (the store: ingest keeps one span per id); the tree is built from it without an id map
+    parent_index: list[int | None] | None = field(default=None, repr=False, compare=False)
     _shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # see extend_columns
 
     def __len__(self) -> int:

@@ -88,13 +88,16 @@ def _build_tree(ts: TraceSpans) -> Tree:
     sids = ts.span_id
     pids = ts.parent_id
     start = ts.start_ns
-    # span id -> index of its first occurrence (fed in reverse, so the earliest index is written last and wins)
-    index: dict[str, int] = dict(zip(reversed(sids), range(n - 1, -1, -1)))
     duplicates: list[int] = []
-    if len(index) < n:
-        duplicates = [i for i, sid in enumerate(sids) if index[sid] != i]
+    if ts.parent_index is not None and len(ts.parent_index) == n:  # the source resolved them (ids unique)
+        parent_idx: list[int | None] = list(ts.parent_index)  # a copy: cycle marks are written into it
+    else:
+        # span id -> index of its first occurrence (fed in reverse, so the earliest index is written last and wins)
+        index: dict[str, int] = dict(zip(reversed(sids), range(n - 1, -1, -1)))
+        if len(index) < n:
+            duplicates = [i for i, sid in enumerate(sids) if index[sid] != i]
+        parent_idx = list(map(index.get, pids))  # None: a root, or a parent not in the trace
     dup_set = set(duplicates)
-    parent_idx: list[int | None] = list(map(index.get, pids))  # None: a root, or a parent not in the trace
     children: list[list[int]] = [_LEAF] * n  # type: ignore[list-item]  # a list only for spans with children
     parents: list[int] = []  # spans with children
     roots: list[int] = []

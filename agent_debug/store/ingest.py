@@ -35,9 +35,10 @@ import zlib
 from array import array
 from concurrent.futures import Future, ThreadPoolExecutor
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from operator import add, itemgetter
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ import orjson
 
 from agent_debug.analysis.spans import TraceSpans, TraceSummary, envelope_of, summarize
 from agent_debug.analysis.tree import gc_paused
-from agent_debug.errors import NothingReadable
+from agent_debug.errors import NothingReadable, StoreError
 from agent_debug.formats.reader import (
     GZ,
     Batch,
@@ -86,6 +87,7 @@ STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "s
 # ingest time that small traces, which load in milliseconds anyway, do not pay.
 BIG_TRACE = 10_000
 STORED_BATCH = 1024
+_MINUS_ONE = -1
 _ENCODED = ("agent_name", "event_type", "name")
 _HASH_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)  # content hashes are 32-bit
 _COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "duration_ns", "token_cost")
@@ -131,15 +133,83 @@ class IngestResult:
         return dict(self.__dict__)
 
 
+class _Known:
+    """A trace's spans kept so far: for dedupe, and, in a big trace, for storing each span's parent as a position
+    in the trace (positions follow the order its chunks are stored and read), so loading builds the tree
+    without a map of every span id. A parent written after its child (writers write a span when it ends)
+    adopts the child in its own chunk."""
+
+    __slots__ = ("pos", "hashes", "waiting", "positioned")
+
+    def __init__(self) -> None:
+        self.pos: dict[str, int] = {}  # span id -> position
+        self.hashes = array(_HASH_ARRAY)  # content hash by position
+        self.waiting: dict[str, list[int]] = {}  # a parent id not seen yet -> positions of its children
+        # whether every chunk of the trace has its parents as positions (None: no chunk written yet)
+        self.positioned: bool | None = None
+
+    def add_stored(self, sids: list[str], hashes: array[int], pids: list[str | None], positioned: bool) -> None:
+        """A chunk of the trace already in the store (an ingest that goes on with a trace), in order."""
+        if len(sids) != len(hashes):
+            raise StoreError(f"a stored chunk has {len(sids)} spans and {len(hashes)} hashes")
+        base = len(self.pos)
+        self.pos.update(zip(sids, range(base, base + len(sids))))
+        self.hashes.extend(hashes)
+        self.positioned = positioned and self.positioned is not False
+        if self.positioned:
+            pos, waiting = self.pos, self.waiting
+            for pid in [pid for pid in waiting if pid in pos]:
+                del waiting[pid]
+            for i, pid in enumerate(pids):
+                if pid is not None and pid not in pos:
+                    waiting.setdefault(pid, []).append(base + i)
+
+    def all_new(self, sids: Sequence[str], hashes: list[int]) -> bool:
+        """Add a batch's span ids if none was seen before and none repeats (the common case, decided in C);
+        otherwise change nothing and say so."""
+        base = len(self.pos)
+        new = dict(zip(sids, range(base, base + len(sids))))
+        if len(new) == len(sids) and self.pos.keys().isdisjoint(new):
+            self.pos.update(new)
+            self.hashes.extend(hashes)
+            return True
+        return False
+
+    def parents(self, base: int, pids: list[str | None]) -> dict[str, Any]:
+        """A chunk's `parent_at` (each span's parent as a position in the trace, -1 for none or not seen yet),
+        `base` (its first span's position: loading checks it) and `adopt` ([children], [parents]: earlier spans
+        whose parent is in this chunk). Called at flush, when every span of the chunk is in `pos`."""
+        pos = self.pos
+        parent_at = list(map(pos.get, pids, repeat(-1)))  # in C: parents in this chunk or an earlier one
+        out: dict[str, Any] = {"parent_at": parent_at, "base": base}
+        waiting = self.waiting
+        if waiting:
+            children: list[int] = []
+            parents: list[int] = []
+            for pid in [pid for pid in waiting if pid in pos]:
+                kids = waiting.pop(pid)
+                children.extend(kids)
+                parents.extend(repeat(pos[pid], len(kids)))
+            if children:
+                out["adopt"] = [children, parents]
+        for i in compress(range(len(pids)), map(_MINUS_ONE.__eq__, parent_at)):
+            pid = pids[i]
+            if pid is not None:
+                waiting.setdefault(pid, []).append(base + i)
+        return out
+
+
 class _Chunk:
     """The new spans of one trace since the last flush: their columns as JSON objects (one per reader batch; in
     a big trace, STORED_BATCH spans of them joined and dictionary-encoded, see BIG_TRACE), and their raw lines
     (each ending in b"\\n"), compressed at flush on the compressor thread."""
 
-    __slots__ = ("keys", "n", "batches", "waiting", "waiting_n", "hashes", "raw", "roots")
+    __slots__ = ("known", "base", "pids", "n", "batches", "waiting", "waiting_n", "hashes", "raw", "roots")
 
-    def __init__(self, keys: dict[str, int]) -> None:
-        self.keys = keys  # span id -> content hash of every span of the trace kept so far
+    def __init__(self, known: _Known) -> None:
+        self.known = known  # every span of the trace kept so far
+        self.base = len(known.pos)  # the position of this chunk's first span in its trace
+        self.pids: list[str | None] | None = [] if known.positioned else None  # parent ids, when positioned
         self.n = 0
         self.batches: list[bytes] = []
         self.waiting: list[dict[str, Any]] = []  # reader batches not yet joined into a stored batch
@@ -149,7 +219,9 @@ class _Chunk:
         self.roots: dict[str, dict[str, Any]] = {}  # span id -> envelope, for spans without a parent
 
     def add(self, cols: dict[str, Any], hashes: list[int], lines: list[bytes]) -> None:
-        if len(self.keys) < BIG_TRACE:  # stored as it is, while it is in the CPU cache
+        if self.pids is not None:
+            self.pids.extend(cols["parent_id"])
+        if len(self.known.pos) < BIG_TRACE:  # stored as it is, while it is in the CPU cache
             self.batches.append(bytes(memoryview(_json(cols))))
         else:
             self.waiting.append(cols)
@@ -171,8 +243,16 @@ class _Chunk:
     def cols_json(self) -> bytes:
         if self.waiting:
             self._store_batch()
+        known = self.known
+        if known.positioned is None:  # the trace's first chunk: big enough for parent positions?
+            known.positioned = self.base == 0 and len(known.pos) >= BIG_TRACE
+            if known.positioned:  # read back once per big trace
+                self.pids = [pid for b in self.batches for pid in orjson.loads(b)["parent_id"]]
+        parents = b""
+        if known.positioned and self.pids is not None:
+            parents = b',"parents":' + _json(known.parents(self.base, self.pids))
         hashes = b"".join(self.hashes).hex().encode()
-        return (b'{"roots":' + _json(self.roots) + b',"hashes":"' + hashes + b'","batches":['
+        return (b'{"roots":' + _json(self.roots) + b',"hashes":"' + hashes + b'"' + parents + b',"batches":['
                 + b",".join(self.batches) + b"]}")
 
     def raw_lines(self) -> bytes:
@@ -212,16 +292,6 @@ def _compress_records(raw: bytes) -> bytes:
     """A chunk's raw lines, zlib format (level 1). Runs on the compressor thread: zlib and isal release the GIL,
     so it overlaps with the parsing of the next chunk on a second core."""
     return _compress_impl.compress(raw, 1)  # type: ignore[no-any-return]
-
-
-def _all_new(keys: dict[str, int], sids: Sequence[str], hashes: list[int]) -> bool:
-    """Add a batch's span ids to a trace's keys if none was seen before and none repeats (the common case,
-    decided in C); otherwise change nothing and say so."""
-    new = dict(zip(sids, hashes, strict=True))
-    if len(new) == len(sids) and keys.keys().isdisjoint(new):
-        keys.update(new)
-        return True
-    return False
 
 
 def _take(seq: Sequence[Any], idx: list[int]) -> list[Any]:
@@ -336,7 +406,7 @@ class _Ingest:
         self.known: set[str] = {r[0] for r in db.execute("SELECT trace_id FROM traces")}
         self.touched: set[str] = set()
         self.aggs: dict[str, _Agg] = {}
-        self.keys: dict[str, dict[str, int]] = {}  # span keys of the traces in the last flush (see `flush`)
+        self.keys: dict[str, _Known] = {}  # the known spans of the traces in the last flush (see `flush`)
         self.pending: dict[str, _Chunk] = {}
         self.pending_n = 0
         self.ingest_id = int(db.execute("INSERT INTO ingests (started_at) VALUES (?) RETURNING id",
@@ -408,19 +478,21 @@ class _Ingest:
             b = self.pending[trace_id] = _Chunk(self._existing_keys(trace_id))
         return b
 
-    def _existing_keys(self, trace_id: str) -> dict[str, int]:
+    def _existing_keys(self, trace_id: str) -> _Known:
         keys = self.keys.get(trace_id)
         if keys is None:
-            keys = {}
+            keys = _Known()
             if trace_id in self.known or trace_id in self.touched:
                 if trace_id in self.inflight_traces:
                     self.settle()
-                for (cols,) in self.db.execute("SELECT cols FROM chunks WHERE trace_id = ?", (trace_id,)):
+                for (cols,) in self.db.execute("SELECT cols FROM chunks WHERE trace_id = ? ORDER BY id",
+                                               (trace_id,)):
                     c = unpack_columns(cols)
                     hashes = array(_HASH_ARRAY)
                     hashes.frombytes(bytes.fromhex(c["hashes"]))
                     sids = [sid for batch in c["batches"] for sid in batch["span_id"]]
-                    keys.update(zip(sids, hashes, strict=True))
+                    pids = [pid for batch in c["batches"] for pid in batch["parent_id"]]
+                    keys.add_stored(sids, hashes, pids, "parents" in c)
             self.keys[trace_id] = keys
         return keys
 
@@ -456,8 +528,8 @@ class _Ingest:
         chunk = self.pending.get(trace_id) or self._builder(trace_id)
         hashes = list(map(_crc32, lines, map(len, lines)))  # content_hash of each, in C
         sids = cols["span_id"]
-        if not _all_new(chunk.keys, sids, hashes):
-            keep = self._dedupe(trace_id, chunk.keys, sids, hashes, lines)
+        if not chunk.known.all_new(sids, hashes):
+            keep = self._dedupe(trace_id, chunk.known, sids, hashes, lines)
             if not keep:
                 return
             recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
@@ -484,17 +556,19 @@ class _Ingest:
                 agg.envelopes.update(chunk.roots)
         chunk.add(out, hashes, lines)
 
-    def _dedupe(self, trace_id: str, keys: dict[str, int], sids: Sequence[str], hashes: list[int],
+    def _dedupe(self, trace_id: str, known: _Known, sids: Sequence[str], hashes: list[int],
                 lines: list[bytes]) -> list[int]:
         """Positions of the new spans; repeats are counted as duplicates or kept as conflicts, in order."""
         keep: list[int] = []
+        pos, known_hashes = known.pos, known.hashes
         for i, sid in enumerate(sids):
             h = hashes[i]
-            old = keys.get(sid)
+            old = pos.get(sid)
             if old is None:
-                keys[sid] = h
+                pos[sid] = len(pos)
+                known_hashes.append(h)
                 keep.append(i)
-            elif old == h:
+            elif known_hashes[old] == h:
                 self.result.duplicates += 1
             else:
                 self._conflict(trace_id, sid, h, lines[i])
@@ -606,12 +680,22 @@ def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | st
     loads = orjson.loads
     chunk_ids: list[int] = []
     offsets: list[int] = []
+    parents: list[int] | None = []  # None once a chunk without parent positions is met
+    adopted: list[list[int]] = []
     for chunk_id, cols, records in db.execute(
         f"SELECT id, cols, {'records' if eager else 'NULL'} FROM chunks WHERE trace_id = ? ORDER BY id", (trace_id,)
     ):
         chunk_ids.append(chunk_id)
         offsets.append(len(ts))
         c = unpack_columns(cols)
+        if parents is not None:
+            got = c.get("parents")
+            if got is None or got["base"] != len(ts):
+                parents = None
+            else:
+                parents.extend(got["parent_at"])
+                if "adopt" in got:
+                    adopted.append(got["adopt"])
         for batch in c["batches"]:
             ts.extend_columns(batch)
         ts.envelopes.update(c["roots"])
@@ -622,7 +706,27 @@ def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | st
             ts.records.extend(map(loads, lines))
     if lazy:
         ts.records = LazyRecords(db, chunk_ids, offsets, len(ts))  # type: ignore[assignment]
+    if parents:
+        ts.parent_index = _parent_index(parents, adopted, len(ts))
     return ts
+
+
+def _parent_index(parents: list[int], adopted: list[list[int]], n: int) -> list[int | None] | None:
+    """`TraceSpans.parent_index` from the chunks' `parent_at` and `adopt` (None when a position is out of range:
+    the tree then maps the ids itself)."""
+    out: list[int | None] = parents  # type: ignore[assignment]
+    if len(out) != n:
+        return None
+    none = list(compress(range(n), map(_MINUS_ONE.__eq__, parents)))
+    deque(map(out.__setitem__, none, repeat(None)), maxlen=0)
+    for children, ps in adopted:
+        if len(children) != len(ps) or max(children, default=0) >= n or max(ps, default=0) >= n:
+            return None
+        deque(map(out.__setitem__, children, ps), maxlen=0)
+    present = list(filter(None, out))
+    if present and (max(present) >= n or min(present) < 0):
+        return None
+    return out
 
 
 class LazyRecords(Sequence[dict[str, Any]]):
