@@ -441,3 +441,16 @@ def test_a_clean_trace_with_evidence_has_no_suspect_span() -> None:
                rec("tool1", "agent", event_type="TOOL_CALL", start=2, name="search"),
                rec("llm2", "agent", event_type="LLM_CALL", start=3, payload=_out("final_answer('x')"))]
     assert blame_spans(TraceSpans.from_records("t1", records)) == []
+
+
+def test_suspect_depths_count_ancestors_and_stop_at_cycles_and_missing_parents() -> None:
+    """Suspects starting together are ordered deepest first; depths come from one id map for all of them
+    (one map per suspect made `why` on a 1M-span trace take minutes)."""
+    from agent_debug.analysis.buckets import _depths
+
+    records = [rec("root"), rec("a", "root", start=1), rec("b", "a", start=2), rec("c", "b", start=3),
+               rec("x", "y", start=4), rec("y", "x", start=5), rec("o", "gone", start=6)]
+    tree = build_tree(TraceSpans.from_records("t1", records))
+    index = {sid: i for i, sid in enumerate(tree.spans.span_id)}
+    depths = _depths(tree, [index[s] for s in ("root", "a", "c", "x", "o")])
+    assert {tree.spans.span_id[i]: d for i, d in depths.items()} == {"root": 0, "a": 1, "c": 3, "x": 2, "o": 0}

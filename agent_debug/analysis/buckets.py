@@ -356,22 +356,29 @@ def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> lis
     for group in by_span.values():
         named = [s for s in group if s.bucket != "unclassified"] or group
         out.append(min(named, key=lambda s: (s.strength != "strong", rules.rules.index(_rule(rules, s.rule)))))
-    return sorted(out, key=lambda s: (s.strength != "strong", s.start_ns, -_depth(tree, s.index)))
+    depth = _depths(tree, [s.index for s in out])
+    return sorted(out, key=lambda s: (s.strength != "strong", s.start_ns, -depth[s.index]))
 
 
 def _rule(rules: Rules, name: str) -> Rule:
     return next(r for r in rules.rules if r.name == name)
 
 
-def _depth(tree: Tree, i: int) -> int:
+def _depths(tree: Tree, indices: list[int]) -> dict[int, int]:
+    """How many ancestors each of these spans has (parent cycles stop the count), with one id map for all."""
     ts = tree.spans
+    if not indices:
+        return {}
     by_id = {sid: k for k, sid in enumerate(ts.span_id)}
-    d, p, seen = 0, ts.parent_id[i], set()
-    while p is not None and p in by_id and p not in seen and d < 10_000:
-        seen.add(p)
-        d += 1
-        p = ts.parent_id[by_id[p]]
-    return d
+    out: dict[int, int] = {}
+    for i in indices:
+        d, p, seen = 0, ts.parent_id[i], set()
+        while p is not None and p in by_id and p not in seen and d < 10_000:
+            seen.add(p)
+            d += 1
+            p = ts.parent_id[by_id[p]]
+        out[i] = d
+    return out
 
 
 # -- diagnosis --------------------------------------------------------------------------------------------------
