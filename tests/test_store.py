@@ -535,3 +535,25 @@ def test_parents_stored_as_positions_equal_the_id_map_however_the_spans_arrive(t
             con.close()
 
     check()
+
+
+def test_critical_path_of_a_big_trace_from_the_store_equals_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the fixture counted as a big trace (joined, encoded batches; parents stored as positions in small
+    chunks, so most are adopted across chunks), the critical path from the store is the files' one."""
+    from agent_debug.analysis.critical import analyze
+    from agent_debug.analysis.source import FileSource, StoreSource
+    from agent_debug.store import ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod, "BIG_TRACE", 5)
+    monkeypatch.setattr(ingest_mod, "STORED_BATCH", 16)
+    monkeypatch.setattr(ingest_mod, "FLUSH_RECORDS", 7)
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "benchmark_trace.jsonl"
+    db = tmp_path / "traces.db"
+    ingest([fixture], db)
+    store, files = StoreSource(db), FileSource([fixture])
+    (tid,) = [s.trace_id for s in files.list()]
+    from_store = store.load(tid, records="lazy")
+    assert from_store.parent_index is not None
+    assert analyze(from_store).as_dict() == analyze(files.load(tid, records=True)).as_dict()
