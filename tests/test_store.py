@@ -549,10 +549,17 @@ def test_critical_path_of_a_big_trace_from_the_store_equals_the_files(
     monkeypatch.setattr(ingest_mod, "BIG_TRACE", 5)
     monkeypatch.setattr(ingest_mod, "STORED_BATCH", 16)
     monkeypatch.setattr(ingest_mod, "FLUSH_RECORDS", 7)
-    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "benchmark_trace.jsonl"
+    lines = (Path(__file__).resolve().parents[1] / "fixtures" / "benchmark_trace.jsonl").read_bytes().splitlines()
+    lines.reverse()  # the fixture's spans with parents after their children, in four files read in one ingest
+    parts = [tmp_path / f"part{k}.jsonl" for k in range(4)]
+    for k, part in enumerate(parts):
+        part.write_bytes(b"".join(line + b"\n" for line in lines[k * 7 : (k + 1) * 7]))
     db = tmp_path / "traces.db"
-    ingest([fixture], db)
-    store, files = StoreSource(db), FileSource([fixture])
+    ingest(parts, db)
+    with sqlite3.connect(db) as con:
+        stored = [orjson.loads(c)["parents"] for (c,) in con.execute("SELECT cols FROM chunks ORDER BY id")]
+    assert len(stored) == 4 and any("adopt" in p for p in stored)
+    store, files = StoreSource(db), FileSource(parts)
     (tid,) = [s.trace_id for s in files.list()]
     from_store = store.load(tid, records="lazy")
     assert from_store.parent_index is not None
