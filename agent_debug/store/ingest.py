@@ -83,8 +83,9 @@ STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "s
                   "token_cost")
 # a trace this big (spans so far) has its columns stored in batches of STORED_BATCH spans, with agent_name,
 # event_type and name dictionary-encoded: they load with a few C-level passes per 1024 spans and without a
-# string per span (loading is what a big trace's tree and critical path wait for). Joining and encoding cost
-# ingest time that small traces, which load in milliseconds anyway, do not pay.
+# string per span (loading is what a big trace's tree and critical path wait for); when its first chunk is
+# already that big, each chunk also keeps its spans' parents as positions (`_Known`). That work costs ingest
+# time that small traces, which load in milliseconds anyway, do not pay.
 BIG_TRACE = 10_000
 STORED_BATCH = 1024
 _MINUS_ONE = -1
