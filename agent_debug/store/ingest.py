@@ -83,9 +83,9 @@ STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "s
                   "token_cost")
 # a trace this big (spans so far) has its columns stored in batches of STORED_BATCH spans, with agent_name,
 # event_type and name dictionary-encoded: they load with a few C-level passes per 1024 spans and without a
-# string per span (loading is what a big trace's tree and critical path wait for); when its first chunk is
-# already that big, each chunk also keeps its spans' parents as positions (`_Known`). That work costs ingest
-# time that small traces, which load in milliseconds anyway, do not pay.
+# string per span (loading is what a big trace's tree and critical path wait for), and every chunk of it keeps
+# its spans' parents as positions (`_Known`; `_Ingest._position_stored` for a trace that becomes big later).
+# That work costs ingest time that small traces, which load in milliseconds anyway, do not pay.
 BIG_TRACE = 10_000
 STORED_BATCH = 1024
 _MINUS_ONE = -1
@@ -247,8 +247,8 @@ class _Chunk:
         known = self.known
         if known.positioned is None:  # the trace's first chunk: big enough for parent positions?
             known.positioned = self.base == 0 and len(known.pos) >= BIG_TRACE
-            if known.positioned:  # read back once per big trace
-                self.pids = [pid for b in self.batches for pid in orjson.loads(b)["parent_id"]]
+        if known.positioned and self.pids is None:  # decided since this chunk began: read back, once per trace
+            self.pids = [pid for b in self.batches for pid in orjson.loads(b)["parent_id"]]
         parents = b""
         if known.positioned and self.pids is not None:
             parents = b',"parents":' + _json(known.parents(self.base, self.pids))
@@ -584,6 +584,8 @@ class _Ingest:
         for trace_id, chunk in self.pending.items():
             self.touched.add(trace_id)
             if chunk.n:
+                if chunk.known.positioned is False and len(chunk.known.pos) >= BIG_TRACE:
+                    self._position_stored(trace_id, chunk)
                 if self._compressor is None:
                     self._compressor = ThreadPoolExecutor(1, thread_name_prefix="agent-debug-compress")
                 rows.append(((trace_id, chunk.n, chunk.cols_json()),
@@ -600,6 +602,35 @@ class _Ingest:
         self.inflight_traces = {row[0][0] for row in rows}
         if self.progress is not None:
             self.progress(self.seen, self.result.records)
+
+    def _position_stored(self, trace_id: str, chunk: _Chunk) -> None:
+        """A trace that has just become big over several chunks: give its stored chunks (fewer than BIG_TRACE
+        spans) parent positions, so the whole trace loads without an id map. With every span now known, each
+        parent is looked up directly; the ones still missing wait for a later chunk."""
+        if trace_id in self.inflight_traces:
+            self.settle()
+        known = chunk.known
+        known.waiting = {}
+        base = 0
+        updates: list[tuple[bytes, int]] = []
+        for chunk_id, cols in self.db.execute("SELECT id, cols FROM chunks WHERE trace_id = ? ORDER BY id",
+                                              (trace_id,)):
+            c = unpack_columns(cols)
+            pids = [pid for batch in c["batches"] for pid in batch["parent_id"]]
+            c["parents"] = known.parents(base, pids)
+            base += len(pids)
+            updates.append((_json(c), chunk_id))
+        if base != chunk.base:  # the store does not hold what this ingest counted: leave the trace mapped by id
+            known.waiting = {}
+            return
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany("UPDATE chunks SET cols = ? WHERE id = ?", updates)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        known.positioned = True
 
     def settle(self) -> None:
         """Write the chunks still being compressed, in the order they were made (loading reads them by id)."""
