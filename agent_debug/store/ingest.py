@@ -140,14 +140,16 @@ class _Known:
     without a map of every span id. A parent written after its child (writers write a span when it ends)
     adopts the child in its own chunk."""
 
-    __slots__ = ("pos", "hashes", "waiting", "positioned")
+    __slots__ = ("pos", "hashes", "waiting", "positioned", "tried")
 
     def __init__(self) -> None:
         self.pos: dict[str, int] = {}  # span id -> position
         self.hashes = array(_HASH_ARRAY)  # content hash by position
         self.waiting: dict[str, list[int]] = {}  # a parent id not seen yet -> positions of its children
-        # whether every chunk of the trace has its parents as positions (None: no chunk written yet)
+        # whether every chunk of the trace has its parents as positions (None: no chunk written yet; a trace
+        # that is not gets them once, when it becomes big: see `_Ingest._position_stored`)
         self.positioned: bool | None = None
+        self.tried = False  # `_position_stored` ran (it runs at most once per ingest)
 
     def add_stored(self, sids: list[str], hashes: array[int], pids: list[str | None], positioned: bool) -> None:
         """A chunk of the trace already in the store (an ingest that goes on with a trace), in order."""
@@ -247,10 +249,10 @@ class _Chunk:
         known = self.known
         if known.positioned is None:  # the trace's first chunk: big enough for parent positions?
             known.positioned = self.base == 0 and len(known.pos) >= BIG_TRACE
-        if known.positioned and self.pids is None:  # decided since this chunk began: read back, once per trace
-            self.pids = [pid for b in self.batches for pid in orjson.loads(b)["parent_id"]]
         parents = b""
-        if known.positioned and self.pids is not None:
+        if known.positioned:
+            if self.pids is None:  # decided since this chunk began: read back, once per trace
+                self.pids = [pid for b in self.batches for pid in orjson.loads(b)["parent_id"]]
             parents = b',"parents":' + _json(known.parents(self.base, self.pids))
         hashes = b"".join(self.hashes).hex().encode()
         return (b'{"roots":' + _json(self.roots) + b',"hashes":"' + hashes + b'"' + parents + b',"batches":['
@@ -584,7 +586,8 @@ class _Ingest:
         for trace_id, chunk in self.pending.items():
             self.touched.add(trace_id)
             if chunk.n:
-                if chunk.known.positioned is False and len(chunk.known.pos) >= BIG_TRACE:
+                known = chunk.known
+                if known.positioned is False and not known.tried and len(known.pos) >= BIG_TRACE:
                     self._position_stored(trace_id, chunk)
                 if self._compressor is None:
                     self._compressor = ThreadPoolExecutor(1, thread_name_prefix="agent-debug-compress")
@@ -604,12 +607,13 @@ class _Ingest:
             self.progress(self.seen, self.result.records)
 
     def _position_stored(self, trace_id: str, chunk: _Chunk) -> None:
-        """A trace that has just become big over several chunks: give its stored chunks (fewer than BIG_TRACE
-        spans) parent positions, so the whole trace loads without an id map. With every span now known, each
-        parent is looked up directly; the ones still missing wait for a later chunk."""
+        """A trace that has just become big over several chunks (or was stored before parent positions existed):
+        give its stored chunks parent positions, once, so the whole trace loads without an id map. With every
+        span now known, each parent is looked up directly; the ones still missing wait for a later chunk."""
         if trace_id in self.inflight_traces:
             self.settle()
         known = chunk.known
+        known.tried = True
         known.waiting = {}
         base = 0
         updates: list[tuple[bytes, int]] = []
@@ -722,7 +726,7 @@ def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | st
         c = unpack_columns(cols)
         if parents is not None:
             got = c.get("parents")
-            if got is None or got["base"] != len(ts):
+            if not isinstance(got, dict) or got.get("base") != len(ts):
                 parents = None
             else:
                 parents.extend(got["parent_at"])
@@ -746,18 +750,16 @@ def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | st
 def _parent_index(parents: list[int], adopted: list[list[int]], n: int) -> list[int | None] | None:
     """`TraceSpans.parent_index` from the chunks' `parent_at` and `adopt` (None when a position is out of range:
     the tree then maps the ids itself)."""
-    out: list[int | None] = parents  # type: ignore[assignment]
-    if len(out) != n:
+    if len(parents) != n or min(parents) < -1 or max(parents) >= n:
         return None
+    for children, ps in adopted:
+        if len(children) != len(ps) or min(children + ps, default=0) < 0 or max(children + ps, default=0) >= n:
+            return None
+    out: list[int | None] = parents  # type: ignore[assignment]
     none = list(compress(range(n), map(_MINUS_ONE.__eq__, parents)))
     deque(map(out.__setitem__, none, repeat(None)), maxlen=0)
     for children, ps in adopted:
-        if len(children) != len(ps) or max(children, default=0) >= n or max(ps, default=0) >= n:
-            return None
         deque(map(out.__setitem__, children, ps), maxlen=0)
-    present = list(filter(None, out))
-    if present and (max(present) >= n or min(present) < 0):
-        return None
     return out
 
 
