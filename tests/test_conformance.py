@@ -197,7 +197,9 @@ def test_trail_annotated_locations_exist_after_import(path: Path) -> None:
         pytest.skip("no trace for this annotation")
     records, _ = read(trace)
     ids = {r["span_id"] for r in records}
-    locations = {e["location"] for e in _annotation(path).get("errors", [])}
+    # One TRAIL annotation's location is the annotators' note "Span ID not found for this shard", not an id:
+    # a location with a space in it names no span and is left out.
+    locations = {e["location"] for e in _annotation(path).get("errors", []) if " " not in e["location"]}
     assert locations <= ids
 
 
