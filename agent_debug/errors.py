@@ -40,7 +40,7 @@ class StoreError(AgentDebugError):
 
 
 class PacketError(AgentDebugError):
-    """A replay packet is malformed, of an unknown version, or cannot be written."""
+    """A replay packet is missing, malformed, of an unknown version, or holds nothing to replay."""
 
     exit_code = 6
 
@@ -49,6 +49,18 @@ class ReplayMiss(AgentDebugError):
     """Strict replay met a call it has no recording for."""
 
     exit_code = 7
+
+
+class OutputError(AgentDebugError):
+    """A file the command was asked to write (packet, export, JUnit report, dataset) could not be written."""
+
+    exit_code = 8
+
+    @classmethod
+    def from_os(cls, path: object, exc: OSError) -> OutputError:
+        """`cannot write PATH: <reason>` from the OSError that stopped the write (permission, missing, full)."""
+        reason = exc.strerror or type(exc).__name__
+        return cls(f"cannot write {path}: {reason}")
 
 
 class CaseFileError(AgentDebugError):
