@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agent_debug.cli.common import FormatOption, JsonOption, print_json, stderr_console, stdout_console
+from agent_debug.cli.common import FormatOption, JsonOption, print_result, stderr_console, stdout_console, warn
 
 
 def validate(
@@ -20,14 +20,13 @@ def validate(
     from agent_debug.formats.validate import validate_paths
 
     result = validate_paths(paths, format=format)
+    warn(result.notices)
     if json:
-        print_json(result.as_dict())
+        print_result(result.as_dict(), result.notices)
     else:
         from rich.table import Table
 
         err = stderr_console()
-        for note in result.notices:
-            err.print(f"[yellow]warning:[/] {note}", highlight=False)
         table = Table(show_header=False, box=None)
         for key in ("files", "records", "traces", "failed_runs", "orphans", "rejected"):
             table.add_row(key.replace("_", " "), str(getattr(result, key)))
