@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class AgentDebugError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -59,8 +61,9 @@ class OutputError(AgentDebugError):
     @classmethod
     def from_os(cls, path: object, exc: OSError) -> OutputError:
         """`cannot write PATH: <reason>` from the OSError that stopped the write (permission, missing, full)."""
-        reason = exc.strerror or type(exc).__name__
-        return cls(f"cannot write {path}: {reason}")
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir or open met a file where a folder must be
+            return cls(f"cannot write {path}: a part of the path is a file, not a folder")
+        return cls(f"cannot write {path}: {exc.strerror or type(exc).__name__}")
 
 
 class CaseFileError(AgentDebugError):

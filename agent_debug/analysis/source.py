@@ -65,8 +65,9 @@ class FileSource:
         self.notices = report.notices
         if report.rejected:
             reasons = ", ".join(f"{k}: {v}" for k, v in report.reject_reasons.most_common())
-            self.notices.append(f"{report.rejected} records rejected ({reasons}); `agent-debug validate "
-                                f"{' '.join(map(str, paths))}` shows where")
+            n = report.rejected
+            self.notices.append(f"{n} record{'s' if n != 1 else ''} rejected ({reasons}); "
+                                f"`agent-debug validate {' '.join(map(str, paths))}` shows where")
         if not self.traces:
             raise NothingReadable(_nothing_readable(paths, report, self.notices))
         self._summaries = {tid: summarize(ts) for tid, ts in self.traces.items()}

@@ -69,6 +69,11 @@ def _usage_error(exc: ClickException) -> tuple[str, int]:
     return message, exc.exit_code
 
 
+def _os_error(exc: OSError) -> str:
+    files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+    return f"could not run: {exc.strerror or type(exc).__name__}" + (f": {' -> '.join(files)}" if files else "")
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     try:
@@ -88,6 +93,9 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as exc:  # the file system refused something no command checks for itself: still one line
+        sys.stderr.write(f"Error: {_os_error(exc)}\n")
+        sys.exit(3)
     sys.exit(code if isinstance(code, int) else 0)
 
 
