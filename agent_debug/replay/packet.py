@@ -182,7 +182,7 @@ def write_packet(packet: dict[str, Any], directory: str | os.PathLike[str] = "pa
                  path: str | os.PathLike[str] | None = None) -> Path:
     """Write with mode 0600 (packets are incident artifacts). Default `directory/YYYY-MM-DD/<trace_id>.json`."""
     target = Path(path) if path is not None else default_path(packet, directory)
-    data = orjson.dumps(packet, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
+    data = _dumps(packet)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -243,6 +243,25 @@ class _PacketShape(BaseModel):
     sanitized: dict[str, Any] | None = None
 
 
+def _dumps(packet: dict[str, Any]) -> bytes:
+    """orjson, or the stdlib for what orjson does not write (records nested over 254 levels, huge integers)."""
+    try:
+        return orjson.dumps(packet, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
+    except orjson.JSONEncodeError:
+        import json
+        import sys
+
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 10_000))  # orjson reads records up to 1024 levels deep
+        try:
+            return json.dumps(packet, default=str).encode()
+        except (RecursionError, ValueError) as exc:
+            raise PacketError(f"the packet of trace {packet.get('trace_id')!r} cannot be written as JSON: "
+                              f"{exc}") from None
+        finally:
+            sys.setrecursionlimit(limit)
+
+
 def load_packet(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A packet read and checked: PacketError (naming the packet and the field) when it cannot be replayed."""
     p = Path(path)
@@ -282,7 +301,8 @@ def check_packet(packet: dict[str, Any], where: str | os.PathLike[str]) -> None:
         field = ".".join(str(part) for part in err["loc"])
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         got = f"; got a JSON {_json_type(err['input'])}" if err["type"] != "missing" else ""
-        raise PacketError(f"packet {where}: field {field}: {err['msg']}{got}{more}") from None
+        msg = "Input should be an object" if err["type"] in ("model_type", "dict_type") else err["msg"]
+        raise PacketError(f"packet {where}: field {field}: {msg}{got}{more}") from None
     for i, rec in enumerate(packet.get("spans") or []):
         reason = check_record(rec)
         if reason is not None:
