@@ -77,7 +77,7 @@ def _os_error(exc: OSError) -> str:
 def main() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="agent-debug")
     except NoArgsIsHelpError as exc:  # `agent-debug` or a group alone: its help, as before
         exc.show()
         sys.exit(exc.exit_code)

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from agent_debug.cli.common import FormatOption, JsonOption, print_result, stderr_console, stdout_console, warn
+from agent_debug.cli.common import (
+    FormatOption,
+    JsonOption,
+    fail,
+    print_result,
+    stderr_console,
+    stdout_console,
+    warn,
+)
 
 
 def validate(
@@ -34,9 +42,11 @@ def validate(
         for reason, n in sorted(result.rejects_by_reason.items(), key=lambda kv: -kv[1]):
             stdout_console().print(f"  rejected {n}: {reason}", highlight=False)
         for r in result.rejects[:10]:
-            err.print(f"  {r['source']} {r['location']}: {r['reason']}", highlight=False, markup=False)
+            err.print(f"  {r['source']} {r['location']}: {r['reason']}", highlight=False, markup=False,
+                      soft_wrap=True)
     if result.records == 0 and (result.rejected or result.files == 0):
-        raise typer.Exit(3)
+        where = ", ".join(map(str, paths))
+        fail(f"no trace files found in {where}" if result.files == 0 else f"nothing could be read from {where}", 3)
     if result.rejected:
         raise typer.Exit(1)
 
