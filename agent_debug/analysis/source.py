@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from agent_debug.analysis.spans import TraceSpans, TraceSummary, summarize
-from agent_debug.errors import NothingReadable, TraceNotFound, UsageError
+from agent_debug.errors import NothingReadable, StoreError, TraceNotFound, UsageError
 from agent_debug.formats.reader import ReadReport, read_paths
 from agent_debug.store import query
 from agent_debug.store.db import connect
@@ -29,24 +30,37 @@ class Source(Protocol):
 
 
 class StoreSource:
-    """Traces from the SQLite store."""
+    """Traces from the SQLite store. A store SQLite cannot read (damaged pages) is a StoreError naming it."""
 
     def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        self.path = Path(db_path)
         self.db: sqlite3.Connection = connect(db_path, create=False)
-        self.notices: list[str] = query.store_notices(self.db, Path(db_path))
+        with self._reading():
+            self.notices: list[str] = query.store_notices(self.db, self.path)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"store {self.path} could not be read: {exc}") from None
 
     def list(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
-        return query.list_traces(self.db, flt)
+        with self._reading():
+            return query.list_traces(self.db, flt)
 
     def resolve(self, prefix: str) -> str:
-        return query.resolve_trace(self.db, prefix)
+        with self._reading():
+            return query.resolve_trace(self.db, prefix)
 
     def load(self, trace_id: str, *, records: bool | str = False) -> TraceSpans:
         """`records`: False (columns only), True (every record parsed), or "lazy" (read when asked for)."""
-        return query.load_trace(self.db, trace_id, records=records)
+        with self._reading():
+            return query.load_trace(self.db, trace_id, records=records)
 
     def summary(self, trace_id: str) -> TraceSummary:
-        return query.summary(self.db, trace_id)
+        with self._reading():
+            return query.summary(self.db, trace_id)
 
 
 class FileSource:

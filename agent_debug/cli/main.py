@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 from types import FrameType
 
 import typer
 
-from agent_debug.errors import AgentDebugError
+from agent_debug.errors import AgentDebugError, StoreError
 
 try:  # recent typer vendors click; older versions use click itself
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -93,6 +94,9 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except sqlite3.DatabaseError as exc:  # damaged pages met outside the store's own checks
+        sys.stderr.write(f"Error: the store could not be read: {one_line(str(exc))}\n")
+        sys.exit(StoreError.exit_code)
     except OSError as exc:  # the file system refused something no command checks for itself: still one line
         sys.stderr.write(f"Error: {_os_error(exc)}\n")
         sys.exit(3)
