@@ -209,8 +209,9 @@ def _packet_cases() -> list[Case]:
         "huge": r"is 300 MiB; packets over 256 MiB are not read",
         "nothing": r"nothing to replay in packet pk/nothing\.json: it holds no recorded calls and no entrypoint",
     }
-    return [Case(f"replay-{name}", ("replay", f"pk/{name}.json"), 6, rf"^Error: (packet |nothing).*pk/{name}\.json.*{says}"
-                 if name != "nothing" else f"^Error: {says}") for name, says in fields.items()]
+    return [Case(f"replay-{name}", ("replay", f"pk/{name}.json"), 6,
+                 rf"^Error: packet pk/{name}\.json.*{says}" if name != "nothing" else f"^Error: {says}")
+            for name, says in fields.items()]
 
 
 def _output_cases() -> list[Case]:
@@ -225,7 +226,8 @@ def _output_cases() -> list[Case]:
         Case("eval-junit-through-file", ("eval", "cases/ok.toml", "--db", "clean.db", "--junit", "afile/j.xml"), 8,
              f"^Error: cannot write afile/j.xml: {through_file}$"),
         Case("dataset-through-file", ("dataset", "add", "aa1", "--case", "c", "--label", "fail", "--db", "clean.db",
-                                      "--dataset", "afile/d.toml"), 8, f"^Error: cannot write afile/d.toml: {through_file}$"),
+                                      "--dataset", "afile/d.toml"), 8,
+             f"^Error: cannot write afile/d.toml: {through_file}$"),
         Case("dataset-directory", ("dataset", "add", "aa1", "--case", "c", "--label", "fail", "--db", "clean.db",
                                    "--dataset", "somedir"), 8, "^Error: cannot write somedir: Is a directory$"),
     ]
@@ -240,32 +242,38 @@ def _output_cases() -> list[Case]:
         "dataset": ("dataset", "add", "aa1", "--case", "c", "--label", "fail", "--db", "clean.db",
                     "--dataset", "readonly/d.toml"),
     }.items():
-        cases.append(Case(f"{name}-into-readonly-folder", args, 8, r"^Error: cannot write readonly/.*: Permission denied$",
-                          marks=(not_root,)))
+        cases.append(Case(f"{name}-into-readonly-folder", args, 8,
+                          r"^Error: cannot write readonly/.*: Permission denied$", marks=(not_root,)))
     return cases
 
 
 CASES: list[Case] = [
     # 2: usage
-    Case("unknown-option", ("tree", "--bogus"), 2, r"^Error: No such option: --bogus \(see `agent-debug tree --help`\)$"),
+    Case("unknown-option", ("tree", "--bogus"), 2,
+         r"^Error: No such option: --bogus \(see `agent-debug tree --help`\)$"),
     Case("unknown-command", ("frobnicate",), 2, r"^Error: No such command 'frobnicate'"),
-    Case("missing-argument", ("session",), 2, r"^Error: Missing argument '(?i:session_id)' \(see `agent-debug session --help`\)$"),
-    Case("bad-option-value", ("traces", "--db", "clean.db", "--slowest", "0"), 2, r"^Error: Invalid value for '--slowest'"),
+    Case("missing-argument", ("session",), 2,
+         r"^Error: Missing argument '(?i:session_id)' \(see `agent-debug session --help`\)$"),
+    Case("bad-option-value", ("traces", "--db", "clean.db", "--slowest", "0"), 2,
+         r"^Error: Invalid value for '--slowest'"),
     Case("bad-since", ("traces", "--db", "clean.db", "--since", "yesterday"), 2, r"^Error: not a time: 'yesterday'"),
     Case("bad-min-duration", ("tree", "aa1", "--db", "clean.db", "--min-duration", "soon"), 2,
          r"^Error: not a duration: 'soon'"),
     Case("since-too-far-back", ("traces", "--db", "clean.db", "--since", "99999999999999d"), 2,
          r"^Error: duration out of range: '99999999999999d' \(at most \d+ days\)$"),
-    Case("since-year-one", ("bucket", "--db", "clean.db", "--since", "0001-01-01"), 2, r"^Error: not a time: '0001-01-01'"),
+    Case("since-year-one", ("bucket", "--db", "clean.db", "--since", "0001-01-01"), 2,
+         r"^Error: not a time: '0001-01-01'"),
     Case("min-duration-infinite", ("tree", "aa1", "--db", "clean.db", "--min-duration", "9" * 400), 2,
          r"^Error: duration out of range"),
     Case("several-traces-unnamed", ("tree", "--db", "clean.db"), 2, r"^Error: name a trace: the source holds 3 traces"),
     Case("replay-bad-mode", ("replay", "ok-packet.json", "--mode", "bogus"), 2, r"^Error: unknown replay mode 'bogus'"),
     Case("replay-bad-inject", ("replay", "ok-packet.json", "--inject", "x"), 2, r"^Error: bad --inject 'x'"),
-    Case("replay-folder-without-check", ("replay", "pk"), 2, r"^Error: Invalid value: a folder of packets needs --check"),
+    Case("replay-folder-without-check", ("replay", "pk"), 2,
+         r"^Error: Invalid value: a folder of packets needs --check"),
     Case("export-unknown-format", ("export", "all", "--db", "clean.db", "--format", "jaeger"), 2,
          r"^Error: unknown export format 'jaeger'"),
-    Case("unknown-input-format", ("tree", "--from", "clean", "--format", "bogus"), 2, r"^Error: unknown format 'bogus'"),
+    Case("unknown-input-format", ("tree", "--from", "clean", "--format", "bogus"), 2,
+         r"^Error: unknown format 'bogus'"),
     # 2: a missing file given as input
     Case("validate-missing", ("validate", "nope.jsonl"), 2, r"^Error: no such file or directory: nope.jsonl$"),
     Case("ingest-missing", ("ingest", "nope", "--db", "new.db"), 2, r"^Error: no such file or directory: nope$"),
@@ -274,7 +282,8 @@ CASES: list[Case] = [
     Case("eval-missing", ("eval", "nope.toml", "--db", "clean.db"), 2, r"^Error: case file not found: nope.toml$"),
     Case("labels-missing", ("eval", "calibrate", "nope.jsonl"), 2, r"^Error: labels file not found: nope.jsonl$"),
     # 2: bad rules files
-    Case("rules-missing", ("bucket", "--db", "clean.db", "--rules", "nope.toml"), 2, r"^Error: no such rules file: nope.toml$"),
+    Case("rules-missing", ("bucket", "--db", "clean.db", "--rules", "nope.toml"), 2,
+         r"^Error: no such rules file: nope.toml$"),
     Case("rules-directory", ("bucket", "--db", "clean.db", "--rules", "clean"), 2,
          r"^Error: cannot read rules file clean: Is a directory$"),
     Case("rules-bad-toml", ("bucket", "--db", "clean.db", "--rules", "rules/bad-toml.toml"), 2,
@@ -294,7 +303,8 @@ CASES: list[Case] = [
          r"^Error: cases/bad-field.toml: case #1: field 'name'"),
     Case("cases-not-array", ("eval", "cases/not-array.toml", "--db", "clean.db"), 2,
          r"^Error: cases/not-array.toml: 'case' must be an array of tables"),
-    Case("cases-not-utf8", ("eval", "cases/latin1.toml", "--db", "clean.db"), 2, r"^Error: cases/latin1.toml: cannot be read"),
+    Case("cases-not-utf8", ("eval", "cases/latin1.toml", "--db", "clean.db"), 2,
+         r"^Error: cases/latin1.toml: cannot be read"),
     Case("cases-a-folder", ("eval", "cases/a-folder.toml", "--db", "clean.db"), 2,
          r"^Error: case file is a directory: cases/a-folder.toml$"),
     Case("labels-bad", ("eval", "calibrate", "labels.jsonl"), 2, r"^Error: labels.jsonl:1: 'label' must be"),

@@ -100,7 +100,8 @@ def _when(where: _Where, place: str, when: Any) -> None:
         if key not in WHEN_KEYS:
             where.bad(f"{place}.{key}", f"unknown key (known: {', '.join(WHEN_KEYS)})")
     ets = when.get("event_type")
-    if ets is not None and not (isinstance(ets, str) or (isinstance(ets, list) and all(isinstance(e, str) for e in ets))):
+    strings = isinstance(ets, list) and all(isinstance(e, str) for e in ets)
+    if ets is not None and not (isinstance(ets, str) or strings):
         where.bad(f"{place}.event_type", "must be a string or a list of strings")
     for key in ("name", "status", "attr"):
         if key in when and not isinstance(when[key], str):

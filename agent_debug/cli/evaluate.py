@@ -103,7 +103,8 @@ def evaluate(
 ) -> None:
     """Evaluate cases over runs: correctness (regex or Gemini judge), token/latency budgets, agent topology,
     deterministic checks; pass rates, pass@k and pass^k. Exit codes: 0 every gate passed, 1 a gate failed,
-    2 usage error or bad case file, 3 could not run (no runs for a case, nothing scored, judge without key).
+    2 usage error or bad case file, 3 could not run (no runs for a case, nothing scored, judge without key),
+    8 the --junit report could not be written.
     `agent-debug eval calibrate LABELS.jsonl` measures the judge against human labels."""
     if ctx.invoked_subcommand is not None:
         return
