@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class AgentDebugError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -40,7 +42,7 @@ class StoreError(AgentDebugError):
 
 
 class PacketError(AgentDebugError):
-    """A replay packet is malformed, of an unknown version, or cannot be written."""
+    """A replay packet is missing, malformed, of an unknown version, or holds nothing to replay."""
 
     exit_code = 6
 
@@ -49,6 +51,19 @@ class ReplayMiss(AgentDebugError):
     """Strict replay met a call it has no recording for."""
 
     exit_code = 7
+
+
+class OutputError(AgentDebugError):
+    """A file the command was asked to write (packet, export, JUnit report, dataset) could not be written."""
+
+    exit_code = 8
+
+    @classmethod
+    def from_os(cls, path: object, exc: OSError) -> OutputError:
+        """`cannot write PATH: <reason>` from the OSError that stopped the write (permission, missing, full)."""
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir or open met a file where a folder must be
+            return cls(f"cannot write {path}: a part of the path is a file, not a folder")
+        return cls(f"cannot write {path}: {exc.strerror or type(exc).__name__}")
 
 
 class CaseFileError(AgentDebugError):

@@ -245,7 +245,8 @@ def test_an_unknown_detector_is_a_one_line_usage_error(tmp_path: Path) -> None:
     rules.write_text('[[rule]]\nname = "mine"\nbucket = "tool_execution"\ndetector = "no_such_detector"\n')
     out = run_cli("bucket", "--from", str(path), "--rules", str(rules))
     assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr.startswith("Error: rule mine: unknown detector 'no_such_detector'; known: ")
+    assert out.stderr.startswith(f"Error: rules file {rules}: rule 'mine'.detector: unknown detector "
+                                 "'no_such_detector' (known: ")
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
 
 

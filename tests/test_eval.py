@@ -397,7 +397,7 @@ def test_json_has_every_key_and_junit_has_the_failures(tmp_path: Path) -> None:
             "--junit", "out/report.xml")
     assert r.returncode == 1
     out = json.loads(r.stdout)
-    assert set(out) == {"cases", "passed", "exit_code", "summary", "judge"}
+    assert set(out) == {"cases", "passed", "exit_code", "summary", "judge", "notices"}
     case = out["cases"][0]
     assert set(case) >= {"name", "pass_rate", "runs", "pass_at_k", "pass_pow_k", "k", "status", "runs_scored"}
     assert (case["runs_total"], case["runs_passed"], case["pass_rate"], case["k"]) == (2, 1, 0.5, 2)

@@ -218,6 +218,6 @@ def test_export_cli_writes_otlp_lines(tmp_path: Path) -> None:
 def test_export_cli_errors() -> None:
     src = FIXTURES / "otlp" / "trace.json"
     missing = _cli("export", "zzz", "--from", str(src))
-    assert (missing.returncode, missing.stderr.strip()) == (4, "Error: no trace matches zzz")
+    assert (missing.returncode, missing.stderr.strip()) == (4, "Error: no trace matches 'zzz'")
     bad = _cli("export", "all", "--format", "jaeger", "--from", str(src))
     assert (bad.returncode, bad.stderr.strip()) == (2, "Error: unknown export format 'jaeger'; known: otlp")

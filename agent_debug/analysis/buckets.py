@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agent_debug.analysis.rules_check import check_rules_file
 from agent_debug.analysis.spans import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.errors import UsageError
@@ -72,8 +73,11 @@ def load_rules(path: str | Path | None = None) -> Rules:
             extra = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
             raise UsageError(f"no such rules file: {path}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read rules file {path}: {exc.strerror or type(exc).__name__}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"rules file {path} is not valid TOML: {exc}") from None
+        check_rules_file(extra, path, base, DETECTORS)
         base["thresholds"] = {**base.get("thresholds", {}), **extra.get("thresholds", {})}
         base["bucket"] = {**base.get("bucket", {}), **extra.get("bucket", {})}
         by_name = {r["name"]: r for r in base.get("rule", [])}

@@ -6,7 +6,16 @@ from typing import Annotated, Any
 
 import typer
 
-from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOption, db_path, print_json, stdout_console
+from agent_debug.cli.common import (
+    DbOption,
+    FormatOption,
+    FromOption,
+    JsonOption,
+    db_path,
+    print_result,
+    stdout_console,
+    warn,
+)
 from agent_debug.cli.render import bar, fmt_ns, parse_duration
 
 TraceArg = Annotated[str | None, typer.Argument(help="Trace id or a unique prefix of one (optional when the source "
@@ -14,24 +23,20 @@ TraceArg = Annotated[str | None, typer.Argument(help="Trace id or a unique prefi
 BAR = 24
 
 
-def _load(trace: str, db: Any, from_: Any, format: str | None, records: bool | str) -> tuple[Any, Any]:
+def _load(trace: str | None, db: Any, from_: Any, format: str | None, records: bool | str) -> tuple[Any, Any]:
     from agent_debug.analysis.source import open_source
 
     src = open_source(db_path(db), from_, format)
+    warn(src.notices)
     tid = resolve_or_only(src, trace)
     return src, src.load(tid, records=records)
 
 
 def resolve_or_only(src: Any, trace: str | None) -> str:
     """The trace named by id or prefix; with none named, the source's only trace."""
-    if trace:
-        return str(src.resolve(trace))
-    from agent_debug.errors import UsageError
+    from agent_debug.analysis.source import only_trace
 
-    runs = src.list()
-    if len(runs) != 1:
-        raise UsageError(f"name a trace: the source holds {len(runs)} traces (see `agent-debug traces`)")
-    return str(runs[0].trace_id)
+    return str(src.resolve(trace)) if trace else only_trace(src)
 
 
 def tree(
@@ -50,11 +55,12 @@ def tree(
     from agent_debug.analysis.treeview import build_view, nested_json
 
     min_ns = parse_duration(min_duration) if min_duration else 0
-    _, ts = _load(trace, db, from_, format, records="lazy" if json else False)
+    src, ts = _load(trace, db, from_, format, records="lazy" if json else False)
     t = build_tree(ts)
     critical = critical_times(t)
     if json:
-        print_json(nested_json(t, critical, errors_only=errors, max_depth=depth, min_duration_ns=min_ns))
+        print_result(nested_json(t, critical, errors_only=errors, max_depth=depth, min_duration_ns=min_ns),
+                     src.notices)
         return
     view = build_view(t, set(critical), errors_only=errors, max_depth=depth, min_duration_ns=min_ns)
     _render_tree(view, ts)
@@ -113,10 +119,10 @@ def critical_path(
     sequential steps that could have run in parallel (latency stacking)."""
     from agent_debug.analysis.critical import analyze
 
-    _, ts = _load(trace, db, from_, format, records="lazy")
+    src, ts = _load(trace, db, from_, format, records="lazy")
     res = analyze(ts)
     if json:
-        print_json(res.as_dict())
+        print_result(res.as_dict(), src.notices)
         return
     from rich.table import Table
 

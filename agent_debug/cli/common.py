@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
+
+from agent_debug.errors import CouldNotRun
 
 DbOption = Annotated[
     Path | None,
@@ -37,10 +40,39 @@ def db_path(db: Path | None) -> Path:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.buffer.write(
-        orjson.dumps(obj, default=_default, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
-    )
+    try:
+        data = orjson.dumps(obj, default=_default, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # nesting orjson does not write (over 254 levels): the stdlib can
+        data = _stdlib_dumps(obj)
+    sys.stdout.buffer.write(data + b"\n")
     sys.stdout.flush()
+
+
+def print_result(doc: dict[str, Any], notices: Sequence[str]) -> None:
+    """A command's `--json` document with its `notices` (always present; an empty list when there are none)."""
+    print_json({**doc, "notices": list(notices)})
+
+
+def warn(notices: Iterable[str]) -> None:
+    """Every notice (records rejected, files cut, ...) as one `warning:` line on stderr, in both output modes:
+    evidence that was left out must never be silent."""
+    for note in notices:
+        sys.stderr.write(f"warning: {' '.join(str(note).splitlines())}\n")
+    sys.stderr.flush()
+
+
+def _stdlib_dumps(obj: Any) -> bytes:
+    """The stdlib's encoder writes what orjson refuses: deep nesting, integers over 64 bits, lone surrogates."""
+    import json
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        return json.dumps(obj, default=_default).encode()
+    except RecursionError:
+        raise CouldNotRun("the result is nested too deeply to write as JSON") from None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _default(obj: Any) -> Any:
@@ -57,7 +89,7 @@ def _default(obj: Any) -> Any:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, a distinct exit code, no traceback."""
-    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.write(f"Error: {' '.join(message.splitlines())}\n")
     raise typer.Exit(code)
 
 

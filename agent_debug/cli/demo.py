@@ -9,7 +9,7 @@ import typer
 
 from typing import Any
 
-from agent_debug.cli.common import JsonOption, print_json, stdout_console
+from agent_debug.cli.common import JsonOption, print_result, stdout_console, warn
 from agent_debug.cli.render import fmt_ns
 
 
@@ -28,11 +28,12 @@ def demo(
     from agent_debug.store.ingest import ingest
 
     ingested = ingest([result.trace_dir], store)
+    warn(ingested.notices)
     if json:
-        print_json({"directory": result.directory, "traces": result.trace_dir, "labels": result.labels_path,
+        print_result({"directory": result.directory, "traces": result.trace_dir, "labels": result.labels_path,
                     "runs": len(result.runs), "failed": result.failed, "files": result.files,
                     "sdk": result.sdk_stats, "store": str(store), "ingest": ingested.as_dict(),
-                    "packets": sorted(str(p) for p in Path(result.packet_dir).rglob("*.json"))})
+                    "packets": sorted(str(p) for p in Path(result.packet_dir).rglob("*.json"))}, ingested.notices)
         return
     from rich.table import Table
 

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOption, db_path, print_json, stdout_console
+from agent_debug.cli.common import (
+    DbOption,
+    FormatOption,
+    FromOption,
+    JsonOption,
+    db_path,
+    print_result,
+    stdout_console,
+    warn,
+)
 from agent_debug.cli.render import parse_since
 
 RulesOption = Annotated[Path | None, typer.Option("--rules", help="A TOML file merged over the default rules.")]
@@ -28,11 +37,13 @@ def bucket(
     from agent_debug.analysis.source import open_source
     from agent_debug.store.query import TraceFilter
 
+    flt = TraceFilter(workflow=workflow, since_ns=parse_since(since) if since else None)
+    chosen = load_rules(rules)
     src = open_source(db_path(db), from_, format)
-    report = bucket_runs(src, TraceFilter(workflow=workflow, since_ns=parse_since(since) if since else None),
-                         load_rules(rules))
+    warn(src.notices)
+    report = bucket_runs(src, flt, chosen)
     if json:
-        print_json(report.as_dict())
+        print_result(report.as_dict(), src.notices)
         return
     render_buckets(report)
 
@@ -77,12 +88,15 @@ def why(
 
     from agent_debug.cli.analysis import resolve_or_only
 
+    chosen = load_rules(rules)
     src = open_source(db_path(db), from_, format)
+    warn(src.notices)
     tid = resolve_or_only(src, trace)
     summary = src.summary(tid)
-    d = diagnose(src.load(tid, records=True), summary, load_rules(rules))
+    d = diagnose(src.load(tid, records=True), summary, chosen)
     if json:
-        print_json({"trace_id": tid, "status": summary.status, "diagnosis": d.as_dict() if d else None})
+        print_result({"trace_id": tid, "status": summary.status, "diagnosis": d.as_dict() if d else None},
+                     src.notices)
         return
     from rich.panel import Panel
     from rich.text import Text
@@ -130,10 +144,12 @@ def session(
     from agent_debug.analysis.sessions import analyze_session
     from agent_debug.analysis.source import open_source
 
+    chosen = load_rules(rules)
     src = open_source(db_path(db), from_, format)
-    result = analyze_session(src, session_id, load_rules(rules))
+    warn(src.notices)
+    result = analyze_session(src, session_id, chosen)
     if json:
-        print_json(result)
+        print_result(result, src.notices)
         return
     from rich.table import Table
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperGroup
 
-from agent_debug.cli.common import DbOption, FromOption, JsonOption, db_path, fail, print_json, stdout_console
+from agent_debug.cli.common import DbOption, FromOption, JsonOption, db_path, fail, print_result, stdout_console, warn
 
 if TYPE_CHECKING:
     from agent_debug.analysis.source import Source
@@ -103,7 +103,8 @@ def evaluate(
 ) -> None:
     """Evaluate cases over runs: correctness (regex or Gemini judge), token/latency budgets, agent topology,
     deterministic checks; pass rates, pass@k and pass^k. Exit codes: 0 every gate passed, 1 a gate failed,
-    2 usage error or bad case file, 3 could not run (no runs for a case, nothing scored, judge without key).
+    2 usage error or bad case file, 3 could not run (no runs for a case, nothing scored, judge without key),
+    8 the --junit report could not be written.
     `agent-debug eval calibrate LABELS.jsonl` measures the judge against human labels."""
     if ctx.invoked_subcommand is not None:
         return
@@ -119,14 +120,14 @@ def evaluate(
     opened: list[Source] = []
     result = run_eval(files, lambda: _open(db, from_, opened), judge=make_judge(judge_model) if wants_judge else None,
                       judge_all=judge, runs=runs, k=k, min_pass_rate=min_pass_rate, on_run=_progress(json))
-    for src in opened:
-        _warn(src.notices)
+    notices = [n for src in opened for n in src.notices]
+    warn(notices)
     if junit is not None:
         from agent_debug.eval.junit import write_junit
 
         write_junit(result, junit)
     if json:
-        print_json(result.model_dump(mode="json"))
+        print_result(result.model_dump(mode="json"), notices)
     else:
         render_eval(result, junit)
     incomplete = [c for c in result.cases if c.status in ("no_runs", "unscored")]
@@ -165,15 +166,6 @@ def _progress(quiet: bool) -> Any:
             err.print(f"[dim]{case}: run {i + 1}/{total}[/]", highlight=False)
 
     return on_run
-
-
-def _warn(notices: list[str]) -> None:
-    if notices:
-        from agent_debug.cli.common import stderr_console
-
-        err = stderr_console()
-        for note in notices:
-            err.print(f"warning: {note}", highlight=False, markup=False)
 
 
 def _n(count: int, noun: str) -> str:
@@ -279,7 +271,7 @@ def calibrate(
     read_labels(labels, threshold=threshold)  # a bad file is a usage error, before any key is needed
     result = run_calibration(labels, make_judge(model), threshold=threshold)
     if json:
-        print_json(result.model_dump(mode="json"))
+        print_result(result.model_dump(mode="json"), [])
     else:
         render_calibration(result)
     if result.scored == 0:
@@ -333,10 +325,11 @@ def dataset_add(
     from agent_debug.eval.dataset import add_regression
 
     src = open_source(db_path(db), from_)
+    warn(src.notices)
     added = add_regression(src, trace, name=case, label=label.value, expected=expected, dataset=dataset,
                            packet=not no_packet)
     if json:
-        print_json(added.model_dump(mode="json"))
+        print_result(added.model_dump(mode="json"), src.notices)
         return
     out = stdout_console()
     out.print(f"added case {case!r} ({label.value}, run {added.case['trace_id']}) to {added.dataset}, now version "

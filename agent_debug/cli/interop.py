@@ -3,44 +3,22 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import orjson
 import typer
 
-from agent_debug.cli.common import DbOption, FromOption, db_path, stderr_console
-from agent_debug.errors import UsageError
+from agent_debug.cli.common import DbOption, FromOption, db_path, warn
+from agent_debug.errors import OutputError, UsageError
 
 EXPORT_FORMATS = ("otlp",)
 
 
-def load_records(from_paths: list[Path] | None, notices: list[str], db: Path | None = None,
-                 prefixes: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Where export reads records from: files (`--from`), else the store (only the traces asked for)."""
-    from agent_debug.formats.reader import ReadReport, read_paths
-
-    if not from_paths:
-        from agent_debug.analysis.source import StoreSource
-
-        src = StoreSource(db_path(db))
-        wanted = [p for p in (prefixes or []) if p and p != "all"]
-        for summary in src.list():
-            if not wanted or any(summary.trace_id.startswith(p) for p in wanted):
-                ts = src.load(summary.trace_id, records=True)
-                yield from ts.records or []
-        return
-    report = ReadReport(keep_rejects=False)
-    yield from read_paths(from_paths, report)
-    notices.extend(report.notices)
-    if report.rejected:
-        notices.append(f"{report.rejected} records could not be read and were not exported")
-
-
-def _write(lines: Iterable[dict[str, Any]], out: IO[bytes]) -> int:
+def _write(docs: Iterable[dict[str, Any]], out: IO[bytes]) -> int:
     n = 0
-    for doc in lines:
+    for doc in docs:
         out.write(orjson.dumps(doc) + b"\n")
         n += 1
     return n
@@ -58,25 +36,25 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export traces as OTLP/JSON lines (one TracesData per trace) for OpenTelemetry tools."""
-    from agent_debug.formats.otlp_export import export_otlp, select_traces
+    from agent_debug.analysis.source import open_source, resolve_traces
+    from agent_debug.formats.otlp_export import export_otlp
 
     if format not in EXPORT_FORMATS:
         raise UsageError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
-    notices: list[str] = []
-    selected = select_traces(load_records(from_, notices, db, traces), traces)
-    docs = export_otlp(selected)
+    src = open_source(db_path(db), from_)
+    warn(src.notices)
+    ids = resolve_traces(src, traces)  # an unknown or ambiguous prefix fails before anything is written
+    docs = (doc for tid in ids for doc in export_otlp(src.load(tid, records=True).records or []))
     if output is None:
         _write(docs, sys.stdout.buffer)
         sys.stdout.flush()
-    else:
+        return
+    try:  # the records are in memory or in SQLite: an OSError here is the output's (a full disk, no permission)
+        output.parent.mkdir(parents=True, exist_ok=True)
         with open(output, "wb") as fh:
             _write(docs, fh)
-    if notices:
-        from rich.markup import escape
-
-        err = stderr_console()
-        for note in notices:
-            err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
+    except OSError as exc:
+        raise OutputError.from_os(output, exc) from None
 
 
 def register(app: typer.Typer) -> None:

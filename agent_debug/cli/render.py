@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from agent_debug.errors import UsageError
+from agent_debug.model import MAX_DURATION_NS
 
 STATUS_STYLE = {"passed": "green", "ok": "green", "failed": "red", "error": "bold red", "unknown": "yellow"}
 
@@ -36,20 +37,20 @@ def parse_duration(text: str, default_unit: str = "ms") -> int:
     m = _DUR.match(text)
     if not m:
         raise UsageError(f"not a duration: {text!r} (examples: 250ms, 1.5s, 30us)")
-    return int(float(m.group(1)) * _UNIT[m.group(2) or default_unit])
+    ns = float(m.group(1)) * _UNIT[m.group(2) or default_unit]
+    if not ns <= MAX_DURATION_NS:  # also catches inf from a very long number
+        raise UsageError(f"duration out of range: {text!r} (at most {MAX_DURATION_NS // int(_UNIT['d'])} days)")
+    return int(ns)
 
 
 def parse_since(text: str) -> int:
     """An ISO date/time or a look-back like '2h', '30m', '7d' -> epoch nanoseconds."""
-    try:
+    if _DUR.match(text):
         return int(time.time() * 1e9) - parse_duration(text, default_unit="s")
-    except UsageError:
-        pass
     try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
+        return int(datetime.fromisoformat(text).timestamp() * 1e9)
+    except (ValueError, OverflowError, OSError):  # not ISO, or a date the platform's clock cannot hold
         raise UsageError(f"not a time: {text!r} (examples: 2h, 7d, 2026-11-21T10:00)") from None
-    return int(dt.timestamp() * 1e9)
 
 
 def bar(start: int, dur: int, t0: int, total: int, width: int = 30) -> tuple[int, int]:

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOption, db_path, print_json, stdout_console
+from agent_debug.cli.common import (
+    DbOption,
+    FormatOption,
+    FromOption,
+    JsonOption,
+    db_path,
+    print_result,
+    stdout_console,
+    warn,
+)
 
 
 def packet(
@@ -24,13 +33,14 @@ def packet(
     from agent_debug.replay.packet import build_packet, write_packet
 
     src = open_source(db_path(db), from_, format)
+    warn(src.notices)
     pk = build_packet(src, trace)
     path = write_packet(pk, directory, output)
     info = {"packet": str(path), "trace_id": pk["trace_id"], "bytes": path.stat().st_size,
             "calls": len(pk["calls"]), "bucket": (pk.get("failure") or {}).get("bucket"),
             "entrypoint": pk.get("entrypoint"), "redactions": pk["sanitized"]["redactions"]}
     if json:
-        print_json(info)
+        print_result(info, src.notices)
     else:
         stdout_console().print(f"wrote {path} ({info['bytes']} bytes, {info['calls']} recorded calls, "
                                f"bucket {info['bucket']}, entrypoint {info['entrypoint'] or 'none'})", highlight=False)
@@ -57,10 +67,12 @@ def replay(
         raise UsageError(f"no packets in {packet}")
     results = [replay_packet(p, mode=mode, fallback=fallback, inject=inject) for p in paths]
     counterfactual = bool(inject)
+    notices = [n for r in results for n in r.notices]
+    warn(notices)
     if json:
-        print_json(results[0].as_dict() if not check else
-                   {"packets": [r.as_dict() for r in results], "reproduced": sum(r.reproduced for r in results),
-                    "total": len(results), "passed": all(r.reproduced for r in results)})
+        print_result(results[0].as_dict() if not check else
+                     {"packets": [r.as_dict() for r in results], "reproduced": sum(r.reproduced for r in results),
+                      "total": len(results), "passed": all(r.reproduced for r in results)}, notices)
     else:
         for r in results:
             _render(r, counterfactual, brief=check)

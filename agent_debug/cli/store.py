@@ -15,9 +15,10 @@ from agent_debug.cli.common import (
     FromOption,
     JsonOption,
     db_path,
-    print_json,
+    print_result,
     stderr_console,
     stdout_console,
+    warn,
 )
 from agent_debug.cli.render import fmt_ns, parse_since, status_text
 
@@ -52,12 +53,10 @@ def ingest(
     finally:
         if bar is not None:
             bar.stop()
+    warn(result.notices)
     if json:
-        print_json(result.as_dict())
+        print_result(result.as_dict(), result.notices)
     else:
-        err = stderr_console()
-        for note in result.notices:
-            err.print(f"[yellow]warning:[/] {note}", highlight=False, markup=True)
         out = stdout_console()
         out.print(f"ingested into {result.db}: {result.files} files ({result.files_skipped} unchanged), "
                   f"{result.records} records kept, {result.duplicates} duplicates, {result.rejected} rejected, "
@@ -90,17 +89,16 @@ def traces(
     from agent_debug.analysis.source import open_source
     from agent_debug.store.query import TraceFilter
 
-    src = open_source(db_path(db), from_)
     flt = TraceFilter(failed=failed, workflow=workflow, agent=agent,
                       since_ns=parse_since(since) if since else None, slowest=slowest)
+    src = open_source(db_path(db), from_)
+    warn(src.notices)
     rows = src.list(flt)
     if json:
-        print_json({"traces": [r.as_dict() for r in rows], "count": len(rows)})
+        print_result({"traces": [r.as_dict() for r in rows], "count": len(rows)}, src.notices)
         return
     from rich.table import Table
 
-    for note in src.notices:
-        stderr_console().print(f"warning: {note}", highlight=False, markup=False)
     table = Table("trace", "workflow", "status", "started", "duration", "spans", "agents", "tokens", "cost",
                   title=f"{len(rows)} runs")
     for r in rows:

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from agent_debug.cli.common import FormatOption, JsonOption, print_json, stderr_console, stdout_console
+from agent_debug.cli.common import (
+    FormatOption,
+    JsonOption,
+    fail,
+    print_result,
+    stderr_console,
+    stdout_console,
+    warn,
+)
 
 
 def validate(
@@ -20,14 +28,13 @@ def validate(
     from agent_debug.formats.validate import validate_paths
 
     result = validate_paths(paths, format=format)
+    warn(result.notices)
     if json:
-        print_json(result.as_dict())
+        print_result(result.as_dict(), result.notices)
     else:
         from rich.table import Table
 
         err = stderr_console()
-        for note in result.notices:
-            err.print(f"[yellow]warning:[/] {note}", highlight=False)
         table = Table(show_header=False, box=None)
         for key in ("files", "records", "traces", "failed_runs", "orphans", "rejected"):
             table.add_row(key.replace("_", " "), str(getattr(result, key)))
@@ -35,9 +42,11 @@ def validate(
         for reason, n in sorted(result.rejects_by_reason.items(), key=lambda kv: -kv[1]):
             stdout_console().print(f"  rejected {n}: {reason}", highlight=False)
         for r in result.rejects[:10]:
-            err.print(f"  {r['source']} {r['location']}: {r['reason']}", highlight=False, markup=False)
+            err.print(f"  {r['source']} {r['location']}: {r['reason']}", highlight=False, markup=False,
+                      soft_wrap=True)
     if result.records == 0 and (result.rejected or result.files == 0):
-        raise typer.Exit(3)
+        where = ", ".join(map(str, paths))
+        fail(f"no trace files found in {where}" if result.files == 0 else f"nothing could be read from {where}", 3)
     if result.rejected:
         raise typer.Exit(1)
 

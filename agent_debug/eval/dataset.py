@@ -27,7 +27,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel
 
 from agent_debug.analysis.spans import summarize
-from agent_debug.errors import CaseFileError, CouldNotRun, UsageError
+from agent_debug.errors import CaseFileError, CouldNotRun, OutputError, UsageError
 from agent_debug.eval.cases import Case, parse_case_data
 from agent_debug.eval.harness import final_output, recorded_task, root_record
 
@@ -67,7 +67,10 @@ def add_regression(source: Any, trace: str, *, name: str, label: Literal["pass",
 def _append(source: Any, trace_id: str, case: dict[str, Any], dataset: Path, packet: bool) -> AddedCase:
     name = case["name"]
     with _locked(dataset) as handle:
-        text = handle.read()
+        try:
+            text = handle.read()
+        except UnicodeDecodeError as exc:
+            raise CaseFileError(f"{dataset}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         data = _parse_existing(text, dataset)
         if any(c.get("name") == name for c in data.get("case", [])):
             raise UsageError(f"case {name!r} is already in {dataset}")
@@ -187,13 +190,16 @@ def _locked(path: Path) -> Iterator[IO[str]]:
 
     The file is replaced atomically on write, so after taking the lock we check it is still the file at `path`
     and start over if another writer replaced it meanwhile."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on POSIX: no lock
         fcntl = None  # type: ignore[assignment]
     while True:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed below
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise OutputError.from_os(path, exc) from None
         try:
             if fcntl is not None:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -209,8 +215,13 @@ def _locked(path: Path) -> Iterator[IO[str]]:
 
 def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError.from_os(path, exc) from None

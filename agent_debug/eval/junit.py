@@ -10,6 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from agent_debug.errors import OutputError
 from agent_debug.eval.harness import CaseResult, EvalResult, RunResult
 
 
@@ -29,8 +30,11 @@ def to_junit(result: EvalResult) -> ET.ElementTree:
 def write_junit(result: EvalResult, path: Path) -> Path:
     tree = to_junit(result)
     ET.indent(tree)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise OutputError.from_os(path, exc) from None
     return path
 
 

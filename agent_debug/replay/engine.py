@@ -184,6 +184,7 @@ class ReplayResult:
     injected: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)  # what weakens the verdict (strings cut in the packet)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -257,7 +258,11 @@ def replay_packet(path: str | Path, *, mode: str = "strict", fallback: str = "er
                 "output": (packet.get("run") or {}).get("output"),
                 "path": per_agent_path(calls)}
     entrypoint = packet.get("entrypoint")
-    if entrypoint and packet.get("input") is not None:
+    runnable = bool(entrypoint) and packet.get("input") is not None
+    if not runnable and not calls:  # walking no step would "reproduce" anything: not an answer
+        raise PacketError(f"nothing to replay in packet {path}: it holds no recorded calls and no entrypoint "
+                          "with an input to re-run")
+    if runnable:
         player = Player(calls, m, fb, injections)
         with runtime.collect(silent=True) as raw, no_network(), replaying(player):
             try:
@@ -291,8 +296,16 @@ def replay_packet(path: str | Path, *, mode: str = "strict", fallback: str = "er
         selected_model=packet.get("selected_model"), replayed_steps=steps, failure_bucket=now.get("bucket"),
         next_action=now.get("next_action"), reproduced=not diff, diff=diff, mode=m.value, executed=executed,
         outcome={"status": now.get("status"), "output": now.get("output")}, original=original, injected=injected,
-        calls=log, seconds=round(time.perf_counter() - t0, 4),
+        calls=log, seconds=round(time.perf_counter() - t0, 4), notices=_notices(packet, path),
     )
+
+
+def _notices(packet: dict[str, Any], path: str | Path) -> list[str]:
+    cut = (packet.get("sanitized") or {}).get("truncated_strings")
+    if isinstance(cut, int) and cut > 0:
+        return [f"packet {path}: {cut} long strings were cut when it was written; a call whose request held one "
+                "cannot match its recording"]
+    return []
 
 
 def _calls_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent_debug.analysis.spans import TraceSpans, summarize
-from agent_debug.errors import PacketError
+from agent_debug.errors import OutputError, PacketError
+from agent_debug.model import check_record
 from agent_debug.sdk.redact import Redactor
 
 PACKET_VERSION = 1
 REQUIRED_KEYS = ("packet_version", "trace_id", "workflow", "selected_model", "task_summary", "retrieval_refs",
                  "tool_events", "verifier")
 MAX_STRING = 16384  # packet strings above this are truncated with a hash (replay then cannot match them)
+MAX_PACKET_BYTES = 256 << 20  # a packet file larger than this is refused rather than read into memory
 
 
 def _calls_from_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -178,31 +182,133 @@ def write_packet(packet: dict[str, Any], directory: str | os.PathLike[str] = "pa
                  path: str | os.PathLike[str] | None = None) -> Path:
     """Write with mode 0600 (packets are incident artifacts). Default `directory/YYYY-MM-DD/<trace_id>.json`."""
     target = Path(path) if path is not None else default_path(packet, directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = orjson.dumps(packet, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    data = _dumps(packet)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # not a device given as -o (/dev/stdout)
+                os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError.from_os(target, exc) from None
     return target
 
 
+class _Call(BaseModel):
+    """A recorded call as replay reads it (the SDK's call log and `_calls_from_records` write more keys)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    hop: int = Field(ge=0)
+    kind: Literal["llm", "tool"]
+    agent: str
+    name: str | None
+    event_type: str | None = None
+    request_hash: str | None = None
+    error: dict[str, Any] = Field(default_factory=dict)  # present only when the call raised
+
+
+class _Run(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    status: str | None = None
+
+
+class _Failure(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    bucket: str | None = None
+
+
+class _PacketShape(BaseModel):
+    """The types replay relies on, checked once when a packet is read so that a malformed one is a one-line
+    PacketError naming the field, never a TypeError deep in the engine."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    packet_version: int
+    trace_id: str = Field(min_length=1)
+    workflow: str | None
+    selected_model: str | None
+    task_summary: str | None
+    retrieval_refs: list[Any]
+    tool_events: list[dict[str, Any]]
+    verifier: dict[str, Any]
+    run: _Run | None = None
+    failure: _Failure | None = None
+    entrypoint: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    calls: list[_Call] = Field(default_factory=list)
+    spans: list[dict[str, Any]] = Field(default_factory=list)
+    sanitized: dict[str, Any] | None = None
+
+
+def _dumps(packet: dict[str, Any]) -> bytes:
+    """orjson, or the stdlib for what orjson does not write (records nested over 254 levels, huge integers)."""
+    try:
+        return orjson.dumps(packet, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str)
+    except orjson.JSONEncodeError:
+        import json
+        import sys
+
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 10_000))  # orjson reads records up to 1024 levels deep
+        try:
+            return json.dumps(packet, default=str).encode()
+        except (RecursionError, ValueError) as exc:
+            raise PacketError(f"the packet of trace {packet.get('trace_id')!r} cannot be written as JSON: "
+                              f"{exc}") from None
+        finally:
+            sys.setrecursionlimit(limit)
+
+
 def load_packet(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A packet read and checked: PacketError (naming the packet and the field) when it cannot be replayed."""
     p = Path(path)
     try:
-        packet = orjson.loads(p.read_bytes())
+        size = p.stat().st_size
+        if size > MAX_PACKET_BYTES:
+            raise PacketError(f"packet {p} is {size / (1 << 20):.0f} MiB; packets over "
+                              f"{MAX_PACKET_BYTES >> 20} MiB are not read (a packet's strings are cut to "
+                              f"{MAX_STRING // 1024} KiB)")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise PacketError(f"no such packet: {p}") from None
+    except OSError as exc:
+        raise PacketError(f"cannot read packet {p}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        packet = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise PacketError(f"packet {p} is not valid JSON: {exc}") from None
     if not isinstance(packet, dict):
-        raise PacketError(f"packet {p} is not a JSON object")
+        raise PacketError(f"packet {p} is not a JSON object (it is a JSON {_json_type(packet)})")
     missing = [k for k in REQUIRED_KEYS if k not in packet]
     if missing:
         raise PacketError(f"packet {p} lacks required keys: {', '.join(missing)}")
     version = packet["packet_version"]
-    if not isinstance(version, int) or version > PACKET_VERSION:
-        raise PacketError(f"packet {p} has packet_version {version!r}; this agent-debug reads up to {PACKET_VERSION}")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= PACKET_VERSION:
+        raise PacketError(f"packet {p} has packet_version {version!r}; this agent-debug reads 1 to {PACKET_VERSION}")
+    check_packet(packet, p)
     return packet
+
+
+def check_packet(packet: dict[str, Any], where: str | os.PathLike[str]) -> None:
+    """Raise PacketError naming the first field of `packet` that replay could not use."""
+    try:
+        _PacketShape.model_validate(packet)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in err["loc"])
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        got = f"; got a JSON {_json_type(err['input'])}" if err["type"] != "missing" else ""
+        msg = "Input should be an object" if err["type"] in ("model_type", "dict_type") else err["msg"]
+        raise PacketError(f"packet {where}: field {field}: {msg}{got}{more}") from None
+    for i, rec in enumerate(packet.get("spans") or []):
+        reason = check_record(rec)
+        if reason is not None:
+            raise PacketError(f"packet {where}: field spans.{i}: {reason}")
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -107,3 +108,21 @@ def summary(db: sqlite3.Connection, trace_id: str) -> TraceSummary:
     if row is None:
         raise TraceNotFound(f"no trace {trace_id!r}")
     return _row_to_summary(row)
+
+
+def store_notices(db: sqlite3.Connection, db_path: Path) -> list[str]:
+    """What a reader of the store must be told: records rejected at ingest (kept verbatim in the rejects file
+    beside the store) and spans seen again with other content (the first version is the one shown)."""
+    from agent_debug.store.ingest import rejects_path
+
+    out = []
+    rejected = db.execute("SELECT COALESCE(SUM(rejected), 0) FROM ingests").fetchone()[0]
+    if rejected:
+        rejects = rejects_path(db_path)
+        where = f"kept verbatim in {rejects}" if rejects.exists() else f"the rejects file {rejects} is gone"
+        out.append(f"{rejected} record{'s were' if rejected != 1 else ' was'} rejected at ingest ({where})")
+    conflicts = db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]
+    if conflicts:
+        out.append(f"{conflicts} span{'s were' if conflicts != 1 else ' was'} ingested again with other content; "
+                   "the first version is shown")
+    return out
