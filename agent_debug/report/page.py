@@ -36,18 +36,24 @@ def page_html(doc: dict[str, Any] | None, *, extra_head: str = "", csp: str | No
     server's bootstrap script, say); `csp` is the Content-Security-Policy (None: none)."""
     shell = asset("report.html")
     title = html.escape(str(doc.get("title") or "agent-debug report")) if doc else "agent-debug"
-    style = asset("report.css").replace("</", "<\\/")
+    style = asset("report.css").replace("</style", "<\\/style")
     script = asset("report.js").replace("</script", "<\\/script")
     head, _, tail = shell.partition("<!--AD-DOC-->")
     head = (head.replace("<!--AD-TITLE-->", title).replace("/*AD-STYLE*/", style)
             .replace("<!--AD-EXTRA-HEAD-->", extra_head)
-            .replace("<!--AD-CSP-->", f'<meta http-equiv="Content-Security-Policy" content="{html.escape(csp)}">'
-                     if csp else ""))
+            .replace("<!--AD-CSP-->", _csp_meta(csp)))
     tail = tail.replace("/*AD-SCRIPT*/", script)
     body = b""
     if doc is not None:
         body = (f'<script type="application/json" id="{DOC_ELEMENT_ID}">'.encode() + doc_json(doc) + b"</script>")
     return head.encode("utf-8") + body + tail.encode("utf-8")
+
+
+def _csp_meta(csp: str | None) -> str:
+    if not csp:
+        return ""
+    content = html.escape(csp, quote=False).replace('"', "&quot;")
+    return f'<meta http-equiv="Content-Security-Policy" content="{content}">'
 
 
 def write_page(doc: dict[str, Any], path: str | os.PathLike[str]) -> int:

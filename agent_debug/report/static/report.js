@@ -699,7 +699,7 @@
     const flow = R.run.flow || {}, nodes = flow.nodes || [], edges = flow.edges || [];
     const box = $("ad-flow");
     if (!nodes.length) { box.innerHTML = '<div class="muted">no agents</div>'; return; }
-    const G = { W: 156, H: 46, GX: 190, GY: 24, PAD: 16 };
+    const G = { W: 156, H: 46, GX: 170, GY: 24, PAD: 16 };
     const L = layout(nodes, edges), labels = edges.length <= 16;
     const maxRows = Math.max(...L.layers.map((l) => l.length));
     const xy = new Map();
