@@ -361,16 +361,20 @@
     return -1;
   }
 
-  /** Make span i visible: expand its ancestors, unfold the runs that hold it or them. */
+  /** Make span i visible: expand its ancestors, unfold the runs that hold it or them. True if anything changed. */
   function reveal(R, ui, i) {
-    let x = i;
+    let x = i, changed = false;
     while (x >= 0) {
       const p = R.parent[x];
-      if (p >= 0) ui.collapsed.delete(p);
+      if (p >= 0 && ui.collapsed.delete(p)) changed = true;
       const run = siblingRun(R, x);
-      if (run.length >= FOLD_MIN) ui.unfolded.add(run[0]);
+      if (run.length >= FOLD_MIN && !ui.unfolded.has(run[0]) && !run.some((y) => R.crit.has(y))) {
+        ui.unfolded.add(run[0]);
+        changed = true;
+      }
       x = p;
     }
+    return changed;
   }
 
   function selectIndex(i, opts) {
@@ -378,16 +382,23 @@
     if (!R || i < 0 || i >= R.n) return false;
     opts = opts || {};
     ui.sel = i;
-    if (opts.reveal !== false) reveal(R, ui, i);
-    ui.rows = buildRows(R, ui);
+    const changed = opts.reveal !== false && reveal(R, ui, i);
+    if (changed) ui.rows = buildRows(R, ui);
     const r = rowOf(i), scroll = $("ad-wf-scroll");
+    let moved = false;
     if (r >= 0 && opts.scroll !== false) {
       const top = r * ROW_H;
       if (top < scroll.scrollTop || top + ROW_H > scroll.scrollTop + scroll.clientHeight) {
         scroll.scrollTop = Math.max(0, top - scroll.clientHeight / 3);
+        moved = true;
       }
     }
-    renderRows(true);
+    if (changed || moved) renderRows(true);
+    else {  // the rows stay: only the selection mark moves (a double click keeps its target)
+      for (const el of $("ad-wf-canvas").querySelectorAll(".wf-row.selected")) el.classList.remove("selected");
+      const el = $("ad-wf-canvas").querySelector('.wf-row[data-row="' + r + '"]');
+      if (el) el.classList.add("selected");
+    }
     if (opts.flash) {
       const row = $("ad-wf-canvas").querySelector('.wf-row[data-row="' + r + '"]');
       if (row) row.classList.add("flash");
