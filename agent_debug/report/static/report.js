@@ -15,7 +15,7 @@
   "use strict";
 
   const ROW_H = 22;            // px, matches --row in report.css
-  const VIRTUAL_MIN = 2000;    // rows; below this every row is in the DOM
+  const VIRTUAL_MIN = 500;     // rows; up to this many every row is in the DOM, beyond only those near the view
   const OVERSCAN = 40;         // rows rendered above and below the viewport
   const FOLD_MIN = 3;          // runs of this many similar siblings fold into one row (as `agent-debug tree`)
   const BIG_RUN = 20000;       // spans; bigger runs start collapsed below the second level
@@ -969,13 +969,17 @@
     selectSpan: selectSpan, zoomTo: (sid) => zoomTo(sid === null ? null : S.current.idx.get(sid)),
     setDetailLoader: (fn) => { S.detailLoader = fn; },
     state: () => ({ trace_id: S.current && S.current.tid, spans: S.current ? S.current.n : 0, rows: S.ui ? S.ui.rows.length : 0,
-                    selected: S.current && S.ui && S.ui.sel >= 0 ? S.current.ids[S.ui.sel] : null }),
+                    selected: S.current && S.ui && S.ui.sel >= 0 ? S.current.ids[S.ui.sel] : null, timing: S.timing || null }),
   };
 
   wire();
   const embedded = document.getElementById("agent-debug-doc");
   if (embedded) {
-    try { render(JSON.parse(embedded.textContent)); }
+    try {
+      const t0 = performance.now(), doc = JSON.parse(embedded.textContent), t1 = performance.now();
+      render(doc);
+      S.timing = { parse_ms: t1 - t0, render_ms: performance.now() - t1 };
+    }
     catch (e) { document.body.insertAdjacentHTML("afterbegin", '<div class="ad-notices">could not read the embedded report: ' + esc(e.message) + "</div>"); throw e; }
   }
 })();
