@@ -690,10 +690,9 @@
     const l1 = L.layer.get(e.from), l2 = L.layer.get(e.to);
     if (l2 > l1) {
       const sx = x1 + W, sy = y1 + H / 2 - twin, tx = x2, ty = y2 + H / 2 - twin, c = (tx - sx) / 2;
-      const t = 0.8, u = 1 - t;  // the label sits nearer the target, where a fan-out's edges are apart
+      // the label ends just before the arrow: a fan-out's edges are apart there
       return { d: "M" + sx + "," + sy + " C" + (sx + c) + "," + sy + " " + (tx - c) + "," + ty + " " + tx + "," + ty,
-               x: u * u * u * sx + 3 * u * u * t * (sx + c) + 3 * u * t * t * (tx - c) + t * t * t * tx,
-               y: u * u * u * sy + 3 * u * u * t * sy + 3 * u * t * t * ty + t * t * t * ty - 4 };
+               x: tx - 10, y: ty - 5, anchor: "end" };
     }
     if (l2 === l1) {
       const down = y2 > y1, sx = x1 + W, sy = y1 + H / 2 + (down ? 6 : -6), ty = y2 + H / 2 + (down ? -6 : 6);
@@ -710,7 +709,7 @@
     const flow = R.run.flow || {}, nodes = flow.nodes || [], edges = flow.edges || [];
     const box = $("ad-flow");
     if (!nodes.length) { box.innerHTML = '<div class="muted">no agents</div>'; return; }
-    const G = { W: 156, H: 46, GX: 170, GY: 24, PAD: 16 };
+    const G = { W: 164, H: 46, GX: 140, GY: 22, PAD: 14 };
     const L = layout(nodes, edges), labels = edges.length <= 16;
     const maxRows = Math.max(...L.layers.map((l) => l.length));
     const xy = new Map();
@@ -742,8 +741,9 @@
         ' data-first-span="' + esc(n.first_span_id || "") + '" transform="translate(' + x + "," + y + ')"><title>' +
         esc(n.agent + ": " + n.spans + " spans, self time " + fmtNs(n.self_ns) + ", critical " + fmtNs(n.critical_ns) + (n.errors ? ", " + n.errors + " errors" : "")) +
         '</title><rect width="' + G.W + '" height="' + G.H + '" rx="6" stroke="' + c + '"/><rect width="6" height="' + G.H + '" rx="3" fill="' + c + '" stroke="none"/>' +
-        '<text x="14" y="18">' + esc(n.agent.length > 20 ? n.agent.slice(0, 19) + "…" : n.agent) + "</text>" +
-        '<text class="sub" x="14" y="35">' + n.spans + " spans · crit " + esc(fmtNs(n.critical_ns)) + (n.errors ? " · " + n.errors + " ✖" : "") + "</text>" +
+        '<text x="14" y="18">' + esc(n.agent.length > 17 ? n.agent.slice(0, 16) + "…" : n.agent) + "</text>" +
+        '<text class="sub" x="14" y="35">' + n.spans + " spans · " + esc(fmtNs(n.critical_ns)) + "</text>" +
+        (n.errors ? '<text class="tag" x="' + (G.W - 6) + '" y="35" text-anchor="end">✖ ' + n.errors + "</text>" : "") +
         (n.bottleneck ? '<text class="tag" x="' + (G.W - 6) + '" y="13" text-anchor="end">BOTTLENECK</text>' : "") + "</g>";
     }
     svg += "</svg>";
