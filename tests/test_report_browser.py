@@ -23,7 +23,10 @@ from typing import Any
 import orjson
 import pytest
 
+from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.source import StoreSource
+from agent_debug.analysis.spans import TraceSpans, summarize
+from agent_debug.report.document import build_run
 from agent_debug.report.page import page_html
 from conftest import ROOT, rec, run_cli, write_jsonl
 from test_report import FIXTURE, expected_edges, records_of
@@ -338,6 +341,17 @@ def test_the_live_entry_point_adds_spans_and_states(open_page: Callable[..., Any
     assert page.eval_on_selector_all(".flow-edge", "els => els.length") == 0  # no analysis yet
     page.click(f"{ROWS}[data-span-id='child'] .wf-name")
     page.wait_for_selector("#ad-details[data-span-id='child'][data-loaded='true'] tr[data-attr='k']")
-    page.evaluate(apply, {"type": "state", "trace_id": "T1", "state": "DONE", "status": "passed"})
-    page.wait_for_selector("#ad-run-head[data-state='DONE']")
+    page.evaluate(apply, {"type": "state", "trace_id": "T1", "state": "ANALYZING"})
+    page.wait_for_selector("#ad-run-head[data-state='ANALYZING']")
+    # the analysis arrives as the run's data, computed by the library as the report does
+    records = [rec("root", agent="lead", trace_id="T1", start=0.0, duration_ms=5, attributes={"outcome.passed": True}),
+               rec("child", "root", agent="worker", trace_id="T1", start=0.002, duration_ms=5)]
+    for r in records:
+        r["timestamp"] = t0 / 1e9 + (0.002 if r["span_id"] == "child" else 0.0)
+    ts = TraceSpans.from_records("T1", records)
+    page.evaluate(apply, {"type": "run", "trace_id": "T1", "run": build_run(ts, summarize(ts), load_rules())})
+    page.wait_for_selector(".flow-edge[data-edge='lead->worker']")
+    page.wait_for_selector("#ad-run-head[data-state='DONE'][data-status='passed']")
+    assert {r["id"] for r in _rows(page) if r["critical"] == "true"} == {"root", "child"}
     assert page.get_attribute(f"{ROWS}.selected", "data-span-id") == "child"  # selection kept across updates
+    assert page.get_attribute("tr.run[data-trace-id='T1']", "data-state") == "DONE"

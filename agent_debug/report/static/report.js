@@ -824,9 +824,10 @@
   function selectRun(tid, keepUi) {
     const R = model(tid);
     if (!R) return false;
-    const same = S.current && S.current.tid === tid;
+    const prev = S.current, same = prev && prev.tid === tid;
     S.current = R;
-    if (!(keepUi && same && S.ui)) S.ui = newUi(R);
+    if (keepUi && same && S.ui) { if (prev !== R) remapUi(prev, R, S.ui); }
+    else S.ui = newUi(R);
     renderHead(R); renderRuns(); renderNotices(R); renderDiagnosis(R); renderHotspots(R); renderFlow(R);
     rebuild(keepUi && same);
     if (S.ui.sel >= 0 && S.ui.sel < R.n) showDetails(S.ui.sel);
@@ -836,6 +837,16 @@
       else $("ad-details").innerHTML = '<div class="panel-head"><h2>Span</h2></div><div class="muted">click a span to see its details</div>';
     }
     return true;
+  }
+
+  /** The run's data was replaced (its analysis arrived): keep what was selected, collapsed and unfolded, by id. */
+  function remapUi(prev, R, ui) {
+    const map = (set) => new Set([...set].map((i) => R.idx.get(prev.ids[i])).filter((i) => i !== undefined));
+    ui.collapsed = map(ui.collapsed);
+    ui.unfolded = map(ui.unfolded);
+    const sel = ui.sel >= 0 ? R.idx.get(prev.ids[ui.sel]) : undefined;
+    ui.sel = sel === undefined ? -1 : sel;
+    ui.findPos = -1;
   }
 
   function selectSpan(sid) {
