@@ -142,6 +142,8 @@
       return link(R);
     }
     if (R.live) sendEnds(R, order);
+    R.bounds = null;
+    R.below = new Map();
   }
 
   function preorderAll(R) {
@@ -170,6 +172,12 @@
   }
 
   function runBounds(R) {
+    if (R.bounds) return R.bounds;
+    R.bounds = computeBounds(R);
+    return R.bounds;
+  }
+
+  function computeBounds(R) {
     let lo = Infinity, hi = -Infinity;
     for (let i = 0; i < R.n; i++) { if (R.start[i] < lo) lo = R.start[i]; if (R.end[i] > hi) hi = R.end[i]; }
     if (lo === Infinity) return [0, 1];
@@ -321,9 +329,11 @@
   }
 
   function countBelow(R, i) {
+    if (R.below.has(i)) return R.below.get(i);
     let n = 0;
     const stack = (R.children[i] || []).slice();
-    while (stack.length) { const x = stack.pop(); n++; if (R.children[x]) stack.push(...R.children[x]); }
+    while (stack.length) { const x = stack.pop(); n++; if (R.children[x]) for (const c of R.children[x]) stack.push(c); }
+    R.below.set(i, n);
     return n;
   }
 
