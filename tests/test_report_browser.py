@@ -26,8 +26,8 @@ import pytest
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.source import StoreSource
 from agent_debug.analysis.spans import TraceSpans, summarize
-from agent_debug.report.document import build_run
-from agent_debug.report.page import page_html
+from agent_debug.report.document import build_document, build_run
+from agent_debug.report.page import page_html, write_page
 from conftest import ROOT, rec, run_cli, write_jsonl
 from test_report import FIXTURE, expected_edges, records_of
 
@@ -274,15 +274,30 @@ def test_hostile_text_is_shown_as_text(open_page: Callable[..., Any], tmp_path: 
     assert page.requests == [out.as_uri()]
 
 
+class _Memory:
+    """A Source of traces held in memory (what `--from` gives, without writing and re-reading 40 MB of JSON)."""
+
+    def __init__(self, ts: TraceSpans) -> None:
+        self.ts, self.notices = ts, []
+
+    def summary(self, trace_id: str) -> Any:
+        return summarize(self.ts)
+
+    def load(self, trace_id: str, *, records: bool | str = False) -> TraceSpans:
+        return self.ts
+
+
 @pytest.fixture(scope="module")
 def big_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sys.path.insert(0, str(ROOT / "scripts"))
     import synth
 
-    d = tmp_path_factory.mktemp("big")
-    src = d / "big.jsonl.gz"
-    synth.write_jsonl_gz(src, traces=1, spans_per_trace=100_000, seed=5)
-    return report(d, "big.html", "--from", str(src))
+    records = list(synth.trace_records(100_000, 5, fail=True))
+    ts = TraceSpans.from_records(records[0]["trace_id"], records)
+    doc = build_document(_Memory(ts), [ts.trace_id], load_rules()).doc  # type: ignore[arg-type]
+    out = tmp_path_factory.mktemp("big") / "big.html"
+    write_page(doc, out)
+    return out
 
 
 def test_a_100k_span_report_loads_and_scrolls(open_page: Callable[..., Any], big_html: Path) -> None:
