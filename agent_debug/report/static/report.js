@@ -266,12 +266,13 @@
 
   function renderAxis(R, ui) {
     const [d0, d1] = domainOf(R, ui), axis = $("ad-axis");
-    const range = d1 - d0, raw = range / 8, mag = Math.pow(10, Math.floor(Math.log10(raw || 1)));
+    const ticks = Math.max(2, Math.floor((axis.clientWidth || 800) / 90));  // a label needs ~90 px
+    const range = d1 - d0, raw = range / ticks, mag = Math.pow(10, Math.floor(Math.log10(raw || 1)));
     const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
     const [r0] = runBounds(R);
     let html = "";
     for (let t = Math.ceil((d0 - r0) / step) * step + r0; t <= d1; t += step) {
-      html += '<div class="wf-tick" style="left:' + ((100 * (t - d0)) / range).toFixed(3) + '%">+' + esc(fmtNs(t - r0)) + "</div>";
+      html += '<div class="wf-tick" style="left:' + ((100 * (t - d0)) / range).toFixed(3) + '%">+' + esc(fmtNs(t - r0).replace(/\.0+ /, " ")) + "</div>";
     }
     axis.innerHTML = html;
     $("ad-zoom-reset").disabled = !ui.domain;
@@ -982,7 +983,7 @@
     $("ad-zoom-reset").addEventListener("click", () => zoomTo(null));
     $("ad-find").addEventListener("input", () => $("ad-find").setCustomValidity(""));
     $("ad-find").addEventListener("keydown", (ev) => { if (ev.key === "Enter") find($("ad-find").value); });
-    window.addEventListener("resize", () => { if (S.ui) renderRows(true); });
+    window.addEventListener("resize", () => { if (S.ui) { renderAxis(S.current, S.ui); renderRows(true); } });
   }
 
   window.AgentDebugReport = {
