@@ -52,7 +52,8 @@ def report(
     else:
         runs = sorted(src.list(), key=lambda s: -s.start_ns)
         if not runs:
-            raise NothingReadable("no runs to report: the source holds no trace")
+            why = "; ".join(getattr(src, "notices", []))
+            raise NothingReadable("no runs to report: the source holds no trace" + (f" ({why})" if why else ""))
         if len(runs) > limit:
             notices.append(f"{len(runs) - limit} older runs left out (name them, or raise --limit)")
         ids = [r.trace_id for r in runs[:limit]]
