@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 
 DOC_ELEMENT_ID = "agent-debug-doc"
+# the app's files (static/js/), concatenated in this order inside one function scope: no build step, no modules
+SCRIPTS = ("base.js", "model.js", "waterfall.js", "panels.js", "flow.js", "app.js")
 # the report makes no request at all: the browser itself refuses any (a server passes its own policy)
 REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
               "connect-src 'none'; base-uri 'none'; form-action 'none'")
@@ -24,6 +26,12 @@ REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe
 def asset(name: str) -> str:
     """A static file shipped in the package (`agent_debug/report/static/`)."""
     return resources.files("agent_debug.report").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def app_script() -> str:
+    """The page's JavaScript: static/js/ files in SCRIPTS order, in one strict-mode function scope."""
+    body = "\n".join(asset(f"js/{name}") for name in SCRIPTS)
+    return '(function () {\n"use strict";\n' + body + "})();\n"
 
 
 def doc_json(doc: dict[str, Any]) -> bytes:
@@ -37,7 +45,7 @@ def page_html(doc: dict[str, Any] | None, *, extra_head: str = "", csp: str | No
     shell = asset("report.html")
     title = html.escape(str(doc.get("title") or "agent-debug report")) if doc else "agent-debug"
     style = asset("report.css").replace("</style", "<\\/style")
-    script = asset("report.js").replace("</script", "<\\/script")
+    script = app_script().replace("</script", "<\\/script")
     head, _, tail = shell.partition("<!--AD-DOC-->")
     head = (head.replace("<!--AD-TITLE-->", title).replace("/*AD-STYLE*/", style)
             .replace("<!--AD-EXTRA-HEAD-->", extra_head)
