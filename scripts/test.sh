@@ -10,7 +10,24 @@ ARGS=()
 for a in "$@"; do
   if [ "$a" = "--judge" ]; then JUDGE=1; else ARGS+=("$a"); fi
 done
-"$VENV/bin/python" -m pytest -m "not judge" ${ARGS[@]+"${ARGS[@]}"}
+# the report's browser tests (tests/test_report_browser.py) drive Debian's chromium: install it when missing and
+# we can (root + apt-get); otherwise they are skipped, and said so here and in pytest's skip reason
+BROWSER_SKIPPED=""
+if [ -z "${AGENT_DEBUG_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium for the browser tests (apt-get install chromium)" >&2
+    apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || true
+  fi
+  if ! command -v chromium >/dev/null 2>&1; then
+    BROWSER_SKIPPED="SKIPPED the browser tests: chromium is not installed and could not be (needs root and apt-get; or set AGENT_DEBUG_CHROMIUM)"
+    echo "$BROWSER_SKIPPED" >&2
+  fi
+fi
+RC=0
+"$VENV/bin/python" -m pytest -m "not judge" ${ARGS[@]+"${ARGS[@]}"} || RC=$?
+if [ -n "$BROWSER_SKIPPED" ]; then echo "$BROWSER_SKIPPED" >&2; fi
+[ "$RC" = 0 ] || exit "$RC"
 if [ "$JUDGE" = 1 ]; then
   if [ -n "${GEMINI_API_KEY:-}${GOOGLE_API_KEY:-}" ]; then
     echo "running the live judge tests against the Gemini API"
