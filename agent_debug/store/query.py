@@ -10,7 +10,7 @@ import orjson
 
 from agent_debug.analysis.spans import TraceSpans, TraceSummary
 from agent_debug.errors import AmbiguousTrace, TraceNotFound
-from agent_debug.store.ingest import load_columns
+from agent_debug.store.load import load_columns
 
 _SUMMARY_COLS = (
     "trace_id, root_span_id, run_id, session_id, workflow, actor, status, start_ns, end_ns, duration_ns, "
