@@ -194,52 +194,63 @@ def _cannot_write(exc: sqlite3.OperationalError) -> bool:
 
 
 def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open the store for reading only (`mode=ro`): nothing is written, no migration runs.
+    """Open the store for reading only: nothing is written, no migration runs.
 
-    SQLite reads a WAL store through its `-shm` index, which it must be able to create. Where it cannot (a
-    read-only folder; a cleanly closed store has neither side file), the file is opened `immutable`: then it
-    holds every committed write, and nobody can be writing beside a reader that could not create a file there.
-    A store with a write-ahead log but no index is refused rather than read without the log's writes."""
+    A store with no write-ahead log beside it (closed cleanly: its file holds every committed write) is opened
+    `immutable`: SQLite then makes no side files at all. (With `mode=ro` alone it would create `-wal` and
+    `-shm` files it cannot remove, owned by the reader, which would then stop the store's owner writing.)
+    With a log, the writes in it must be read too: `mode=ro`, through the `-shm` index, which must exist or be
+    creatable; a store with a log but no index in a folder nobody may write is refused rather than read
+    without the log's writes."""
     p = Path(path)
     wal, shm = p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm")
     params = "mode=ro"
-    if not shm.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
-        if wal.exists() and wal.stat().st_size > 0:
-            raise StoreError(f"cannot read store {p}: its write-ahead log {wal.name} has no {shm.name} index and "
-                             "the folder is read-only (open it once where it can be written)")
+    if not (wal.exists() and wal.stat().st_size > 0):
         params += "&immutable=1"
+    elif not shm.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot read store {p}: its write-ahead log {wal.name} has no {shm.name} index and "
+                         "the folder is read-only (open it once where it can be written)")
     try:
         db = sqlite3.connect(f"file:{quote(str(p.resolve()))}?{params}", uri=True, isolation_level=None,
                              timeout=30)
         names = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open store {p} read-only: {exc}") from None
-    newer = names - {name for name, _ in MIGRATIONS}
-    if newer:
+    try:
+        refuse_newer(names)
+    except StoreError:
         db.close()
-        raise StoreError(f"store was written by a newer agent-debug (migrations {sorted(newer)}); upgrade to read it")
+        raise
     return db
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
-    """Apply every migration not yet applied, in order, each in its own transaction. Returns their names."""
+    """Apply every migration not yet applied, in order, each in its own transaction. Returns their names.
+
+    Whether one is applied is checked inside its transaction: two processes opening a new store at once
+    (two ingests) apply each migration once."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-    known = {name for name, _ in MIGRATIONS}
-    newer = done - known
-    if newer:
-        raise StoreError(f"store was written by a newer agent-debug (migrations {sorted(newer)}); upgrade to read it")
+    refuse_newer(done)
     applied = []
     for name, fn in MIGRATIONS:
         if name in done:
             continue
         db.execute("BEGIN IMMEDIATE")
         try:
-            fn(db)
-            db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                applied.append(name)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        applied.append(name)
     return applied
+
+
+def refuse_newer(done: set[str]) -> None:
+    """Raise StoreError if the store has migrations this version does not know (a newer version wrote it)."""
+    newer = done - {name for name, _ in MIGRATIONS}
+    if newer:
+        raise StoreError(f"store was written by a newer agent-debug (migrations {sorted(newer)}); upgrade to read it")
