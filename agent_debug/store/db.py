@@ -117,7 +117,7 @@ def _m002_meta(db: sqlite3.Connection) -> None:
 def _m003_summaries_of_interrupted_ingests(db: sqlite3.Connection) -> None:
     # before 003, an ingest that stopped between writing chunks and writing summaries (a crash, a bad file) left
     # spans no `traces` row lists, and later ingests skipped their files: summarize those traces once
-    from agent_debug.store.ingest import summarize_unlisted
+    from agent_debug.store.consistency import summarize_unlisted
 
     summarize_unlisted(db)
 

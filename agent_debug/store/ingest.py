@@ -6,6 +6,12 @@
   and its rotated copy `x.<time>.jsonl.gz` is recognised by the hash of its first bytes, so only what follows
   the part already read is parsed.
 - Rejected records go verbatim to a rejects file beside the store, with their source, location and reason.
+- Crash-consistent: a file is one transaction (its chunks, the summaries of the traces it touched, its offset,
+  the rejects file's size), so an ingest killed or failing anywhere leaves the store as of its last whole
+  file, and the next one goes on from there as if it had never stopped (rejects past the committed size are
+  cut off; an unfinished ingest's id is reused). A file is read through one open handle: rotation renaming or
+  replacing it meanwhile cannot mix two files, and one gone since it was listed is skipped (its content is read
+  under its rotated name). Ingests into one store take turns (`store.consistency`).
 
 Speed (why it looks the way it does): the reader hands over records in small batches, already checked and
 split into columns with C-level passes (`formats.reader.read_file_batches`). Ingest finishes each batch while
@@ -16,7 +22,7 @@ but the span ids kept for dedupe and the raw lines of the pending chunks, so mem
 of growing and being walked again later. Every FLUSH_RECORDS records (or MAX_PENDING_TRACES traces) the pending
 chunks' lines go to a compressor thread (one task per chunk: zlib and isal release the GIL, so the
 compression runs on a second core while the next chunk is parsed), and the chunks of the flush before are
-written in one transaction; a file's offset is remembered only after all its chunks are written. There is no
+written (in the file's transaction). There is no
 Python loop per record on the common path. (A writer thread that also did SQLite and handed batches over
 one by one was measured slower: GIL hand-offs cost more than the overlap gained. The compressor alone, a few
 tasks per second, measured 0.56 against 0.50 of the bare loop's rate back to back.) The cyclic GC is paused
@@ -28,14 +34,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import signal
 import sqlite3
 import time
 import zlib
 from array import array
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import add, itemgetter
@@ -58,23 +62,18 @@ from agent_debug.formats.reader import (
     read_file_batches,
     record_columns,
 )
+from agent_debug.store.consistency import FAULT_ENV, Fault, InjectedFault, exclusive, write_summary
 from agent_debug.store.db import connect
 from agent_debug.store.load import LazyRecords, load_columns, unpack_columns
 
-__all__ = ["IngestResult", "LazyRecords", "content_hash", "ingest", "load_columns", "rejects_path"]
+__all__ = ["FAULT_ENV", "IngestResult", "InjectedFault", "LazyRecords", "content_hash", "ingest", "load_columns",
+           "rejects_path"]
 
 try:  # the same formats as zlib (crc32 too), several times faster
     from isal import isal_zlib as _compress_impl  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover
     _compress_impl = zlib
 _crc32 = _compress_impl.crc32
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
-FAULT_ENV = "AGENT_DEBUG_INGEST_FAULT"  # a test hook: see `_Fault`
 
 HEAD = 4096
 FLUSH_RECORDS = 20_000
@@ -429,7 +428,7 @@ class _Ingest:
         self.inflight: list[tuple[tuple[Any, ...], Future[bytes]]] = []  # the last flush's chunks, compressing
         self.inflight_traces: set[str] = set()
         self.rejects_committed = self._recover_rejects()
-        self.fault = _Fault.from_env()
+        self.fault = Fault.from_env()
 
     # -- files ------------------------------------------------------------------------------------------------
 
@@ -475,10 +474,10 @@ class _Ingest:
                 self._summarize(self.file_touched)
                 self._flush_rejects(report)
                 self._remember(key, st, frep, head, compressed, line, before)
+                self._commit()
             except BaseException:
                 self._rollback()
                 raise
-            self._commit()
 
     def _begin(self, path: Path) -> None:
         self.db.execute("BEGIN IMMEDIATE")
@@ -487,12 +486,14 @@ class _Ingest:
         self.fault.step("begin")
 
     def _commit(self) -> None:
+        size = self.rejects_committed
         if self.rejects_fh is not None:
             self.rejects_fh.flush()  # on disk (the OS's) before the store says it is
-            self.rejects_committed = self.rejects_fh.tell()
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('rejects_size', ?)", (self.rejects_committed,))
+            size = self.rejects_fh.tell()
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('rejects_size', ?)", (size,))
             self.fault.step("rejects")
         self.db.execute("COMMIT")
+        self.rejects_committed = size
         self.fault.step("commit")
 
     def _rollback(self) -> None:
@@ -769,59 +770,6 @@ class _Ingest:
         self.fault.step("summaries")
 
 
-class _Fault:
-    """A test hook: `AGENT_DEBUG_INGEST_FAULT=kill:N` (SIGKILL this process) or `raise:N` (an exception, as a file
-    that fails would raise) at the N-th step of an ingest: a file's transaction begun, chunks or positions
-    written, a flush, summaries, rejects written, a commit. `raise:N@NAME` counts only the steps of files named
-    NAME. Lets tests stop an ingest at every point and check what the next one makes of it."""
-
-    def __init__(self, kind: str | None = None, at: int = 0, name: str | None = None) -> None:
-        self.kind, self.at, self.name, self.steps = kind, at, name, 0
-        self.file = ""  # the name of the file being read
-
-    @classmethod
-    def from_env(cls) -> _Fault:
-        kind, _, at = os.environ.get(FAULT_ENV, "").partition(":")
-        at, _, name = at.partition("@")
-        if kind not in ("kill", "raise") or not at.isdigit():
-            return cls()
-        return cls(kind, int(at), name or None)
-
-    def step(self, where: str) -> None:
-        if self.kind is None or (self.name is not None and self.name != self.file):
-            return
-        self.steps += 1
-        if self.steps != self.at:
-            return
-        if self.kind == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise InjectedFault(f"fault injected at ingest step {self.steps} ({where} of {self.file})")
-
-
-class InjectedFault(RuntimeError):
-    """Raised by the `_Fault` test hook."""
-
-
-def write_summary(db: sqlite3.Connection, s: TraceSummary) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (s.trace_id, s.root_span_id, s.run_id, s.session_id, s.workflow, s.actor, s.status, s.start_ns,
-         s.end_ns, s.duration_ns, s.span_count, s.roots, orjson.dumps(s.agents).decode(), s.error_spans,
-         s.prompt_tokens, s.completion_tokens, s.cost_usd, s.source_file, s.source_format, time.time()),
-    )
-
-
-def summarize_unlisted(db: sqlite3.Connection) -> int:
-    """Summarize every trace whose chunks hold spans its `traces` row does not count (or that has none): what
-    an ingest before this version left when it stopped half-way. Returns how many."""
-    stale = [tid for (tid,) in db.execute(
-        "SELECT c.trace_id FROM (SELECT trace_id, sum(n) AS n FROM chunks GROUP BY trace_id) AS c "
-        "LEFT JOIN traces AS t ON t.trace_id = c.trace_id WHERE t.span_count IS NOT c.n")]
-    for tid in stale:
-        write_summary(db, summarize(load_columns(db, tid)))
-    return len(stale)
-
-
 def _head(path: Path, raw: IO[bytes]) -> bytes:
     """The first HEAD bytes of a file's (decompressed) content, or all of it if shorter, read through `raw`
     (left open; the caller seeks back)."""
@@ -842,29 +790,6 @@ def _head(path: Path, raw: IO[bytes]) -> bytes:
 
 def _hash(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
-
-
-@contextmanager
-def _exclusive(db_path: Path) -> Iterator[float]:
-    """Hold the store's ingest lock (waiting for another ingest to finish); yields the seconds waited.
-
-    Ingests must not interleave: each dedupes against the spans it knows, and two reading the same new file
-    would both keep it. SQLite alone would only serialize their transactions. An flock on a file beside the
-    store is released by the system however the holder ends, SIGKILL included."""
-    if fcntl is None:  # pragma: no cover - not on Linux or macOS: SQLite's own locking only
-        yield 0.0
-        return
-    lock_path = db_path.with_name(db_path.name + ".ingest-lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(f"cannot lock store {db_path} for ingest: {exc.strerror or exc}") from None
-    try:
-        t0 = time.monotonic()
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield time.monotonic() - t0
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def ingest(
@@ -889,7 +814,7 @@ def ingest(
         raise NothingReadable("no trace files found in " + ", ".join(str(p) for p in paths))
     db = connect(db_path)
     try:
-        with _exclusive(db_path) as waited:
+        with exclusive(db_path) as waited:
             job = _Ingest(db, db_path, progress)
             try:
                 with gc_paused():
