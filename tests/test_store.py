@@ -505,10 +505,13 @@ def test_parents_stored_as_positions_equal_the_id_map_however_the_spans_arrive(t
         records = data.draw(st.permutations(records))
         cuts = sorted(data.draw(st.lists(st.integers(0, len(records)), max_size=3)))
         db = case / "traces.db"
+        # drawn before any is set: a draw may end the example (hypothesis raises), and the module's values
+        # must be restored whatever happens, or later tests ingest with a flush per record
+        flush = data.draw(st.integers(1, 40))
+        pending = data.draw(st.sampled_from([0, 1000]))  # 0: keys dropped after each flush
+        big = data.draw(st.sampled_from([1, 3, 10_000]))
         saved = ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, ingest_mod.BIG_TRACE
-        ingest_mod.FLUSH_RECORDS = data.draw(st.integers(1, 40))
-        ingest_mod.MAX_PENDING_TRACES = data.draw(st.sampled_from([0, 1000]))  # 0: keys dropped after each flush
-        ingest_mod.BIG_TRACE = big = data.draw(st.sampled_from([1, 3, 10_000]))
+        ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, ingest_mod.BIG_TRACE = flush, pending, big
         try:
             for k, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(records)], strict=True)):
                 if a < b:

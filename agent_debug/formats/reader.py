@@ -146,8 +146,8 @@ class GzipStream:
     `gzip.GzipFile` raises on a truncated member and loses what it had inflated of the last read; inflating
     raw chunks ourselves returns all of it, and says afterwards why the stream ended (`problem`)."""
 
-    def __init__(self, path: Path) -> None:
-        self._fh = open(path, "rb")
+    def __init__(self, path: Path, raw: IO[bytes] | None = None) -> None:
+        self._fh = raw if raw is not None else open(path, "rb")
         self._d = _zlib_impl.decompressobj(31)
         self._started = False
         self.problem: str | None = None
@@ -225,10 +225,11 @@ class _Skipped:
         return data
 
 
-def open_binary(path: Path) -> IO[bytes]:
+def open_binary(path: Path, raw: IO[bytes] | None = None) -> IO[bytes]:
+    """`path`'s content (decompressed); `raw`: the file already open (read through it, not through the name)."""
     if path.name.endswith(GZ):
-        return GzipStream(path)  # type: ignore[return-value]
-    return open(path, "rb")
+        return GzipStream(path, raw)  # type: ignore[return-value]
+    return raw if raw is not None else open(path, "rb")
 
 
 def _chunks(fh: IO[bytes], frep: FileReport) -> Iterator[bytes]:
@@ -612,10 +613,12 @@ def read_file_batches(
     start_offset: int = 0,
     start_line: int = 0,
     format: str | None = None,
+    opened: IO[bytes] | None = None,
 ) -> Iterator[Batch]:
     """`read_file_pairs` in batches: the records, their raw lines, and (for a batch checked in bulk, the usual
     case for our own JSON lines) the records' fields as columns. The form bulk readers like the store take, with
-    no per-record hand-over."""
+    no per-record hand-over. `opened`: `path` already open, at its start, read instead of opening the name
+    again (the store reads a file that rotation may rename or replace meanwhile through one handle); closed."""
     path = Path(path)
     report = report if report is not None else ReadReport()
     frep = FileReport(str(path), end_offset=start_offset)
@@ -627,7 +630,7 @@ def read_file_batches(
             raise UsageError(f"unknown format {format!r}; known: {', '.join(registry.format_names())}")
     cls = _Classifier(forced)
     try:
-        fh = open_binary(path)
+        fh = open_binary(path, opened)
     except OSError as exc:
         frep.skipped = f"cannot open: {exc.strerror or exc}"
         return

@@ -4,6 +4,10 @@ Layout (why): spans are kept per trace in *chunks*: one row holds the analysis c
 (MessagePack column lists) and their verbatim records (compressed JSON lines). A row per span would cost a
 B-tree insert per record; chunks cost one per trace per batch, and the analysis columns load without parsing
 any JSON. `traces` holds one summary row per run for listing and filtering.
+
+Consistency (why ingest writes a file at a time): one transaction holds a file's chunks, the summaries of the
+traces they touch and the file's new offset, so every committed state is one a reader may see and an ingest may
+go on from: an ingest killed at any point leaves the store as it was after its last whole file.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from agent_debug.errors import StoreError
 
@@ -104,8 +109,23 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+def _m002_meta(db: sqlite3.Connection) -> None:
+    # small facts about the store as a whole (the rejects file's committed size: see `store.ingest`)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+
+
+def _m003_summaries_of_interrupted_ingests(db: sqlite3.Connection) -> None:
+    # before 003, an ingest that stopped between writing chunks and writing summaries (a crash, a bad file) left
+    # spans no `traces` row lists, and later ingests skipped their files: summarize those traces once
+    from agent_debug.store.consistency import summarize_unlisted
+
+    summarize_unlisted(db)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_meta", _m002_meta),
+    ("003_summaries_of_interrupted_ingests", _m003_summaries_of_interrupted_ingests),
 ]
 
 
@@ -120,14 +140,25 @@ def default_path() -> Path:
 PAGE_SIZE = 65536
 
 
+# The WAL file is reset after a checkpoint but keeps its size; one big file's transaction could leave it at
+# hundreds of MB. Truncated back to this after a checkpoint.
+WAL_SIZE_LIMIT = 64 << 20
+
+
 def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> sqlite3.Connection:
-    """Open (creating if asked) the store and run pending migrations. Raises StoreError on a bad file."""
+    """Open (creating if asked) the store and run pending migrations. Raises StoreError on a bad file.
+
+    Without `create` (the read commands), a store that cannot be written (a read-only file, folder or mount)
+    is opened read-only instead: reading needs no write, not even of the WAL's side files."""
     p = Path(path) if path is not None else default_path()
     new = not p.exists()
     if new:
         if not create:
             raise StoreError(f"no store at {p} (run `agent-debug ingest PATH` first, or use --from PATH)")
         p.parent.mkdir(parents=True, exist_ok=True)
+    if not create and not _writable(p):
+        return connect_readonly(p)
+    db: sqlite3.Connection | None = None
     try:
         db = sqlite3.connect(p, isolation_level=None, timeout=30)
         if new:
@@ -135,31 +166,91 @@ def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) 
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         migrate(db)
+    except sqlite3.OperationalError as exc:
+        if db is not None:
+            db.close()
+        if create or not _cannot_write(exc):
+            raise StoreError(f"cannot open store {p}: {exc}") from None
+        return connect_readonly(p)
     except sqlite3.DatabaseError as exc:
+        if db is not None:
+            db.close()
         raise StoreError(f"cannot open store {p}: {exc}") from None
     return db
 
 
+def _writable(p: Path) -> bool:
+    """Whether this process may write the store and create its WAL side files (False on a read-only mount)."""
+    side = [p.with_name(p.name + s) for s in ("-wal", "-shm")]
+    return os.access(p, os.W_OK) and os.access(p.parent, os.W_OK | os.X_OK) and all(
+        os.access(f, os.W_OK) for f in side if f.exists())
+
+
+def _cannot_write(exc: sqlite3.OperationalError) -> bool:
+    msg = str(exc).lower()
+    return "readonly" in msg or "read-only" in msg or "unable to open" in msg
+
+
+def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open the store for reading only: nothing is written, no migration runs.
+
+    A store with no write-ahead log beside it (closed cleanly: its file holds every committed write) is opened
+    `immutable`: SQLite then makes no side files at all. (With `mode=ro` alone it would create `-wal` and
+    `-shm` files it cannot remove, owned by the reader, which would then stop the store's owner writing.)
+    With a log, the writes in it must be read too: `mode=ro`, through the `-shm` index, which must exist or be
+    creatable; a store with a log but no index in a folder nobody may write is refused rather than read
+    without the log's writes."""
+    p = Path(path)
+    wal, shm = p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm")
+    params = "mode=ro"
+    if not (wal.exists() and wal.stat().st_size > 0):
+        params += "&immutable=1"
+    elif not shm.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot read store {p}: its write-ahead log {wal.name} has no {shm.name} index and "
+                         "the folder is read-only (open it once where it can be written)")
+    try:
+        db = sqlite3.connect(f"file:{quote(str(p.resolve()))}?{params}", uri=True, isolation_level=None,
+                             timeout=30)
+        names = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open store {p} read-only: {exc}") from None
+    try:
+        refuse_newer(names)
+    except StoreError:
+        db.close()
+        raise
+    return db
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
-    """Apply every migration not yet applied, in order, each in its own transaction. Returns their names."""
+    """Apply every migration not yet applied, in order, each in its own transaction. Returns their names.
+
+    Whether one is applied is checked inside its transaction: two processes opening a new store at once
+    (two ingests) apply each migration once."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-    known = {name for name, _ in MIGRATIONS}
-    newer = done - known
-    if newer:
-        raise StoreError(f"store was written by a newer agent-debug (migrations {sorted(newer)}); upgrade to read it")
+    refuse_newer(done)
     applied = []
     for name, fn in MIGRATIONS:
         if name in done:
             continue
         db.execute("BEGIN IMMEDIATE")
         try:
-            fn(db)
-            db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+                applied.append(name)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        applied.append(name)
     return applied
+
+
+def refuse_newer(done: set[str]) -> None:
+    """Raise StoreError if the store has migrations this version does not know (a newer version wrote it)."""
+    newer = done - {name for name, _ in MIGRATIONS}
+    if newer:
+        raise StoreError(f"store was written by a newer agent-debug (migrations {sorted(newer)}); upgrade to read it")

@@ -6,6 +6,12 @@
   and its rotated copy `x.<time>.jsonl.gz` is recognised by the hash of its first bytes, so only what follows
   the part already read is parsed.
 - Rejected records go verbatim to a rejects file beside the store, with their source, location and reason.
+- Crash-consistent: a file is one transaction (its chunks, the summaries of the traces it touched, its offset,
+  the rejects file's size), so an ingest killed or failing anywhere leaves the store as of its last whole
+  file, and the next one goes on from there as if it had never stopped (rejects past the committed size are
+  cut off; an unfinished ingest's id is reused). A file is read through one open handle: rotation renaming or
+  replacing it meanwhile cannot mix two files, and one gone since it was listed is skipped (its content is read
+  under its rotated name). Ingests into one store take turns (`store.consistency`).
 
 Speed (why it looks the way it does): the reader hands over records in small batches, already checked and
 split into columns with C-level passes (`formats.reader.read_file_batches`). Ingest finishes each batch while
@@ -16,7 +22,7 @@ but the span ids kept for dedupe and the raw lines of the pending chunks, so mem
 of growing and being walked again later. Every FLUSH_RECORDS records (or MAX_PENDING_TRACES traces) the pending
 chunks' lines go to a compressor thread (one task per chunk: zlib and isal release the GIL, so the
 compression runs on a second core while the next chunk is parsed), and the chunks of the flush before are
-written in one transaction; a file's offset is remembered only after all its chunks are written. There is no
+written (in the file's transaction). There is no
 Python loop per record on the common path. (A writer thread that also did SQLite and handed batches over
 one by one was measured slower: GIL hand-offs cost more than the overlap gained. The compressor alone, a few
 tasks per second, measured 0.56 against 0.50 of the bare loop's rate back to back.) The cyclic GC is paused
@@ -29,19 +35,16 @@ import base64
 import hashlib
 import os
 import sqlite3
-import threading
 import time
 import zlib
 from array import array
 from concurrent.futures import Future, ThreadPoolExecutor
-from bisect import bisect_right
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import add, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -59,7 +62,12 @@ from agent_debug.formats.reader import (
     read_file_batches,
     record_columns,
 )
+from agent_debug.store.consistency import FAULT_ENV, Fault, InjectedFault, exclusive, write_summary
 from agent_debug.store.db import connect
+from agent_debug.store.load import LazyRecords, load_columns, unpack_columns
+
+__all__ = ["FAULT_ENV", "IngestResult", "InjectedFault", "LazyRecords", "content_hash", "ingest", "load_columns",
+           "rejects_path"]
 
 try:  # the same formats as zlib (crc32 too), several times faster
     from isal import isal_zlib as _compress_impl  # type: ignore[import-not-found]
@@ -116,6 +124,7 @@ class IngestResult:
 
     files: int = 0
     files_skipped: int = 0  # unchanged since the last ingest
+    files_gone: int = 0  # removed between listing and reading (rotation): read under their new names
     records: int = 0  # kept (new)
     duplicates: int = 0
     rejected: int = 0
@@ -318,11 +327,6 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
-def unpack_columns(cols: bytes) -> dict[str, Any]:
-    """A chunk's columns: {"roots": {span_id: envelope}, "hashes": hex, "batches": [{column: [values]}]}."""
-    return orjson.loads(cols)  # type: ignore[no-any-return]
-
-
 def _json_default(obj: Any) -> Any:
     """Values a MessagePack record may hold that JSON has no type for."""
     if isinstance(obj, bytes):
@@ -408,10 +412,14 @@ class _Ingest:
         self.result = IngestResult(db=str(db_path))
         self.known: set[str] = {r[0] for r in db.execute("SELECT trace_id FROM traces")}
         self.touched: set[str] = set()
+        self.file_touched: set[str] = set()  # traces given spans by the file being read (its summaries)
         self.aggs: dict[str, _Agg] = {}
         self.keys: dict[str, _Known] = {}  # the known spans of the traces in the last flush (see `flush`)
         self.pending: dict[str, _Chunk] = {}
         self.pending_n = 0
+        # an ingest that never finished (killed; its files' transactions that committed are kept) is continued
+        # by this one, under its id: the store ends as if it had never stopped
+        db.execute("DELETE FROM ingests WHERE seconds IS NULL")
         self.ingest_id = int(db.execute("INSERT INTO ingests (started_at) VALUES (?) RETURNING id",
                                         (time.time(),)).fetchall()[0][0])
         self.rejects_fh: Any = None
@@ -419,32 +427,99 @@ class _Ingest:
         self._compressor: ThreadPoolExecutor | None = None
         self.inflight: list[tuple[tuple[Any, ...], Future[bytes]]] = []  # the last flush's chunks, compressing
         self.inflight_traces: set[str] = set()
+        self.rejects_committed = self._recover_rejects()
+        self.fault = Fault.from_env()
 
     # -- files ------------------------------------------------------------------------------------------------
 
     def file(self, path: Path, report: ReadReport, format: str | None) -> None:
-        st = path.stat()
-        compressed = path.name.endswith(GZ)
-        row = self.db.execute("SELECT size, mtime, offset, line, head_len, head_hash, complete FROM files "
-                              "WHERE path = ?", (str(path.resolve()),)).fetchone()
-        if row and (row[6] or compressed) and row[0] == st.st_size and row[1] == st.st_mtime:
-            # a complete .gz seen before, or a cut one that has not changed since (a compressed file is not
-            # appended to: a cut one only ever gets longer while it is being written, and is then read again)
-            self.result.files_skipped += 1
+        """Read one file into the store in one transaction (see `store.db`: its chunks, the summaries of the
+        traces they touch, its offset). It is read through one handle, so rotation renaming or replacing it
+        meanwhile changes nothing we read; a file gone since it was listed is skipped: its content is found
+        under its rotated name (by its head, see `_rotated_from`)."""
+        try:
+            fh = open(path, "rb")
+        except FileNotFoundError:
+            self.result.files_gone += 1
             return
-        head = _head(path)
-        start, line = 0, 0
-        if row and not compressed and st.st_size >= row[2] and row[4] and _hash(head[: row[4]]) == row[5]:
-            start, line = row[2], row[3]  # the same file, grown: read only the new bytes
-        elif compressed and head:
-            start, line = self._rotated_from(head)  # a rotated copy of a file already read: skip what we have
-        self.result.files += 1
-        self.add_all(read_file_batches(path, report, start_offset=start, start_line=line, format=format))
-        frep = report.files[-1]
-        self._flush_rejects(report)
-        self.flush()
-        self.settle()  # everything read from this file is in the store before its offset is remembered
-        self._remember(path, st, frep, head, compressed)
+        except OSError as exc:
+            report.files.append(FileReport(str(path), skipped=f"cannot open: {exc.strerror or exc}"))
+            return
+        with fh:
+            st = os.fstat(fh.fileno())
+            compressed = path.name.endswith(GZ)
+            key = str(path.resolve())
+            row = self.db.execute("SELECT size, mtime, offset, line, head_len, head_hash, complete, records "
+                                  "FROM files WHERE path = ?", (key,)).fetchone()
+            if row and (row[6] or compressed) and row[0] == st.st_size and row[1] == st.st_mtime:
+                # a complete .gz seen before, or a cut one that has not changed since (a compressed file is not
+                # appended to: a cut one only ever gets longer while it is being written, and is then read again)
+                self.result.files_skipped += 1
+                return
+            head = _head(path, fh)
+            fh.seek(0)
+            start, line, before = 0, 0, 0
+            if row and not compressed and st.st_size >= row[2] and row[4] and _hash(head[: row[4]]) == row[5]:
+                start, line, before = row[2], row[3], row[7]  # the same file, grown: read only the new bytes
+            elif compressed and head:
+                start, line = self._rotated_from(head)  # a rotated copy of a file already read: skip what we have
+            self.result.files += 1
+            self._begin(path)
+            try:
+                self.add_all(read_file_batches(path, report, start_offset=start, start_line=line, format=format,
+                                               opened=fh))
+                frep = report.files[-1]
+                self.flush()
+                self.settle()  # everything read from this file is in the store before its offset is remembered
+                self._summarize(self.file_touched)
+                self._flush_rejects(report)
+                self._remember(key, st, frep, head, compressed, line, before)
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _begin(self, path: Path) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.file_touched = set()
+        self.fault.file = path.name
+        self.fault.step("begin")
+
+    def _commit(self) -> None:
+        size = self.rejects_committed
+        if self.rejects_fh is not None:
+            self.rejects_fh.flush()  # on disk (the OS's) before the store says it is
+            size = self.rejects_fh.tell()
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('rejects_size', ?)", (size,))
+            self.fault.step("rejects")
+        self.db.execute("COMMIT")
+        self.rejects_committed = size
+        self.fault.step("commit")
+
+    def _rollback(self) -> None:
+        """Undo the file being read: the store's transaction, and the rejects written for it."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        for _, future in self.inflight:
+            future.cancel()
+        self.inflight, self.inflight_traces = [], set()
+        if self.rejects_fh is not None:
+            self.rejects_fh.flush()
+            self.rejects_fh.truncate(self.rejects_committed)
+
+    def _recover_rejects(self) -> int:
+        """The rejects file's size as of the last committed file. Lines past it were written for a file whose
+        transaction never committed (a killed ingest): that file is read again, so they are cut off here."""
+        path = rejects_path(self.db_path)
+        size = path.stat().st_size if path.exists() else 0
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'rejects_size'").fetchone()
+        committed = int(row[0]) if row else size
+        if size > committed:
+            with open(path, "r+b") as fh:
+                fh.truncate(committed)
+        committed = min(size, committed)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('rejects_size', ?)", (committed,))
+        return committed
 
     def _rotated_from(self, head: bytes) -> tuple[int, int]:
         """(offset, line) read of the plain file whose content this compressed file starts with, or (0, 0).
@@ -465,12 +540,15 @@ class _Ingest:
                 best = (int(offset), int(line))
         return best
 
-    def _remember(self, path: Path, st: os.stat_result, frep: FileReport, head: bytes, compressed: bool) -> None:
+    def _remember(self, key: str, st: os.stat_result, frep: FileReport, head: bytes, compressed: bool,
+                  start_line: int, records_before: int) -> None:
+        """The file's new offset; its line count and records read so far (a resumed file: plus those before;
+        a read that found nothing new leaves them as they were)."""
         complete = compressed and frep.truncated is None
         self.db.execute(
             "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (str(path.resolve()), st.st_size, st.st_mtime, frep.end_offset, frep.lines, len(head), _hash(head),
-             int(compressed), int(complete), frep.records, time.time()),
+            (key, st.st_size, st.st_mtime, frep.end_offset, max(frep.lines, start_line), len(head), _hash(head),
+             int(compressed), int(complete), records_before + frep.records, time.time()),
         )
 
     # -- records ----------------------------------------------------------------------------------------------
@@ -585,6 +663,7 @@ class _Ingest:
         rows: list[tuple[tuple[Any, ...], Future[bytes]]] = []
         for trace_id, chunk in self.pending.items():
             self.touched.add(trace_id)
+            self.file_touched.add(trace_id)
             if chunk.n:
                 known = chunk.known
                 if known.positioned is False and not known.tried and len(known.pos) >= BIG_TRACE:
@@ -603,6 +682,7 @@ class _Ingest:
         self.settle()
         self.inflight = rows
         self.inflight_traces = {row[0][0] for row in rows}
+        self.fault.step("flush")
         if self.progress is not None:
             self.progress(self.seen, self.result.records)
 
@@ -627,13 +707,8 @@ class _Ingest:
         if base != chunk.base:  # the store does not hold what this ingest counted: leave the trace mapped by id
             known.waiting = {}
             return
-        self.db.execute("BEGIN")
-        try:
-            self.db.executemany("UPDATE chunks SET cols = ? WHERE id = ?", updates)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        self.db.executemany("UPDATE chunks SET cols = ? WHERE id = ?", updates)  # in the file's transaction
+        self.fault.step("positions")
         known.positioned = True
 
     def settle(self) -> None:
@@ -642,19 +717,17 @@ class _Ingest:
         if not rows:
             return
         values = [(*head, future.result(), "zlib", self.ingest_id) for head, future in rows]
-        self.db.execute("BEGIN")
-        try:
-            self.db.executemany(
-                "INSERT INTO chunks (trace_id, n, cols, records, codec, ingest_id) VALUES (?,?,?,?,?,?)", values)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        self.db.executemany(  # in the file's transaction
+            "INSERT INTO chunks (trace_id, n, cols, records, codec, ingest_id) VALUES (?,?,?,?,?,?)", values)
+        self.fault.step("chunks")
 
     def close(self) -> None:
         if self._compressor is not None:
             self._compressor.shutdown(wait=True)
             self._compressor = None
+        if self.rejects_fh is not None:
+            self.rejects_fh.close()
+            self.rejects_fh = None
 
     def _conflict(self, trace_id: str, span_id: str, h: int, raw: bytes) -> None:
         cur = self.db.execute("INSERT OR IGNORE INTO conflicts VALUES (?,?,?,?,?,?,?)",
@@ -683,9 +756,9 @@ class _Ingest:
 
     # -- summaries --------------------------------------------------------------------------------------------
 
-    def summarize_touched(self) -> None:
-        self.db.execute("BEGIN")
-        for trace_id in self.touched:
+    def _summarize(self, trace_ids: Iterable[str]) -> None:
+        """Write the summaries of traces given spans by this file (in its transaction)."""
+        for trace_id in trace_ids:
             agg = self.aggs.get(trace_id)
             if agg is not None:
                 s = agg.summary(trace_id)
@@ -693,181 +766,24 @@ class _Ingest:
                 s = summarize(load_columns(self.db, trace_id))
             else:  # touched, but every record was a duplicate or conflict
                 continue
-            self.db.execute(
-                "INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (s.trace_id, s.root_span_id, s.run_id, s.session_id, s.workflow, s.actor, s.status, s.start_ns,
-                 s.end_ns, s.duration_ns, s.span_count, s.roots, orjson.dumps(s.agents).decode(), s.error_spans,
-                 s.prompt_tokens, s.completion_tokens, s.cost_usd, s.source_file, s.source_format, time.time()),
-            )
-        self.db.execute("COMMIT")
+            write_summary(self.db, s)
+        self.fault.step("summaries")
 
 
-def load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | str = False) -> TraceSpans:
-    """A trace's spans from its chunks; the full records too when asked (decompress + parse), or with
-    `with_records="lazy"` a `LazyRecords` that reads only the records an analysis asks for."""
-    with gc_paused():
-        return _load_columns(db, trace_id, with_records)
-
-
-def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | str) -> TraceSpans:
-    lazy = with_records == "lazy"
-    eager = bool(with_records) and not lazy
-    ts = TraceSpans(trace_id, records=[] if eager else None)
-    loads = orjson.loads
-    chunk_ids: list[int] = []
-    offsets: list[int] = []
-    parents: list[int] | None = []  # None once a chunk without parent positions is met
-    adopted: list[list[int]] = []
-    for chunk_id, cols, records in db.execute(
-        f"SELECT id, cols, {'records' if eager else 'NULL'} FROM chunks WHERE trace_id = ? ORDER BY id", (trace_id,)
-    ):
-        chunk_ids.append(chunk_id)
-        offsets.append(len(ts))
-        c = unpack_columns(cols)
-        if parents is not None:
-            got = c.get("parents")
-            if not isinstance(got, dict) or got.get("base") != len(ts):
-                parents = None
-            else:
-                parents.extend(got["parent_at"])
-                if "adopt" in got:
-                    adopted.append(got["adopt"])
-        for batch in c["batches"]:
-            ts.extend_columns(batch)
-        ts.envelopes.update(c["roots"])
-        if eager:
-            assert ts.records is not None
-            lines = _lines_of(records)
-            lines.pop()  # after the last line's b"\n"
-            ts.records.extend(map(loads, lines))
-    if lazy:
-        ts.records = LazyRecords(db, chunk_ids, offsets, len(ts))  # type: ignore[assignment]
-    if parents:
-        ts.parent_index = _parent_index(parents, adopted, len(ts))
-    return ts
-
-
-def _parent_index(parents: list[int], adopted: list[list[int]], n: int) -> list[int | None] | None:
-    """`TraceSpans.parent_index` from the chunks' `parent_at` and `adopt` (None when a position is out of range:
-    the tree then maps the ids itself)."""
-    if len(parents) != n or min(parents) < -1 or max(parents) >= n:
-        return None
-    for children, ps in adopted:
-        if len(children) != len(ps) or min(children + ps, default=0) < 0 or max(children + ps, default=0) >= n:
-            return None
-    out: list[int | None] = parents  # type: ignore[assignment]
-    none = list(compress(range(n), map(_MINUS_ONE.__eq__, parents)))
-    deque(map(out.__setitem__, none, repeat(None)), maxlen=0)
-    for children, ps in adopted:
-        deque(map(out.__setitem__, children, ps), maxlen=0)
-    return out
-
-
-class LazyRecords(Sequence[dict[str, Any]]):
-    """A trace's full records, read from the store only when asked for: `records[i]` decompresses the one chunk
-    that holds span i (a few recent chunks stay cached) and parses that one line. Lets `critical-path` and
-    `tree` look at the attributes of the few spans they report on without parsing a 1M-span trace."""
-
-    CACHED_CHUNKS = 8
-
-    def __init__(self, db: sqlite3.Connection, chunk_ids: list[int], offsets: list[int], n: int) -> None:
-        self._db = db
-        self._chunk_ids = chunk_ids
-        self._offsets = offsets
-        self._n = n
-        self._lines: dict[int, list[bytes]] = {}  # chunk position -> its raw lines, least recently used first
-        self._parsed: dict[int, dict[str, Any]] = {}
-        self._pending: threading.Thread | None = None
-        self._error: Exception | None = None
-
-    def __len__(self) -> int:
-        return self._n
-
-    def prefetch(self, indices: Iterable[int], *, background: bool = False) -> None:
-        """Parse these records now, reading each chunk they fall in once (nothing but them is kept).
-
-        With `background`, the chunks are read here and decompressed and parsed on a thread (zlib lets go of
-        the GIL), so the caller can go on with other work; the next access waits for it."""
-        self._wait()
-        by_chunk: dict[int, list[int]] = {}
-        offsets = self._offsets
-        for i in indices:
-            if 0 <= i < self._n and i not in self._parsed:
-                by_chunk.setdefault(bisect_right(offsets, i) - 1, []).append(i)
-        work: list[tuple[bytes | list[bytes], int, list[int]]] = []
-        for k, wanted in by_chunk.items():
-            work.append((self._lines.get(k) or self._blob(k), offsets[k], wanted))
-        if background and work:
-            self._pending = threading.Thread(target=self._parse, args=(work,), name="agent-debug-prefetch",
-                                             daemon=True)
-            self._pending.start()
-        else:
-            self._parse(work)
-            self._raise()
-
-    def _parse(self, work: list[tuple[bytes | list[bytes], int, list[int]]]) -> None:
-        loads = orjson.loads
-        try:
-            for data, base, wanted in work:
-                lines = _lines_of(data) if isinstance(data, bytes) else data
-                for i in wanted:
-                    self._parsed[i] = loads(lines[i - base])
-        except Exception as exc:  # a damaged chunk: raised to the caller on its next access
-            self._error = exc
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            self._pending.join()
-            self._pending = None
-            self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            exc, self._error = self._error, None
-            raise exc
-
-    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError(i)
-        if self._pending is not None:
-            self._wait()
-        rec = self._parsed.get(i)
-        if rec is None:
-            k = bisect_right(self._offsets, i) - 1
-            lines = self._lines.pop(k, None)
-            if lines is None:
-                lines = _lines_of(self._blob(k))
-                if len(self._lines) >= self.CACHED_CHUNKS:
-                    del self._lines[next(iter(self._lines))]
-            self._lines[k] = lines  # most recently used last
-            rec = self._parsed[i] = orjson.loads(lines[i - self._offsets[k]])
-        return rec
-
-    def _blob(self, k: int) -> bytes:
-        (blob,) = self._db.execute("SELECT records FROM chunks WHERE id = ?", (self._chunk_ids[k],)).fetchone()
-        return blob  # type: ignore[no-any-return]
-
-
-def _lines_of(blob: bytes) -> list[bytes]:
-    """A chunk's stored records, one line each (the last element is the empty rest after the final newline)."""
-    return zlib.decompress(blob).split(b"\n")
-
-
-def _head(path: Path) -> bytes:
-    """The first HEAD bytes of a file's (decompressed) content, or all of it if shorter."""
+def _head(path: Path, raw: IO[bytes]) -> bytes:
+    """The first HEAD bytes of a file's (decompressed) content, or all of it if shorter, read through `raw`
+    (left open; the caller seeks back)."""
     try:
-        with open_binary(path) as fh:
-            parts: list[bytes] = []
-            got = 0
-            while got < HEAD:
-                data = fh.read(HEAD - got)
-                if not data:
-                    break
-                parts.append(data)
-                got += len(data)
-            return b"".join(parts)[:HEAD]
+        fh = open_binary(path, raw)
+        parts: list[bytes] = []
+        got = 0
+        while got < HEAD:
+            data = fh.read(HEAD - got)
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)[:HEAD]
     except OSError:
         return b""
 
@@ -897,28 +813,28 @@ def ingest(
     if not files:
         raise NothingReadable("no trace files found in " + ", ".join(str(p) for p in paths))
     db = connect(db_path)
-    job = _Ingest(db, db_path, progress)
     try:
-        with gc_paused():
-            for path in files:
-                job.file(path, report, format)
-            job.flush()
-            job.settle()
-            job.summarize_touched()
+        with exclusive(db_path) as waited:
+            job = _Ingest(db, db_path, progress)
+            try:
+                with gc_paused():
+                    for path in files:
+                        job.file(path, report, format)
+            finally:
+                job.close()
+            res = job.result
+            res.rejected = report.rejected
+            res.rejects_by_reason = dict(report.reject_reasons)
+            res.notices = report.notices
+            if waited >= 1.0:
+                res.notices.append(f"waited {waited:.1f}s for another ingest into {db_path} to finish")
+            res.traces = len(job.touched)
+            res.seconds = round(time.perf_counter() - t0, 3)
+            db.execute("UPDATE ingests SET seconds=?, files=?, records=?, duplicates=?, rejected=?, conflicts=?, "
+                       "traces=? WHERE id=?", (res.seconds, res.files, res.records, res.duplicates, res.rejected,
+                                               res.conflicts, res.traces, job.ingest_id))
     finally:
-        job.close()
-        if job.rejects_fh is not None:
-            job.rejects_fh.close()
-    res = job.result
-    res.rejected = report.rejected
-    res.rejects_by_reason = dict(report.reject_reasons)
-    res.notices = report.notices
-    res.traces = len(job.touched)
-    res.seconds = round(time.perf_counter() - t0, 3)
-    db.execute("UPDATE ingests SET seconds=?, files=?, records=?, duplicates=?, rejected=?, conflicts=?, traces=? "
-               "WHERE id=?", (res.seconds, res.files, res.records, res.duplicates, res.rejected, res.conflicts,
-                              res.traces, job.ingest_id))
-    db.close()
+        db.close()
     res.readable = sum(f.records for f in report.files)
     res.nothing_readable = res.readable == 0 and res.files > 0 and res.files_skipped == 0 and (
         res.rejected > 0 or any(f.truncated or f.skipped for f in report.files))

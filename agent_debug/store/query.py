@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
 from agent_debug.analysis.spans import TraceSpans, TraceSummary
-from agent_debug.errors import AmbiguousTrace, TraceNotFound
-from agent_debug.store.ingest import load_columns
+from agent_debug.errors import AmbiguousTrace, StoreError, TraceNotFound
+from agent_debug.store.load import load_columns
 
 _SUMMARY_COLS = (
     "trace_id, root_span_id, run_id, session_id, workflow, actor, status, start_ns, end_ns, duration_ns, "
     "span_count, roots, agents, error_spans, prompt_tokens, completion_tokens, cost_usd, source_file, source_format"
 )
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _store_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """SQLite failing to read (a garbled page, a file that is not a store) is the store's error, one line."""
+
+    @wraps(fn)
+    def inner(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read the store: {exc}") from None
+
+    return inner
 
 
 @dataclass
@@ -49,6 +68,7 @@ def _row_to_summary(row: tuple[Any, ...]) -> TraceSummary:
     return TraceSummary(*vals)
 
 
+@_store_errors
 def list_traces(db: sqlite3.Connection, flt: TraceFilter | None = None) -> list[TraceSummary]:
     flt = flt or TraceFilter()
     where, args = [], []
@@ -75,6 +95,7 @@ def list_traces(db: sqlite3.Connection, flt: TraceFilter | None = None) -> list[
     return out
 
 
+@_store_errors
 def resolve_trace(db: sqlite3.Connection, prefix: str) -> str:
     """A full trace id from an id or unique prefix (like git). Raises TraceNotFound / AmbiguousTrace."""
     exact = db.execute("SELECT trace_id FROM traces WHERE trace_id = ?", (prefix,)).fetchone()
@@ -103,6 +124,7 @@ def load_trace(db: sqlite3.Connection, trace_id: str, *, records: bool | str = F
     return ts
 
 
+@_store_errors
 def summary(db: sqlite3.Connection, trace_id: str) -> TraceSummary:
     row = db.execute(f"SELECT {_SUMMARY_COLS} FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
     if row is None:
