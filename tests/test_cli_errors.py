@@ -339,9 +339,7 @@ CASES: list[Case] = [
          r"^Error: store pages.db could not be read: database disk image is malformed$"),
     Case("store-damaged-pages-bucket", ("bucket", "--db", "pages.db", "--json"), 5,
          r"^Error: store pages.db could not be read: database disk image is malformed$"),
-    *[Case(f"store-damaged-chunks-{args[0]}", (*args, "--db", "chunks.db"), 5, r"^Error: .*chunks.db",
-           marks=(pytest.mark.xfail(reason="damaged chunk blobs raise StoreError: the store's part of issue 12, "
-                                           "merged separately", strict=False),))
+    *[Case(f"store-damaged-chunks-{args[0]}", (*args, "--db", "chunks.db"), 5, r"^Error: trace aa1: stored chunk \d+ is damaged")
       for args in (("tree", "aa1"), ("critical-path", "aa1"), ("bucket",))],
     # 6: packets, 8: outputs
     *_packet_cases(),
@@ -458,7 +456,8 @@ def _commands() -> Iterator[tuple[str, Any]]:
 
 
 NO_JSON = {"export": "writes OTLP/JSON lines: its output is the document"}
-READS_TRACES = {"traces", "tree", "critical-path", "bucket", "why", "session", "packet", "eval", "dataset add"}
+READS_TRACES = {"traces", "tree", "critical-path", "bucket", "why", "session", "packet", "eval", "dataset add",
+                "report"}
 
 
 def _json_runs(w: Path, source: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -476,6 +475,7 @@ def _json_runs(w: Path, source: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
         "session": ("session", "s1", *source),
         "packet": ("packet", "aa1", "-o", f"out-{tag}/p.json", *source),
         "replay": ("replay", "pk/ok.json"),
+        "report": ("report", "aa1", "-o", f"out-{tag}/r.html", *source),
         "eval": ("eval", "cases/ok.toml", *source),
         "eval calibrate": ("eval", "calibrate", "calibrate-labels.jsonl"),
         "dataset add": ("dataset", "add", "aa1", "--case", "c", "--label", "fail", "--dataset",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOption, db_path, print_json, stderr_console
+from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOption, db_path, print_json, warn
 from agent_debug.cli.diagnose import RulesOption
 
 DEFAULT_LIMIT = 50
@@ -40,7 +40,7 @@ def report(
     a run list to switch between them."""
     from agent_debug.analysis.buckets import load_rules
     from agent_debug.analysis.source import open_source
-    from agent_debug.errors import CouldNotRun, NothingReadable
+    from agent_debug.errors import NothingReadable, OutputError
     from agent_debug.report.document import build_document
     from agent_debug.report.page import write_page
 
@@ -64,16 +64,12 @@ def report(
     try:
         size = write_page(result.doc, path)
     except OSError as exc:
-        raise CouldNotRun(f"cannot write the report {path}: {exc.strerror or exc}") from None
+        raise OutputError.from_os(path, exc) from None
+    warn(result.notices)
     if json:
         print_json({"output": str(path), "bytes": size, **result.summary()})
         return
     spans = sum(r["span_count"] for r in result.doc["runs"])
-    err = stderr_console()
-    from rich.markup import escape
-
-    for note in result.notices:
-        err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
     typer.echo(f"wrote {path} ({len(ids)} run{'s' if len(ids) > 1 else ''}, {spans} spans, "
                f"{size / 1e6:.1f} MB): open it in a browser")
 

@@ -69,10 +69,10 @@ def write_page(doc: dict[str, Any], path: str | os.PathLike[str]) -> int:
     data = page_html(doc)
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    target.parent.mkdir(parents=True, exist_ok=True)  # like every other output: missing folders are created
     try:
         tmp.write_bytes(data)
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return len(data)
