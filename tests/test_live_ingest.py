@@ -36,6 +36,7 @@ from conftest import ROOT, rec, run_cli, tree_json_span_ids
 WRITER = Path(__file__).resolve().parent / "live_writer.py"
 FORMATS = ("jsonl", "msgpack", "jsonl", "msgpack")
 INTERVAL = 0.5
+WRITE_S = 4.0
 # what an ingest of a live directory may say on stderr without anything being wrong
 EXPECTED_NOTICES = re.compile(r"partial last (line|object) .* not read|exists beside it \(interrupted compression\)"
                               r"|waited [\d.]+s for another ingest")
@@ -52,8 +53,11 @@ def _env() -> dict[str, str]:
 def _live(tmp_path: Path, spans: int) -> None:
     logs, db = tmp_path / "logs", tmp_path / "traces.db"
     logs.mkdir()
+    # the writers write in bursts (a run of 50 spans at full speed) for at least WRITE_S seconds, so that ingests
+    # run while they write however fast the SDK is
+    pause = WRITE_S / (spans / 50)
     writers = [subprocess.Popen([sys.executable, str(WRITER), str(logs), fmt, str(no), str(spans),
-                                 str(tmp_path / f"manifest{no}.json")], env=_env(), cwd=ROOT)
+                                 str(tmp_path / f"manifest{no}.json"), str(pause)], env=_env(), cwd=ROOT)
                for no, fmt in enumerate(FORMATS)]
     ingests: list[tuple[subprocess.Popen[bytes], Path]] = []
     next_at = time.monotonic() + INTERVAL
