@@ -193,8 +193,8 @@ class Span:
             else:
                 q = w._q
                 if len(q) < w.buffer_size:
-                    q.append((trace_id, 0, data))
-                    if len(q) == 4096:  # a burst: wake the writer once
+                    q.append(data)
+                    if len(q) == 4096:  # a burst: wake the writer once (writer.WAKE_AT)
                         w._wake.set()
                 else:
                     w.stats.dropped += 1
