@@ -42,6 +42,7 @@ F_ROOT = 2  # this span is a run's root
 F_KEEP = 4  # the run failed, errored, or was slow: keep it whole
 
 BATCH = 8192  # records per batch at most: bounds how long one C pass holds the GIL (a few ms)
+MIN_BATCH = 256
 WAKE_AT = 4096  # a backlog this long wakes the writer before its flush interval is up
 MESSAGE_MAX = 4 << 20  # bytes per loguru message at most: every message is one write() and one GIL hand-off
 
@@ -242,23 +243,33 @@ class Writer:
     # -- writer thread ----------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        cpu = time.thread_time
+        # wake twice per flush interval: a record waits at most half of it to be taken, and a batch is sized to
+        # be written within the other half (see `_batch_size`)
         while not self._stop.is_set():
-            self._wake.wait(self.flush_interval)
+            self._wake.wait(self.flush_interval / 2)
             self._wake.clear()
-            c0 = cpu()
             self._drain()
-            self.stats.writer_cpu_seconds += cpu() - c0
         self._drain(final=True)
+
+    def _batch_size(self) -> int:
+        """As many records as the writer handles in a fifth of the flush interval (from its CPU time per
+        record so far), within [MIN_BATCH, BATCH]."""
+        st = self.stats
+        if st.emitted < 1000 or st.writer_cpu_seconds <= 0:
+            return BATCH
+        per_record = st.writer_cpu_seconds / st.emitted
+        return max(MIN_BATCH, min(BATCH, int(self.flush_interval / 5 / per_record)))
 
     def _drain(self, final: bool = False) -> None:
         q = self._q
         take = q.popleft
+        cpu = time.thread_time
         while q:
             t0 = time.perf_counter()
+            c0 = cpu()
             try:
                 # popped in C, without a bytecode per record (appends from other threads may interleave safely)
-                batch = list(map(operator.call, repeat(take, min(len(q), BATCH))))
+                batch = list(map(operator.call, repeat(take, min(len(q), self._batch_size()))))
                 self.stats.emitted += len(batch)
                 if not self.keep_all:
                     batch = self._sample(batch)
@@ -267,6 +278,7 @@ class Writer:
                 self._expire_pending(final)
             except Exception as exc:  # never let the writer thread die
                 self._internal_error(exc)
+            self.stats.writer_cpu_seconds += cpu() - c0
             self.stats.batches += 1
             self.stats.max_batch_seconds = max(self.stats.max_batch_seconds, time.perf_counter() - t0)
         if final:
