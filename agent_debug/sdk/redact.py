@@ -77,11 +77,20 @@ VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
 _B_BOUNDARY = rb"(?:(?<![a-z0-9])|(?<=\\[nrtbf])|(?<=\\u[0-9a-f]{4}))"
 
 # Literal triggers, searched in the lowercased JSON bytes, each with an optional check anchored at the hit (on
-# the lowercased bytes, so a superset of the case-sensitive pattern) that rules out the common false hits.
+# the lowercased bytes, so a superset of the case-sensitive pattern) that rules out the common false hits. Each
+# starts with bytes that are rare in JSON text (not a space, '_' or '.'): the search checks every place where a
+# trigger's first bytes occur.
+_KEY_TRIGGERS: tuple[tuple[bytes, bytes | None], ...] = (
+    # every part of SECRET_KEY_PARTS, in every spelling of its separator
+    (b"passw", None), (b"passph", None), (b"pwd", None), (b"secret", None), (b"authorization", None),
+    (b"credential", None), (b"cookie", None),
+    *((word.replace(b"_", sep), None) for word in (b"api_key", b"access_key", b"private_key", b"session_key")
+      for sep in (b"_", b"-", b".", b" ", b"")),
+)
 _VALUE_TRIGGERS: tuple[tuple[bytes, bytes | None], ...] = (
     (b"-----begin", None),
     (b"sk-", _B_BOUNDARY + rb"sk-|sk-ant-"),
-    (b"sk_live", None), (b"sk_test", None), (b"rk_live", None), (b"rk_test", None),
+    (b"k_live", rb"(?<=[sr])k_live_"), (b"k_test", rb"(?<=[sr])k_test_"),
     (b"aiza", rb"aiza[0-9a-z_\-]{35}"),
     *((p, _B_BOUNDARY + rb"(?:akia|asia|agpa|aida|aroa|anpa)[0-9a-z]{16}")
       for p in (b"akia", b"asia", b"agpa", b"aida", b"aroa", b"anpa")),
@@ -181,14 +190,17 @@ class Redactor:
         self.max_string_chars = max_string_chars
         self.max_payload_bytes = max_payload_bytes
         self.max_record_bytes = max_record_bytes
-        triggers: dict[bytes, bytes | None] = {}
-        for part in self._parts:
+        triggers: dict[bytes, bytes | None] = dict(_KEY_TRIGGERS)
+        for part in self.extra_keys:
             for spelling in _key_spellings(part):
                 triggers[spelling] = None
         for literal, check in _VALUE_TRIGGERS:
             triggers.setdefault(literal, check)
         self._triggers = list(triggers)
         self._checks = [None if c is None else re.compile(c) for c in triggers.values()]
+        # a trigger that can start inside another one: a rejected hit of the other must be searched again
+        self._overlapped = [_can_hide(t, self._triggers) for t in self._triggers]
+        self._longest = max(map(len, self._triggers))
         self._find = _load_automaton(self._triggers)
         self._find_all: Callable[[bytes], list[tuple[int, int, int]]] | None = None
 
@@ -217,27 +229,24 @@ class Redactor:
         return todo
 
     def _trigger_hits(self, low: bytes) -> list[int]:
-        """Positions in the lowercased batch where a trigger holds (its anchored check passes). A trigger that a
-        rejected hit overlaps would be skipped by the non-overlapping search: that record is searched again."""
+        """Positions in the lowercased batch where a trigger holds (its anchored check passes). The search is
+        non-overlapping: where a rejected hit may hide another trigger starting inside it, the bytes from
+        there are searched again for every match."""
         hits: list[int] = []
-        recheck: set[int] = set()
         checks = self._checks
-        for idx, start, _end in self._find(low):
+        for idx, start, end in self._find(low):
             check = checks[idx]
             if check is None or check.match(low, start):
                 hits.append(start)
-            else:
-                recheck.add(low.rfind(b"\n", 0, start) + 1)
-        for rec_start in recheck:
-            rec_end = low.find(b"\n", rec_start)
-            rec_end = len(low) if rec_end < 0 else rec_end
-            if self._find_all is None:
-                self._find_all = _overlapping(self._triggers)
-            for idx, start, _end in self._find_all(low[rec_start:rec_end]):
-                check = checks[idx]
-                if check is None or check.match(low, rec_start + start):
-                    hits.append(rec_start + start)
-                    break
+            elif self._overlapped[idx]:
+                if self._find_all is None:
+                    self._find_all = _overlapping(self._triggers)
+                window = low[start + 1 : end + self._longest]
+                for idx2, s2, _e2 in self._find_all(window):
+                    check2 = checks[idx2]
+                    if check2 is None or check2.match(low, start + 1 + s2):
+                        hits.append(start + 1 + s2)
+                        break
         return hits
 
     # -- redacting ----------------------------------------------------------------------------------------------
@@ -397,6 +406,16 @@ def _keep_key(kind: str) -> Callable[[re.Match[str]], str]:
         return m.group(0)
 
     return replace
+
+
+def _can_hide(trigger: bytes, triggers: list[bytes]) -> bool:
+    """Can another trigger start inside `trigger` (at offset 1 or later)? Then a rejected hit of `trigger`
+    may have hidden it from the non-overlapping search."""
+    for i in range(1, len(trigger)):
+        tail = trigger[i:]
+        if any(t.startswith(tail) or tail.startswith(t) or t in tail for t in triggers):
+            return True
+    return False
 
 
 def _overlapping(patterns: list[bytes]) -> Callable[[bytes], list[tuple[int, int, int]]]:
