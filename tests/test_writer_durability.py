@@ -161,3 +161,19 @@ def test_sigkill_at_full_speed_loses_at_most_the_last_flush_interval(tmp_path: P
     emitted = reports[-1][0]
     assert safe > 0 and found[: safe] == list(range(safe)), (
         f"emitted {emitted}, {safe} of them 0.1 s before the kill, found {len(found)}")
+
+
+@pytest.mark.parametrize("rotation", ["20 MB", 4096, "1 week", "00:00"])
+def test_every_kind_of_rotation_writes_readable_files(tmp_path: Path, rotation: Any) -> None:
+    """Size rotations hand loguru's sink bare bytes; time rotations a message that carries the time."""
+    ad.configure(tmp_path, rotation=rotation, flush_interval=0.01)
+    with ad.run("wf"):
+        for i in range(200):
+            with ad.span("s", attributes={"i": i}) as s:
+                s.set_payload({"text": "x" * 100})
+    assert ad.shutdown()["internal_errors"] == 0
+    report = ReadReport()
+    got = sorted(r["attributes"]["i"] for r in read_paths([tmp_path], report) if r["name"] == "s")
+    assert report.rejected == 0 and got == list(range(200))
+    if rotation == 4096:
+        assert len(list(tmp_path.iterdir())) > 3  # rotated, each file a whole number of records

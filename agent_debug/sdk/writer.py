@@ -41,7 +41,7 @@ F_ERROR = 1  # this span ended with status error
 F_ROOT = 2  # this span is a run's root
 F_KEEP = 4  # the run failed, errored, or was slow: keep it whole
 
-BATCH = 8192  # records per batch at most: bounds how long one C pass holds the GIL (a few ms)
+BATCH = 2048  # records per batch at most: bounds how long the passes that hold the GIL take (1-2 ms)
 MIN_BATCH = 256
 WAKE_AT = 4096  # a backlog this long wakes the writer before its flush interval is up
 MESSAGE_MAX = 4 << 20  # bytes per loguru message at most: every message is one write() and one GIL hand-off
