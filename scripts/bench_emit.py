@@ -489,6 +489,7 @@ def breakdown(iterations: int) -> list[tuple[str, float]]:
     shell.buffer_size = 10**9
     shell.stats = WriterStats()
     shell._wake = threading.Event()
+    shell.keep_all = True
 
     def mean(fn: Callable[[], Any], n: int = iterations) -> float:
         best = float("inf")
