@@ -45,6 +45,7 @@ BATCH = 2048  # records per batch at most: bounds how long the passes that hold 
 MIN_BATCH = 256
 WAKE_AT = 4096  # a backlog this long wakes the writer before its flush interval is up
 MESSAGE_MAX = 4 << 20  # bytes per loguru message at most: every message is one write() and one GIL hand-off
+KEEP_BUFFER_MAX = 8 << 20
 
 
 @dataclass
@@ -223,6 +224,7 @@ class Writer:
         self._pending: dict[str, list[tuple[int, bytes]]] = {}
         self._pending_since: dict[str, float] = {}
         self._decisions: OrderedDict[str, bool] = OrderedDict()
+        self._recent: deque[bytes] = deque(maxlen=2)
         self.path = self.directory / f"{prefix}-{socket.gethostname()}-{os.getpid()}.{format}"
 
         self._chunk = _chunk_size(rotation)
@@ -360,6 +362,10 @@ class Writer:
         else:
             self._write_jsonl(joined)
         self.stats.written += n
+        if len(joined) <= KEEP_BUFFER_MAX:
+            # alive until two batches later: the allocator reuses the pages the batches before freed instead of
+            # giving them back to the OS and faulting fresh ones in (~0.3 page faults per record fewer)
+            self._recent.append(joined)
 
     def _write_jsonl(self, joined: bytes) -> None:
         """Messages of at most `self._chunk` bytes, cut at record ends (`joined` ends with a newline): size
