@@ -138,21 +138,25 @@ def _retention_rule(retention: str | int | None) -> tuple[str, float] | None:
     return ("age", float(m.group(1)) * unit)
 
 
-def _chunk_size(rotation: str | int | Any) -> int:
-    """Largest message to hand loguru: a quarter of a size rotation (so files stay close to their limit), at
-    most MESSAGE_MAX."""
-    limit = MESSAGE_MAX
-    if isinstance(rotation, int):
-        return max(1, min(limit, rotation // 4))
+def _size_limit(rotation: str | int | Any) -> int | None:
+    """The size a size rotation allows, in bytes (None for rotations by time or by a callable)."""
+    if isinstance(rotation, int) and not isinstance(rotation, bool):
+        return rotation
     if isinstance(rotation, str):
         import re
 
         m = re.fullmatch(r"\s*([\d.]+)\s*([kmg]?i?b)\s*", rotation.lower())
         if m:
             unit = {"b": 1, "kb": 1000, "mb": 10**6, "gb": 10**9, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
-            size = float(m.group(1)) * unit.get(m.group(2), 1)
-            return max(1, min(limit, int(size // 4)))
-    return limit
+            return int(float(m.group(1)) * unit.get(m.group(2), 1))
+    return None
+
+
+def _chunk_size(rotation: str | int | Any) -> int:
+    """Largest message to hand loguru: a quarter of a size rotation (so files stay close to their limit), at
+    most MESSAGE_MAX."""
+    limit = _size_limit(rotation)
+    return MESSAGE_MAX if limit is None else max(1, min(MESSAGE_MAX, limit // 4))
 
 
 def _nested_attributes(batch: list[bytes]) -> list[int]:
@@ -234,6 +238,8 @@ class Writer:
             compression = None
         self._sink = _binary_file_sink(self.path, rotation, compression)
         self._size_rotation = rotation is None or _is_size(rotation)
+        self._size_limit = _size_limit(rotation)
+        self._file_bytes = 0  # what the open file holds, as far as we wrote it
         self._thread = threading.Thread(target=self._run, name="agent-debug-writer", daemon=True)
         self._thread.start()
 
@@ -394,8 +400,18 @@ class Writer:
 
     def _write_one(self, data: bytes) -> None:
         """One write() of our bytes through loguru's file sink (rotation, compression): unbuffered, so what
-        is written survives the process being killed."""
-        self._sink.write(data if self._size_rotation else _Message(data))
+        is written survives the process being killed. While a size rotation is not due, the bytes go straight
+        to the sink's open file: loguru's own check (a seek and a tell) would hand the GIL over twice more."""
+        sink = self._sink
+        f = sink._file
+        limit = self._size_limit
+        if f is not None and limit is not None and self._file_bytes + len(data) <= limit:
+            f.write(data)
+            self._file_bytes += len(data)
+            return
+        sink.write(data if self._size_rotation else _Message(data))
+        f = sink._file
+        self._file_bytes = f.tell() if f is not None and limit is not None else 0
 
     def _compress_in_background(self, path: str) -> None:
         def done() -> None:
