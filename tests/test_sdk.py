@@ -296,3 +296,23 @@ def test_nested_attribute_dicts_are_flattened(sdk: Path) -> None:
     recs = _by_name(_read(sdk))
     assert recs["a"]["attributes"] == {"tool.name": "rg", "tool.args.n": 1, "plain": "{not nested}"}
     assert recs["b"]["attributes"] == {"route.lane": "cheap"}
+
+
+def test_a_record_shows_the_payload_as_it_was_when_the_span_ended(sdk: Path) -> None:
+    """Serialized in the caller at span end: what the agent changes later never reaches the record."""
+    messages = [{"role": "user", "content": "first"}]
+    state = {"step": 1, "messages": messages}
+    with ad.run("wf"):
+        with ad.span("plan") as s:
+            s.set_payload({"state": state})
+            messages.append({"role": "assistant", "content": "second"})  # before the end: recorded
+        messages.append({"role": "user", "content": "after the end"})  # after: not recorded
+        state["step"] = 99
+        messages[0]["content"] = "rewritten"
+        with ad.span("act", attributes={"plan": "a"}) as s2:
+            pass
+        s2.set_attribute("plan", "b")  # ignored: the span has ended
+    plan = _by_name(_read(sdk))["plan"]
+    assert plan["payload"]["state"] == {"step": 1, "messages": [{"role": "user", "content": "first"},
+                                                                {"role": "assistant", "content": "second"}]}
+    assert _by_name(_read(sdk))["act"]["attributes"] == {"plan": "a"}

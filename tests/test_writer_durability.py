@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -114,3 +115,66 @@ def test_two_processes_share_a_directory_without_interleaving(tmp_path: Path) ->
     records = list(read_paths([tmp_path], report))
     assert report.rejected == 0 and len(records) == 4000
     assert len(list(tmp_path.glob("*.jsonl"))) == 2
+
+
+FULL_SPEED = textwrap.dedent(
+    """
+    import sys, time, agent_debug as ad
+    ad.configure(sys.argv[1], format=sys.argv[2])  # default settings: flush_interval 0.1, buffer 100,000
+    out, clock, i = sys.stdout, time.monotonic, 0
+    payload = {"answer": "rotate the intermediate first then reload the proxies " * 8, "scores": [0.9, 0.8]}
+    with ad.run("wf"):
+        while True:  # a tight loop: no pause, no sleep
+            with ad.span("step", attributes={"i": i, "tool.name": "search"}) as s:
+                s.set_payload(payload)
+            i += 1
+            if i % 256 == 0:
+                out.write(f"{i} {clock()}\\n")  # spans 0 .. i-1 have ended (emitted) by this time
+                out.flush()
+    """
+)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "msgpack"])
+def test_sigkill_at_full_speed_loses_at_most_the_last_flush_interval(tmp_path: Path, fmt: str) -> None:
+    """The process reports how many spans it has emitted as it goes; killed with SIGKILL at full speed, every
+    span it had emitted one flush interval (0.1 s) before the kill is in the files."""
+    proc = subprocess.Popen([sys.executable, "-c", FULL_SPEED, str(tmp_path), fmt], stdout=subprocess.PIPE,
+                            text=True, env={k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"})
+    assert proc.stdout is not None
+    reports: list[tuple[int, float]] = []
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        count, at = proc.stdout.readline().split()
+        reports.append((int(count), float(at)))
+        if reports[-1][0] >= 60_000 or (reports[-1][0] >= 8_000 and time.monotonic() - started > 20):
+            break
+    killed_at = time.monotonic()
+    os.kill(proc.pid, signal.SIGKILL)
+    reports += [(int(c), float(t)) for c, t in (line.split() for line in proc.stdout.read().splitlines())]
+    proc.wait()
+    safe = max((c for c, t in reports if t <= killed_at - 0.1), default=0)
+    report = ReadReport()
+    found = sorted(r["attributes"]["i"] for r in read_paths([tmp_path], report) if r["name"] == "step")
+    assert report.rejected == 0, report.rejects[:3]
+    assert len(found) == len(set(found))  # nothing written twice
+    emitted = reports[-1][0]
+    assert safe > 0 and found[: safe] == list(range(safe)), (
+        f"emitted {emitted}, {safe} of them 0.1 s before the kill, found {len(found)}")
+
+
+@pytest.mark.parametrize("rotation", ["20 MB", 4096, "1 week", "00:00"])
+def test_every_kind_of_rotation_writes_readable_files(tmp_path: Path, rotation: Any) -> None:
+    """Size rotations hand loguru's sink bare bytes; time rotations a message that carries the time."""
+    ad.configure(tmp_path, rotation=rotation, flush_interval=0.01)
+    before = ad.stats()["internal_errors"]  # a process-wide count: earlier tests may have added to it
+    with ad.run("wf"):
+        for i in range(200):
+            with ad.span("s", attributes={"i": i}) as s:
+                s.set_payload({"text": "x" * 100})
+    assert ad.shutdown()["internal_errors"] == before
+    report = ReadReport()
+    got = sorted(r["attributes"]["i"] for r in read_paths([tmp_path], report) if r["name"] == "s")
+    assert report.rejected == 0 and got == list(range(200))
+    if rotation == 4096:
+        assert len(list(tmp_path.iterdir())) > 3  # rotated, each file a whole number of records

@@ -17,20 +17,25 @@ _lock = threading.Lock()
 
 
 def on_run_finished(run: Run, root_record: dict[str, Any]) -> None:
+    """Called in the agent's thread as a run's root span ends: copies what the packet needs (cheap) and builds
+    and writes it on a background thread. Never raises: faults are counted in `stats()["internal_errors"]`."""
     from agent_debug.sdk import runtime
 
-    cfg = runtime.config()
-    if cfg is None or not cfg.packets:
-        return
-    escalated = bool(root_record.get("attributes", {}).get("run.escalated"))
-    if not (run.failed() or escalated):
-        return
-    records = list(run.records)
-    calls = [dict(c) for c in run.calls]
-    t = threading.Thread(target=_write, args=(records, calls, cfg), name="agent-debug-packet", daemon=True)
-    with _lock:
-        _threads[:] = [x for x in _threads if x.is_alive()] + [t]
-    t.start()
+    try:
+        cfg = runtime.config()
+        if cfg is None or not cfg.packets:
+            return
+        escalated = bool((root_record.get("attributes") or {}).get("run.escalated"))
+        if not (run.failed() or escalated):
+            return
+        records = list(run.records or ())  # None when packets were switched on while the run was open
+        calls = [dict(c) for c in run.calls]
+        t = threading.Thread(target=_write, args=(records, calls, cfg), name="agent-debug-packet", daemon=True)
+        with _lock:
+            _threads[:] = [x for x in _threads if x.is_alive()] + [t]
+        t.start()
+    except Exception as exc:
+        runtime.internal_error(exc)
 
 
 def _write(records: list[bytes], calls: list[dict[str, Any]], cfg: Any) -> None:

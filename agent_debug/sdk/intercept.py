@@ -4,6 +4,10 @@ Live, they call through, time the call in an LLM_CALL or TOOL_CALL span, and rec
 fingerprint and the response (on the span's payload and in the run's call log, which replay packets are made
 from). Under replay (a `Player` installed with `replaying(...)`) they return the recorded response without
 calling out. Calls are matched on hop order plus the normalized request hash, never on raw HTTP.
+
+Only the wrapped function's own exceptions (and, under replay, the recorded ones) reach the caller: whatever the
+SDK fails at around the call (hashing the request, reading usage from the reply, recording) is counted in
+`stats()["internal_errors"]` and logged, and the live response is returned.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import builtins
 import contextvars
 import hashlib
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from agent_debug.sdk import runtime
 from agent_debug.sdk.tracer import Span, current_run, span
 
 VOLATILE_KEYS = frozenset({"request_id", "timestamp", "time", "nonce", "trace_id", "span_id", "idempotency_key"})
@@ -37,7 +43,13 @@ def normalize_request(value: Any) -> Any:
 
 
 def request_hash(request: Any) -> str:
-    data = orjson.dumps(normalize_request(request), default=str, option=orjson.OPT_SORT_KEYS)
+    """A short, stable fingerprint of what a request means (see `normalize_request`)."""
+    norm = normalize_request(request)
+    try:
+        data = orjson.dumps(norm, default=str, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits, say (`{"seed": 2**70}`): the standard library takes them
+        text = json.dumps(norm, default=str, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        data = text.encode("utf-8", "surrogatepass")
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -83,39 +95,56 @@ def replaying(player: Player) -> Iterator[Player]:
         _PLAYER.reset(token)
 
 
-def _open(kind: str, name: str, agent: str | None, attrs: dict[str, Any], request: Any,
-          event_type: str | None = None) -> tuple[Any, dict[str, Any]]:
-    run = current_run()
-    hop = 0
-    if run is not None:
-        hop = run.hops
-        run.hops += 1
-    event_type = event_type or ("LLM_CALL" if kind == "llm" else "TOOL_CALL")
-    ctx = span(name, agent=agent, event_type=event_type, attributes=attrs)
-    call = {"hop": hop, "kind": kind, "name": name, "request": request, "request_hash": request_hash(request)}
-    return ctx, call
+def _begin(kind: str, name: str, agent: str | None, attrs: dict[str, Any], request: Any,
+           event_type: str | None) -> tuple[Span | None, dict[str, Any]]:
+    """Open the call's span and its entry in the call log. Never raises: a fault is counted, and the call
+    then runs unrecorded (no span) rather than not at all."""
+    call: dict[str, Any] = {"hop": 0, "kind": kind, "name": name, "request": request, "request_hash": None}
+    try:
+        run = current_run()
+        if run is not None:
+            call["hop"] = run.hops
+            run.hops += 1
+    except Exception as exc:
+        runtime.internal_error(exc)
+    try:
+        call["request_hash"] = request_hash(request)
+    except Exception as exc:  # an object whose str() fails, a cycle, ...
+        runtime.internal_error(exc)
+    try:
+        attrs["call.hop"] = call["hop"]
+        attrs["call.request_hash"] = call["request_hash"]
+        s = span(name, agent=agent, event_type=event_type or ("LLM_CALL" if kind == "llm" else "TOOL_CALL"),
+                 attributes=attrs)
+        s.payload = {"request": request}
+        s.__enter__()
+        call["agent"] = s.agent_name
+        call["span_id"] = s.span_id
+        return s, call
+    except Exception as exc:
+        runtime.internal_error(exc)
+        return None, call
 
 
-def _start(ctx: Any, call: dict[str, Any]) -> Span:
-    s: Span = ctx.__enter__()
-    call["agent"] = s.agent_name
-    call["span_id"] = s.span_id
-    s.attributes["call.hop"] = call["hop"]
-    s.attributes["call.request_hash"] = call["request_hash"]
-    s.set_payload({"request": call["request"]})
-    return s
+def _tokens(usage: dict[str, Any], key: str) -> int:
+    value = usage.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"usage.{key} is not a number: {value!r}")
+    return int(value)
 
 
 def _finish_llm(s: Span, response: Any, model: str) -> None:
-    if isinstance(response, dict):
-        usage = response.get("usage") or {}
-        s.record_llm(
-            model=response.get("model") or model,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            finish_reason=response.get("finish_reason"),
-            cost_usd=usage.get("cost_usd"),
-        )
+    """Model, finish reason and token counts from a dict reply. Raises on a usage it cannot read, after
+    recording what it could (the caller counts the fault)."""
+    if not isinstance(response, dict):
+        return
+    s.record_llm(model=response.get("model") or model, finish_reason=response.get("finish_reason"))
+    usage = response.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise TypeError(f"usage is a {type(usage).__name__}, not a mapping")
+    cost = usage.get("cost_usd")
+    s.add_tokens(_tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens"),
+                 None if cost is None else float(cost))
 
 
 def _finish_tool(s: Span, response: Any) -> None:
@@ -131,10 +160,52 @@ def _finish_tool(s: Span, response: Any) -> None:
         )
 
 
-def _log_call(call: dict[str, Any], s: Span) -> None:
-    run = s.run
-    if run is not None:
-        run.calls.append(call)
+def _end_ok(kind: str, s: Span | None, call: dict[str, Any], response: Any, model: str,
+            annotate: Callable[[Span, Any], None] | None) -> None:
+    """Record the response and end the span. SDK faults are counted (after the span has ended); an exception
+    from the caller's own `annotate` ends the span as failed and propagates."""
+    fault: Exception | None = None
+    user_exc: BaseException | None = None
+    try:
+        call["response"] = response
+        run = s.run if s is not None else current_run()
+        if run is not None:
+            run.calls.append(call)
+        if s is not None:
+            s.set_payload({"response": response})
+            if kind == "llm":
+                _finish_llm(s, response, model)
+            else:
+                _finish_tool(s, response)
+    except Exception as exc:  # a usage field that is not a number, ...
+        fault = exc
+    if annotate is not None and s is not None:
+        try:
+            annotate(s, response)
+        except BaseException as exc:
+            user_exc = exc
+    if s is not None:
+        s.__exit__(None if user_exc is None else type(user_exc), user_exc, None)
+    if fault is not None:
+        runtime.internal_error(fault)
+    if user_exc is not None:
+        raise user_exc
+
+
+def _end_failed(s: Span | None, call: dict[str, Any], exc: BaseException) -> None:
+    """The call raised: note it in the call log and end the span as failed (never raises itself)."""
+    try:
+        call["error"] = {"type": type(exc).__name__, "message": str(exc)}
+        run = s.run if s is not None else current_run()
+        if run is not None:
+            run.calls.append(call)
+    except Exception as fault:
+        runtime.internal_error_quiet(fault)
+    if s is not None:
+        try:
+            s.__exit__(type(exc), exc, exc.__traceback__)
+        except Exception as fault:
+            runtime.internal_error_quiet(fault)
 
 
 def _answer(call: dict[str, Any]) -> dict[str, Any] | None:
@@ -152,69 +223,44 @@ def _llm_attrs(model: str, budget: int | None) -> dict[str, Any]:
     return attrs
 
 
-def _complete(kind: str, s: Span, call: dict[str, Any], response: Any, model: str,
-              annotate: Callable[[Span, Any], None] | None) -> Any:
-    call["response"] = response
-    s.set_payload({"response": response})
-    if kind == "llm":
-        _finish_llm(s, response, model)
-    else:
-        _finish_tool(s, response)
-    if annotate is not None:
-        annotate(s, response)
-    _log_call(call, s)
-    return response
-
-
-def _failed(s: Span, call: dict[str, Any], exc: BaseException) -> None:
-    call["error"] = {"type": type(exc).__name__, "message": str(exc)}
-    _log_call(call, s)
+def _replayed(s: Span | None, call: dict[str, Any]) -> dict[str, Any] | None:
+    """Under replay, the recorded answer (raising the recorded exception); None when the live call runs."""
+    answer = _answer(call)
+    if answer is None:
+        return None
+    if s is not None:
+        s.attributes["replay.stubbed"] = True
+    if "error" in answer:
+        raise rebuild_exception(answer["error"])
+    return answer
 
 
 def _sync(kind: str, fn: Callable[[Any], Any], request: Any, name: str, agent: str | None,
           attrs: dict[str, Any], model: str, event_type: str | None = None,
           annotate: Callable[[Span, Any], None] | None = None) -> Any:
-    ctx, call = _open(kind, name, agent, attrs, request, event_type)
-    s = _start(ctx, call)
+    s, call = _begin(kind, name, agent, attrs, request, event_type)
     try:
-        answer = _answer(call)
-        if answer is not None:
-            s.attributes["replay.stubbed"] = True
-            if "error" in answer:
-                raise rebuild_exception(answer["error"])
-            response = answer["response"]
-        else:
-            response = fn(request)
-        result = _complete(kind, s, call, response, model, annotate)
+        answer = _replayed(s, call)
+        response = fn(request) if answer is None else answer["response"]
     except BaseException as exc:
-        _failed(s, call, exc)
-        ctx.__exit__(type(exc), exc, exc.__traceback__)
+        _end_failed(s, call, exc)
         raise
-    ctx.__exit__(None, None, None)
-    return result
+    _end_ok(kind, s, call, response, model, annotate)
+    return response
 
 
 async def _async(kind: str, fn: Callable[[Any], Awaitable[Any]], request: Any, name: str, agent: str | None,
                  attrs: dict[str, Any], model: str, event_type: str | None = None,
                  annotate: Callable[[Span, Any], None] | None = None) -> Any:
-    ctx, call = _open(kind, name, agent, attrs, request, event_type)
-    s = _start(ctx, call)
+    s, call = _begin(kind, name, agent, attrs, request, event_type)
     try:
-        answer = _answer(call)
-        if answer is not None:
-            s.attributes["replay.stubbed"] = True
-            if "error" in answer:
-                raise rebuild_exception(answer["error"])
-            response = answer["response"]
-        else:
-            response = await fn(request)
-        result = _complete(kind, s, call, response, model, annotate)
+        answer = _replayed(s, call)
+        response = (await fn(request)) if answer is None else answer["response"]
     except BaseException as exc:
-        _failed(s, call, exc)
-        ctx.__exit__(type(exc), exc, exc.__traceback__)
+        _end_failed(s, call, exc)
         raise
-    ctx.__exit__(None, None, None)
-    return result
+    _end_ok(kind, s, call, response, model, annotate)
+    return response
 
 
 Annotate = Callable[[Span, Any], None]

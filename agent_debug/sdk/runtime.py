@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_debug.sdk.redact import Redactor
-from agent_debug.sdk.writer import Writer
+from agent_debug.sdk.writer import WAKE_AT, Writer
 
 if TYPE_CHECKING:
     from agent_debug.sdk.tracer import Run
@@ -199,8 +199,8 @@ def emit(trace_id: str, flags: int, data: bytes) -> None:
     if len(q) >= w.buffer_size:
         w.stats.dropped += 1
         return
-    q.append((trace_id, flags, data))
-    if len(q) == 4096:  # a burst: wake the writer once
+    q.append(data if flags == 0 or w.keep_all else (trace_id, flags, data))
+    if len(q) == WAKE_AT:  # a burst: wake the writer once
         w._wake.set()
 
 

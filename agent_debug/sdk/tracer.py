@@ -20,6 +20,7 @@ import orjson
 
 from agent_debug.model import RunEnvelope
 from agent_debug.sdk import runtime
+from agent_debug.sdk.safe import dumps_record
 from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +54,15 @@ os.register_at_fork(after_in_child=_reseed)
 
 def new_trace_id() -> str:
     return str(uuid.UUID(int=_rng.getrandbits(128), version=4))
+
+
+def _copy_attributes(attributes: Any) -> dict[str, Any]:
+    """A copy of the attributes given at span creation; anything but a mapping is a counted fault."""
+    try:
+        return dict(attributes)
+    except Exception as exc:
+        runtime.internal_error(exc)
+        return {}
 
 
 def _flatten(prefix: str, value: dict[str, Any], out: dict[str, Any]) -> None:
@@ -104,7 +114,7 @@ class Span:
         self.agent_name = agent
         self.event_type = event_type
         # a plain copy: nested dicts, if any, are flattened to dotted keys by the writer thread, off the hot path
-        self.attributes: dict[str, Any] = dict(attributes) if attributes else {}
+        self.attributes: dict[str, Any] = _copy_attributes(attributes) if attributes else {}
         self.payload: dict[str, Any] | None = None
         self.status = "ok"
         self.error: dict[str, str] | None = None
@@ -180,26 +190,26 @@ class Span:
                 rec["token_cost"] = self.token_cost
             if self.attributes:
                 rec["attributes"] = self.attributes
+            fault = None
             try:
                 data = _dumps(rec)
-            except TypeError:  # a value JSON has no type for, or a non-string key: rare, so paid for only then
-                try:
-                    data = _dumps(rec, default=str)
-                except TypeError:
-                    data = _dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS)
+            except TypeError:  # a value JSON has no type for, a non-string key, ...: rare, so paid for only then
+                data, fault = dumps_record(rec)
             w = runtime._writer
             if w is None or runtime._collectors:
                 runtime.emit(trace_id, 0, data)
             else:
                 q = w._q
                 if len(q) < w.buffer_size:
-                    q.append((trace_id, 0, data))
-                    if len(q) == 4096:  # a burst: wake the writer once
+                    q.append(data)
+                    if len(q) == 4096:  # a burst: wake the writer once (writer.WAKE_AT)
                         w._wake.set()
                 else:
                     w.stats.dropped += 1
             if run.records is not None:
                 run.records.append(data)
+            if fault is not None:
+                raise fault  # counted below, once the record is on its way
         except Exception as e:
             runtime.internal_error(e)
 
@@ -231,34 +241,49 @@ class Span:
     # -- what the agent calls ---------------------------------------------------------------------------------
 
     def set_attribute(self, key: str, value: Any) -> Span:
-        if type(value) is dict:
-            _flatten(key, value, self.attributes)
-        else:
-            self.attributes[key] = value
+        try:
+            if type(value) is dict:
+                _flatten(key, value, self.attributes)
+            else:
+                self.attributes[key] = value
+        except Exception as exc:  # a dict that contains itself, ...
+            runtime.internal_error(exc)
         return self
 
     def set_attributes(self, attributes: dict[str, Any]) -> Span:
-        for k, v in attributes.items():
-            self.set_attribute(k, v)
+        try:
+            for k, v in attributes.items():
+                self.set_attribute(k, v)
+        except Exception as exc:  # not a mapping
+            runtime.internal_error(exc)
         return self
 
     def set_payload(self, payload: dict[str, Any]) -> Span:
-        if self.payload is None:
-            self.payload = dict(payload)
-        else:
-            self.payload.update(payload)
+        try:
+            if self.payload is None:
+                self.payload = dict(payload)
+            else:
+                self.payload.update(payload)
+        except Exception as exc:  # not a mapping
+            runtime.internal_error(exc)
         return self
 
     def add_tokens(self, prompt: int = 0, completion: int = 0, cost_usd: float | None = None) -> Span:
+        try:
+            prompt, completion = int(prompt), int(completion)  # before anything changes: all or nothing
+            cost = None if cost_usd is None else float(cost_usd)
+        except Exception as exc:  # "n/a", None, an object
+            runtime.internal_error(exc)
+            return self
         tc = self.token_cost
         if tc is None:
             tc = self.token_cost = {"prompt_tokens": 0, "completion_tokens": 0}
-        tc["prompt_tokens"] += int(prompt)
-        tc["completion_tokens"] += int(completion)
-        if cost_usd is not None:
-            tc["cost_usd"] = round(tc.get("cost_usd", 0.0) + float(cost_usd), 8)
+        tc["prompt_tokens"] += prompt
+        tc["completion_tokens"] += completion
+        if cost is not None:
+            tc["cost_usd"] = round(tc.get("cost_usd", 0.0) + cost, 8)
         if self.run is not None:
-            self.run.tokens += int(prompt) + int(completion)
+            self.run.tokens += prompt + completion
         return self
 
     def set_error(self, type_: str, message: str = "") -> Span:
@@ -269,10 +294,14 @@ class Span:
 
     def retry_of(self, previous: Span | str, count: int | None = None) -> Span:
         """Mark this span as a retry of `previous` (its span or span id)."""
-        prev_id = previous if isinstance(previous, str) else previous.span_id
+        try:
+            prev_id = previous if isinstance(previous, str) else previous.span_id
+            if count is None and not isinstance(previous, str):
+                count = int(previous.attributes.get("retry.count", 0)) + 1
+        except Exception as exc:  # not a span, or a span not started yet
+            runtime.internal_error(exc)
+            return self
         self.attributes["retry.of"] = prev_id
-        if count is None and not isinstance(previous, str):
-            count = int(previous.attributes.get("retry.count", 0)) + 1
         self.attributes["retry.count"] = count if count is not None else 1
         return self
 
@@ -370,15 +399,17 @@ class Span:
             if run.keep_whole():
                 flags |= F_KEEP
         try:
-            data = _dumps(rec, default=str)
-        except TypeError:  # non-string keys somewhere: rare, so not paid for on every span
-            data = _dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS)
+            data, fault = _dumps(rec), None
+        except TypeError:  # a value JSON has no type for, a non-string key, ...: rare, so paid for only then
+            data, fault = dumps_record(rec)
         runtime.emit(self.trace_id, flags, data)
         if run is not None and run.records is not None:
             run.records.append(data)
         if root:
             assert run is not None
             run.on_finished(rec)
+        if fault is not None:
+            raise fault  # counted by `end`, after the record was emitted
 
 
 _dumps = orjson.dumps
@@ -512,7 +543,13 @@ def span(
     s.name = name
     s.agent_name = agent
     s.event_type = event_type
-    s.attributes = dict(attributes) if attributes else {}
+    if attributes:
+        try:
+            s.attributes = dict(attributes)
+        except Exception:  # not a mapping
+            s.attributes = _copy_attributes(attributes)
+    else:
+        s.attributes = {}
     s.payload = None
     s.status = "ok"
     s.error = None
@@ -532,7 +569,12 @@ class _RunContext:
         self._run: Run | None = None
 
     def __enter__(self) -> Run:
-        self._run = Run(**self._args)
+        try:
+            self._run = Run(**self._args)
+        except Exception as exc:  # attributes that are not a mapping, ...: the run goes on, with what is sane
+            runtime.internal_error(exc)
+            a = self._args
+            self._run = Run(str(a["workflow"]), str(a["actor"]), str(a["agent"]), None, None, None, None)
         root = self._run.root
         root._token = _CURRENT.set(root)
         return self._run
