@@ -135,6 +135,7 @@ class RunDiagnosis:
     next_action: str
     source: dict[str, Any] | None = None
     fingerprint: str = ""
+    flag: str | None = None  # set when the run was bucketed for its suspects, not for a recorded failure
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -527,7 +528,7 @@ class BucketReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"runs": [r.as_dict() for r in self.runs], "buckets": self.buckets, "clusters": self.clusters,
-                "passing_runs": self.passing}
+                "passing_runs": self.passing, "flagged_runs": sum(1 for r in self.runs if r.flag)}
 
 
 def summarize_buckets(runs: list[RunDiagnosis], rules: Rules) -> list[dict[str, Any]]:
@@ -559,14 +560,20 @@ def cluster(runs: list[RunDiagnosis]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: (-c["count"], -c["last_seen_ns"]))
 
 
-def bucket_runs(source: Any, flt: Any, rules: Rules) -> BucketReport:
-    """Diagnose every failed run the filter selects from a Source."""
+def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, span_model: Any = None
+                ) -> BucketReport:
+    """Diagnose every failed run the filter selects from a Source; with `suspects`, also every run not marked
+    failed that carries a strong suspect (flagged as such)."""
     summaries = source.list(flt)
     diagnoses = []
     passing = 0
     for s in summaries:
         if not s.failed:
             passing += 1
+            if suspects:
+                d = diagnose_suspected(source.load(s.trace_id, records=True), s, rules, span_model)
+                if d is not None:
+                    diagnoses.append(d)
             continue
         ts = source.load(s.trace_id, records=True)
         d = diagnose(ts, s, rules)
@@ -574,3 +581,37 @@ def bucket_runs(source: Any, flt: Any, rules: Rules) -> BucketReport:
             diagnoses.append(d)
     return BucketReport(diagnoses, summarize_buckets(diagnoses, rules), cluster(diagnoses), passing,
                         list(getattr(source, "notices", [])))
+
+
+def diagnose_suspected(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: Any = None
+                       ) -> RunDiagnosis | None:
+    """A run not marked failed, bucketed by its top strong suspect (`suspects.run_suspects`); None when it has no
+    strong suspect. The diagnosis says it is a suspicion (`flag`), not a recorded failure."""
+    from agent_debug.analysis.suspects import run_suspects
+
+    tree = build_tree(ts)
+    strong = [x for x in run_suspects(ts, rules, span_model=span_model, tree=tree).suspects if x.strong]
+    if not strong or summary.root_span_id is None:
+        return None
+    top = strong[0]
+    i = top.index
+    root = ts.span_id.index(summary.root_span_id)
+    chain = [ts.span_id[k] for k in _chain(tree, i, root)]
+    attrs = ts.attributes(i)
+    return RunDiagnosis(
+        trace_id=ts.trace_id, workflow=summary.workflow, session_id=summary.session_id, start_ns=summary.start_ns,
+        bucket=top.bucket,
+        root_cause={"span_id": top.span_id, "agent_name": top.agent_name, "name": top.name,
+                    "event_type": top.event_type, "attributes": attrs},
+        chain=chain,
+        visible_failure={"span_id": ts.span_id[root], "agent_name": ts.agent_name[root], "name": ts.name[root],
+                         "event_type": ts.event_type[root]},
+        evidence=[f"{e}: {top.agent_name} {top.name} ({top.span_id})" for e in top.evidence[:3]],
+        suspects=[x.as_dict() for x in strong],
+        next_action=rules.next_action(top.bucket),
+        source={"file": summary.source_file, "format": summary.source_format}
+        if summary.source_file or summary.source_format else None,
+        fingerprint="|".join([top.bucket, top.agent_name, top.event_type, top.name, top.signal,
+                              summary.workflow or "", "", ""]),
+        flag=f"suspected: not marked failed (status {summary.status}); top suspect score {top.score:.2f}",
+    )

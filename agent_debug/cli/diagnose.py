@@ -18,6 +18,8 @@ def bucket(
     workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only runs started since: 2h, 7d, or ISO time.")] = None,
     rules: RulesOption = None,
+    suspects: Annotated[bool, typer.Option("--suspects", help="Also bucket runs not marked failed that carry a "
+                                           "strong suspect (flagged as suspected).")] = False,
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,
@@ -30,7 +32,7 @@ def bucket(
 
     src = open_source(db_path(db), from_, format)
     report = bucket_runs(src, TraceFilter(workflow=workflow, since_ns=parse_since(since) if since else None),
-                         load_rules(rules))
+                         load_rules(rules), suspects=suspects)
     if json:
         print_json(report.as_dict())
         return
@@ -41,8 +43,11 @@ def render_buckets(report: Any, *, runs_shown: int = 20) -> None:
     from rich.table import Table
 
     out = stdout_console()
-    total = len(report.runs)
-    out.print(f"[bold]{total} failed runs[/] bucketed ({report.passing} passing runs not bucketed)", highlight=False)
+    flagged = sum(1 for r in report.runs if r.flag)
+    total = len(report.runs) - flagged
+    more = f" and {flagged} runs not marked failed, bucketed for their suspects" if flagged else ""
+    out.print(f"[bold]{total} failed runs[/]{more} ({report.passing - flagged} other runs not bucketed)",
+              highlight=False)
     t = Table("bucket", "runs", "share", "example run", "first thing to check", title="failure buckets")
     for b in report.buckets:
         if b["count"] or b["bucket"] != "unclassified":
@@ -58,7 +63,8 @@ def render_buckets(report: Any, *, runs_shown: int = 20) -> None:
         r = Table("run", "bucket", "root cause", "evidence", title="runs")
         for d in report.runs[:runs_shown]:
             rc = d.root_cause
-            r.add_row(d.trace_id[:12], d.bucket, f"{rc['agent_name']} {rc['name']}", d.evidence[0][:70])
+            r.add_row(d.trace_id[:12] + (" (suspected)" if d.flag else ""), d.bucket,
+                      f"{rc['agent_name']} {rc['name']}", d.evidence[0][:70])
         out.print(r)
 
 
@@ -71,49 +77,74 @@ def why(
     format: FormatOption = None,
     json: JsonOption = False,
 ) -> None:
-    """One run's story: root cause -> hops -> visible failure, with the evidence."""
-    from agent_debug.analysis.buckets import diagnose, load_rules
+    """One run's story: root cause -> hops -> visible failure, with the evidence; and, for every run (failed or
+    not), the ranked suspects: the spans most likely to hold its mistake."""
+    from agent_debug.analysis.buckets import load_rules
+    from agent_debug.analysis.explain import explain_run
     from agent_debug.analysis.source import open_source
-
     from agent_debug.cli.analysis import resolve_or_only
 
     src = open_source(db_path(db), from_, format)
     tid = resolve_or_only(src, trace)
-    summary = src.summary(tid)
-    d = diagnose(src.load(tid, records=True), summary, load_rules(rules))
+    doc = explain_run(src, tid, load_rules(rules))
     if json:
-        print_json({"trace_id": tid, "status": summary.status, "diagnosis": d.as_dict() if d else None})
+        print_json(doc)
         return
+    render_why(doc, src.load(tid, records=True))
+
+
+def render_why(doc: dict[str, Any], ts: Any) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
     out = stdout_console()
-    if d is None:
-        out.print(f"run {tid} did not fail (status {summary.status}): nothing to explain", highlight=False)
-        return
-    ts = src.load(tid, records=True)
-    by_id = {sid: i for i, sid in enumerate(ts.span_id)}
+    d = doc["diagnosis"]
     body = Text()
-    body.append(f"{summary.workflow or '-'}  status {summary.status}\n", style="dim")
-    body.append("bucket: ", style="bold")
-    body.append(f"{d.bucket}\n", style="bold red")
-    for n, sid in enumerate(d.chain):
-        i = by_id[sid]
-        mark = "root cause" if n == 0 else ("visible failure" if n == len(d.chain) - 1 else "hop")
-        style = "bold red" if n == 0 else ("bold" if n == len(d.chain) - 1 else "")
-        body.append(f"{'  ' if n else ''}{'-> ' if n else ''}{ts.agent_name[i]} {ts.event_type[i]} {ts.name[i]}",
-                    style=style)
-        body.append(f"  [{mark}]\n", style="dim")
-    body.append("evidence:\n", style="bold")
-    for e in d.evidence:
-        body.append(f"  - {e}\n")
-    if len(d.suspects) > 1:
-        body.append("other suspects:\n", style="bold")
-        for s in d.suspects[1:6]:
-            body.append(f"  - {s['agent_name']} {s['name']}: {s['reason']} ({s['bucket']})\n")
-    body.append("next: ", style="bold")
-    body.append(d.next_action)
-    out.print(Panel(body, title=f"why {tid}", expand=False))
+    body.append(f"status {doc['status']}", style="dim")
+    if doc.get("verdict"):
+        v = doc["verdict"]
+        body.append(f"  (marked {'passed' if v.get('passed') else 'failed'}"
+                    + (f": {v['reason']}" if v.get("reason") else "") + ")", style="dim")
+    body.append("\n")
+    if d is None:
+        body.append(f"{doc['note']}\n", style="bold")
+    else:
+        by_id = {sid: i for i, sid in enumerate(ts.span_id)}
+        body.append("bucket: ", style="bold")
+        body.append(f"{d['bucket']}\n", style="bold red")
+        for n, sid in enumerate(d["chain"]):
+            i = by_id[sid]
+            mark = "root cause" if n == 0 else ("visible failure" if n == len(d["chain"]) - 1 else "hop")
+            style = "bold red" if n == 0 else ("bold" if n == len(d["chain"]) - 1 else "")
+            body.append(f"{'  ' if n else ''}{'-> ' if n else ''}{ts.agent_name[i]} {ts.event_type[i]} "
+                        f"{ts.name[i]}", style=style)
+            body.append(f"  [{mark}]\n", style="dim")
+        body.append("evidence:\n", style="bold")
+        for e in d["evidence"]:
+            body.append(f"  - {e}\n")
+    _suspect_lines(body, doc)
+    if d is not None:
+        body.append("next: ", style="bold")
+        body.append(d["next_action"])
+    out.print(Panel(body, title=f"why {doc['trace_id']}", expand=False))
+
+
+def _suspect_lines(body: Any, doc: dict[str, Any]) -> None:
+    shown = doc["suspects"][:8]
+    if not shown:
+        body.append("no suspects\n", style="dim")
+        return
+    body.append(f"suspects ({doc['method']}):\n", style="bold")
+    for n, s in enumerate(shown, 1):
+        weak = "" if s.get("strong", True) else ", weak"
+        step = f" step {s['step']}" if "step" in s else ""
+        body.append(f"  {n}. {s['score']:.2f} {s['agent_name']} {s['name']}{step} [{s['span_id'][:16]}] "
+                    f"{s['signal']} ({s['bucket']}{weak})\n")
+        for e in s["evidence"][:2]:
+            body.append(f"       {e[:110]}\n", style="dim")
+    if doc.get("weaker_suspects"):
+        names = ", ".join(f"{w['name']} {w['signal']} {w['score']:.2f}" for w in doc["weaker_suspects"][:3])
+        body.append(f"  weaker: {names}\n", style="dim")
 
 
 def session(
