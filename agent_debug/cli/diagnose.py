@@ -12,6 +12,8 @@ from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOptio
 from agent_debug.cli.render import parse_since
 
 RulesOption = Annotated[Path | None, typer.Option("--rules", help="A TOML file merged over the default rules.")]
+VerdictsOption = Annotated[Path | None, typer.Option(
+    "--verdicts", help="A verdict file (JSON Lines of {trace_id, passed, reason}) applied to the runs' status.")]
 
 
 def bucket(
@@ -20,6 +22,7 @@ def bucket(
     rules: RulesOption = None,
     suspects: Annotated[bool, typer.Option("--suspects", help="Also bucket runs not marked failed that carry a "
                                            "strong suspect (flagged as suspected).")] = False,
+    verdicts: VerdictsOption = None,
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,
@@ -30,7 +33,7 @@ def bucket(
     from agent_debug.analysis.source import open_source
     from agent_debug.store.query import TraceFilter
 
-    src = open_source(db_path(db), from_, format)
+    src = open_source(db_path(db), from_, format, verdicts)
     report = bucket_runs(src, TraceFilter(workflow=workflow, since_ns=parse_since(since) if since else None),
                          load_rules(rules), suspects=suspects)
     if json:
@@ -72,6 +75,7 @@ def why(
     trace: Annotated[str | None, typer.Argument(help="Trace id or a unique prefix of one (optional when the "
                                                      "source holds a single trace).", show_default=False)] = None,
     rules: RulesOption = None,
+    verdicts: VerdictsOption = None,
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,
@@ -84,7 +88,7 @@ def why(
     from agent_debug.analysis.source import open_source
     from agent_debug.cli.analysis import resolve_or_only
 
-    src = open_source(db_path(db), from_, format)
+    src = open_source(db_path(db), from_, format, verdicts)
     tid = resolve_or_only(src, trace)
     doc = explain_run(src, tid, load_rules(rules))
     if json:
@@ -150,6 +154,7 @@ def _suspect_lines(body: Any, doc: dict[str, Any]) -> None:
 def session(
     session_id: Annotated[str, typer.Argument(help="The session id shared by the runs (turns).")],
     rules: RulesOption = None,
+    verdicts: VerdictsOption = None,
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,
@@ -161,7 +166,7 @@ def session(
     from agent_debug.analysis.sessions import analyze_session
     from agent_debug.analysis.source import open_source
 
-    src = open_source(db_path(db), from_, format)
+    src = open_source(db_path(db), from_, format, verdicts)
     result = analyze_session(src, session_id, load_rules(rules))
     if json:
         print_json(result)
