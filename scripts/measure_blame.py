@@ -137,6 +137,10 @@ def measure_demo(runs: int, seed: int) -> dict[str, Any]:
         src = FileSource([result.trace_dir])
         report = bucket_runs(src, None, load_rules())
         flagged = bucket_runs(src, None, load_rules(), suspects=True)
+        from agent_debug.analysis.patterns import failure_patterns
+
+        rows = failure_patterns(src, None)["patterns"]
+        patterns = rows[:3] + [r for r in rows[3:] if r["dimension"] == "modality"][:1]
     by_trace = {d.trace_id: d for d in report.runs}
     failed = [lab for lab in result.runs if not lab.passed]
     bucket_ok = sum(1 for lab in failed if lab.trace_id in by_trace and by_trace[lab.trace_id].bucket == lab.bucket)
@@ -148,7 +152,7 @@ def measure_demo(runs: int, seed: int) -> dict[str, Any]:
             "bucket_accuracy": bucket_ok / max(1, len(failed)), "root_cause_accuracy": rc_ok / max(1, len(failed)),
             "passing": len(passing), "passing_bucketed": sum(1 for lab in passing if lab.trace_id in by_trace),
             "passing_flagged": sum(1 for lab in passing if lab.trace_id in flagged_ids),
-            "scenarios": dict(Counter(lab.scenario for lab in failed)),
+            "scenarios": dict(Counter(lab.scenario for lab in failed)), "patterns": patterns,
             "misses": [(lab.scenario, by_trace[lab.trace_id].bucket if lab.trace_id in by_trace else None)
                        for lab in failed if lab.trace_id not in by_trace
                        or by_trace[lab.trace_id].bucket != lab.bucket
@@ -448,6 +452,9 @@ def render_demo(demo: dict[str, Any]) -> str:
         f"| passing runs bucketed (`bucket`) | {demo['passing_bucketed']} | 0 |",
         f"| passing runs flagged (`bucket --suspects`) | {demo['passing_flagged']} | - |\n",
         "- failed runs by scenario: " + ", ".join(f"{k} {v}" for k, v in sorted(demo["scenarios"].items())),
+        "- `agent-debug patterns`, strongest first: " + "; ".join(
+            f"{r['dimension']}={r['value']} fails {r['failed']}/{r['runs']} vs {r['rest_failed']}/{r['rest_runs']} "
+            f"(p={r['p_value']:.2g}, Holm {r['p_adjusted']:.2g})" for r in demo["patterns"]),
     ]
     if demo["misses"]:
         lines.append(f"- misses: {demo['misses']}")

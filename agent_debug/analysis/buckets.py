@@ -14,7 +14,9 @@ For each failed run (spec: root status error, or `outcome.passed = false`):
      plan (`plan.steps`);
    - `planned_step_never_ran`: a planned step with no span of that name (weak);
    - `verifier_approved_failed_run`: `verifier.passed = true` in a failed run (weak);
-   - `unrecovered_error`: any other error span nothing recovered (the origin of an exception chain).
+   - `unrecovered_error`: any other error span nothing recovered (the origin of an exception chain);
+   - `unreconciled_disagreement`: the span that merged parallel branches' contradictory conclusions without
+     reconciling them (`disagreement.py`).
 2. *Root cause*: among strong suspects, the earliest in causal order (start time; an ancestor before its
    descendants); a routing decision that set the budget an LLM call then hit is that call's cause. Weak suspects
    count only when no strong one exists. With no suspect at all the run is `unclassified` and the visible failure
@@ -136,6 +138,7 @@ class RunDiagnosis:
     source: dict[str, Any] | None = None
     fingerprint: str = ""
     flag: str | None = None  # set when the run was bucketed for its suspects, not for a recorded failure
+    session: dict[str, Any] | None = None  # the earlier turn whose state corrupted this one (sessions.py)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -279,8 +282,15 @@ def _d_unrecovered_error(c: _Ctx) -> list[int]:
     return out
 
 
+def _d_unreconciled_disagreement(c: _Ctx) -> list[int]:
+    from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+
+    return sorted({blamed_span(d) for d in find_disagreements(c.ts)})
+
+
 DETECTORS = {
     "unrecovered_tool_failure": _d_unrecovered_tool_failure,
+    "unreconciled_disagreement": _d_unreconciled_disagreement,
     "empty_tool_result": _d_empty_tool_result,
     "route_below_required_lane": _d_route_below_required_lane,
     "llm_hit_budget": _d_llm_hit_budget,
@@ -483,6 +493,10 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     rec = ts.record(i) if ts.records is not None else {}
     if rec.get("error"):
         evidence.append(f"error {rec['error'].get('type')}: {rec['error'].get('message')}")
+    if cause.rule == "unreconciled_disagreement":
+        from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+
+        evidence.extend(d.evidence(ts) for d in find_disagreements(ts) if blamed_span(d) == i)
     vis_attrs = ts.attributes(visible)
     if visible != i:
         evidence.append(f"surfaced at {ts.agent_name[visible]} {ts.name[visible]} ({ts.span_id[visible]})"
@@ -567,6 +581,7 @@ def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, 
     summaries = source.list(flt)
     diagnoses = []
     passing = 0
+    sessions: dict[str, Any] = {}
     for s in summaries:
         if not s.failed:
             passing += 1
@@ -578,9 +593,33 @@ def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, 
         ts = source.load(s.trace_id, records=True)
         d = diagnose(ts, s, rules)
         if d is not None:
+            if s.session_id:
+                from agent_debug.analysis.sessions import session_origin
+
+                origin = session_origin(source, s, d.root_cause["span_id"], sessions)
+                if origin is not None:
+                    blame_earlier_turn(d, origin, rules)
             diagnoses.append(d)
     return BucketReport(diagnoses, summarize_buckets(diagnoses, rules), cluster(diagnoses), passing,
                         list(getattr(source, "notices", [])))
+
+
+def blame_earlier_turn(d: RunDiagnosis, found: dict[str, Any], rules: Rules) -> None:
+    """Move a failed turn's bucket and root cause to the earlier turn whose output introduced the fact its
+    failing step names (`sessions.session_origin`); the turn's own root cause stays in the evidence."""
+    o = found["origin"]
+    own = d.root_cause
+    d.session = found
+    d.bucket = o["bucket"]
+    d.root_cause = {"span_id": o["span_id"], "agent_name": o["agent_name"], "name": o["name"],
+                    "event_type": o["event_type"], "trace_id": o["trace_id"], "turn": o["turn"], "attributes": {}}
+    d.evidence = [f"state corruption: {o['agent_name']} {o['name']} ({o['span_id']}) in turn {o['turn']} "
+                  f"(run {o['trace_id'][:12]}) introduced {found['fact']!r}, which turn(s) {found['relied_on_by']} "
+                  f"relied on", f"surfaced here at {own['agent_name']} {own['name']} ({own['span_id']})",
+                  *d.evidence]
+    d.next_action = rules.next_action(d.bucket)
+    d.fingerprint = "|".join([d.bucket, o["agent_name"], o["event_type"], o["name"], found["fact"][:40],
+                              d.workflow or "", "", ""])
 
 
 def diagnose_suspected(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: Any = None

@@ -54,7 +54,19 @@ def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_m
 
 def explain_run(source: Any, trace_id: str, rules: Rules, *, span_model: Any = None,
                 transcript_model: Any = None) -> dict[str, Any]:
-    """`explain_trace` for a run of a Source (the store or files)."""
+    """`explain_trace` for a run of a Source (the store or files); a failed turn of a session whose failing step
+    names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`)."""
     summary = source.summary(trace_id)
     ts = source.load(trace_id, records=True)
-    return explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
+    doc = explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
+    d = doc["diagnosis"]
+    if d is not None and summary.session_id:
+        from agent_debug.analysis.buckets import RunDiagnosis, blame_earlier_turn
+        from agent_debug.analysis.sessions import session_origin
+
+        found = session_origin(source, summary, d["root_cause"]["span_id"])
+        if found is not None:
+            moved = RunDiagnosis(**d)
+            blame_earlier_turn(moved, found, rules)
+            doc["diagnosis"] = moved.as_dict()
+    return doc

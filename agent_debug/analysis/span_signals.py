@@ -100,6 +100,7 @@ class Hit:
     bucket: str
     evidence: str
     value: float = 1.0
+    related: tuple[str, ...] = ()  # other span ids the evidence names
 
 
 # -- reading spans --------------------------------------------------------------------------------------------------
@@ -116,13 +117,23 @@ def _as_text(value: Any) -> str:
         return str(value)
 
 
-def raw_output(rec: dict[str, Any]) -> str:
-    """A span's output as recorded: `payload.output`, else OpenInference's `output.value`."""
+def span_io(rec: dict[str, Any]) -> tuple[Any, Any]:
+    """A span's input and output as recorded, whoever wrote it: `payload.input` / `payload.output` (run roots,
+    importers), our SDK's `payload.request` / `payload.response` (model and tool calls) and `payload.content`
+    (a message sent: its output), else OpenInference's `input.value` / `output.value`."""
     payload = rec.get("payload") or {}
-    value = payload.get("output") if isinstance(payload, dict) else None
-    if value is None:
-        value = (rec.get("attributes") or {}).get("output.value")
-    return _as_text(value)
+    attrs = rec.get("attributes") or {}
+    if not isinstance(payload, dict):
+        payload = {}
+    inp = payload.get("input", payload.get("request"))
+    out = payload.get("output", payload.get("response", payload.get("content")))
+    return (inp if inp is not None else attrs.get("input.value"),
+            out if out is not None else attrs.get("output.value"))
+
+
+def raw_output(rec: dict[str, Any]) -> str:
+    """A span's output as text (`span_io`)."""
+    return _as_text(span_io(rec)[1])
 
 
 @dataclass(frozen=True)
@@ -138,14 +149,14 @@ def model_output(rec: dict[str, Any]) -> ModelOutput:
     """A model call's output, read as a chat message when it is one (`{"role", "content", "tool_calls"}`)."""
     raw = raw_output(rec)
     content, calls = raw, ""
-    obj: Any = None
-    if raw[:1] == "{" and len(raw) <= 4 * TEXT_CAP:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
-    elif isinstance((rec.get("payload") or {}).get("output"), dict):
-        obj = rec["payload"]["output"]
+    obj: Any = span_io(rec)[1]
+    if not isinstance(obj, dict):
+        obj = None
+        if raw[:1] == "{" and len(raw) <= 4 * TEXT_CAP:
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                obj = None
     if isinstance(obj, dict):
         content = _as_text(obj.get("content") if "content" in obj else obj.get("text", ""))
         tcs = obj.get("tool_calls")
@@ -162,9 +173,7 @@ def model_output(rec: dict[str, Any]) -> ModelOutput:
 
 
 def _has_output(rec: dict[str, Any]) -> bool:
-    payload = rec.get("payload") or {}
-    return (isinstance(payload, dict) and payload.get("output") is not None) or \
-        (rec.get("attributes") or {}).get("output.value") is not None
+    return span_io(rec)[1] is not None
 
 
 def own_failure(ts: TraceSpans, i: int) -> bool:
@@ -571,11 +580,7 @@ MODEL_SIGNALS: dict[str, Callable[[SpanContext, int], Hit | None]] = {
 
 def _tool_text(c: SpanContext, i: int) -> str:
     rec = c.ts.record(i) if c.ts.records is not None else {}
-    payload = rec.get("payload") or {}
-    inp = payload.get("input") if isinstance(payload, dict) else None
-    if inp is None:
-        inp = (rec.get("attributes") or {}).get("input.value")
-    return f"{c.ts.name[i]} {_as_text(inp)[:TEXT_CAP]}"
+    return f"{c.ts.name[i]} {_as_text(span_io(rec)[0])[:TEXT_CAP]}"
 
 
 def sig_tool_failed(c: SpanContext, i: int) -> Hit | None:

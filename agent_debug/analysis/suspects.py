@@ -28,7 +28,7 @@ from agent_debug.analysis.tree import Tree, build_tree
 
 # bucket rules that restate a span signal under the other convention (blame the tool, not the call that chose it):
 # the span signals cover them, so they add no feature
-GENERIC_RULES = frozenset({"unrecovered_tool_failure", "unrecovered_error"})
+GENERIC_RULES = frozenset({"unrecovered_tool_failure", "unrecovered_error", "unreconciled_disagreement"})
 WEAKER_SHOWN = 5
 
 
@@ -44,13 +44,16 @@ class SpanSuspect:
     score: float
     strong: bool = True
     step: int | None = None
+    related: list[str] = field(default_factory=list)  # other spans the evidence names (a disagreement's branches)
     index: int = field(default=-1, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("index", "step")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("index", "step", "related")}
         d["score"] = round(self.score, 4)
         if self.step is not None:
             d["step"] = self.step
+        if self.related:
+            d["related_spans"] = self.related
         return d
 
 
@@ -98,8 +101,17 @@ def trace_features(ts: TraceSpans, rules: Rules, tree: Tree | None = None, faile
                    ) -> tuple[dict[int, dict[str, float]], dict[int, list[Hit]]]:
     """Signals and rule hits of one trace (records loaded) as candidate features."""
     _, hits = span_hits(ts, SpanContext(ts))
+    hits.extend(disagreement_hits(ts))
     rule_hits = find_suspects(ts, tree or build_tree(ts), rules, failed=failed)
     return candidate_features(ts, hits, rule_hits)
+
+
+def disagreement_hits(ts: TraceSpans) -> list[Hit]:
+    """An unreconciled merge of contradictory parallel branches, as a hit on the merge (`disagreement.py`)."""
+    from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+
+    return [Hit(blamed_span(d), "disagreement", "disagreement", d.evidence(ts),
+                related=(ts.span_id[d.a], ts.span_id[d.b])) for d in find_disagreements(ts)]
 
 
 def _suspect(ts: TraceSpans, i: int, x: dict[str, float], hits: list[Hit], model: SpanModel) -> SpanSuspect:
@@ -110,8 +122,9 @@ def _suspect(ts: TraceSpans, i: int, x: dict[str, float], hits: list[Hit], model
         signal, bucket = "none", "unclassified"
     else:
         signal, bucket = top.signal, top.bucket
+    related = sorted({sid for h in hits for sid in h.related if sid != ts.span_id[i]})
     return SpanSuspect(ts.span_id[i], ts.agent_name[i], ts.name[i], ts.event_type[i], signal, bucket,
-                       [f"{h.signal}: {h.evidence}" for h in ordered], model.score(x), index=i)
+                       [f"{h.signal}: {h.evidence}" for h in ordered], model.score(x), related=related, index=i)
 
 
 def score_spans(ts: TraceSpans, rules: Rules, model: SpanModel | None = None, *, tree: Tree | None = None,

@@ -116,9 +116,14 @@ def render_why(doc: dict[str, Any], ts: Any) -> None:
         by_id = {sid: i for i, sid in enumerate(ts.span_id)}
         body.append("bucket: ", style="bold")
         body.append(f"{d['bucket']}\n", style="bold red")
+        if d.get("session"):
+            o = d["session"]["origin"]
+            body.append(f"root cause in turn {o['turn']} (run {o['trace_id'][:12]}): {o['agent_name']} "
+                        f"{o['event_type']} {o['name']} introduced {d['session']['fact']!r}\n", style="bold red")
         for n, sid in enumerate(d["chain"]):
             i = by_id[sid]
-            mark = "root cause" if n == 0 else ("visible failure" if n == len(d["chain"]) - 1 else "hop")
+            first = "surfaced here" if d.get("session") else "root cause"
+            mark = first if n == 0 else ("visible failure" if n == len(d["chain"]) - 1 else "hop")
             style = "bold red" if n == 0 else ("bold" if n == len(d["chain"]) - 1 else "")
             body.append(f"{'  ' if n else ''}{'-> ' if n else ''}{ts.agent_name[i]} {ts.event_type[i]} "
                         f"{ts.name[i]}", style=style)
@@ -185,6 +190,14 @@ def session(
     else:
         out.print(f"[bold red]things first went wrong in turn {first['turn']}[/] ({first['trace_id'][:12]}): "
                   f"{first['reason']}", highlight=False)
+    sc = result.get("state_corruption")
+    if sc:
+        out.print(f"[bold]state corruption[/]: {sc['fact']!r} introduced in turn {sc['origin']['turn']} by "
+                  f"{sc['origin']['agent_name']} {sc['origin']['name']}; propagation:", highlight=False)
+        for step in sc["propagation"]:
+            out.print(f"  turn {step['turn']} {step['role']}"
+                      + (f" at {step.get('agent_name', '')} {step.get('name', '')} ({step['span_id']})".rstrip()
+                         if step.get("span_id") else ""), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
