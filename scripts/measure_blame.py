@@ -1,7 +1,8 @@
 """Measure blame against labelled runs, cross-validated: the demo's injected faults, TRAIL and Who&When.
 
     .venv/bin/python scripts/measure_blame.py [--data PATH] [--folds 5] [--repeats 3] [--no-demo]
-                                              [--demo-runs 90] [--demo-seed 2027] [--write-model] [--judge]
+                                              [--demo-runs 90] [--demo-seed 2027] [--write-model]
+                                              [--judge | --judge-only] [--judge-model M]
 
 Every figure for TRAIL and Who&When is a held-out figure: the runs are dealt into k folds (stratified by
 benchmark / split, `--repeats` different shuffles), the whole fitting procedure (span-model weights and threshold;
@@ -416,6 +417,56 @@ def measure_who_and_when(data: Path, k: int, repeats: int) -> dict[str, Any]:
     return {"cv": cross_validate_ww(rows, k, repeats), "_rows": rows}
 
 
+# -- the Gemini judge ------------------------------------------------------------------------------------------------
+
+
+def measure_judge(trail: list[TrailTrace], ww: list[LabelledTranscript], model: str) -> dict[str, Any]:
+    """`why --judge` on every labelled run (no fitting involved: nothing to cross-validate): Who&When agent and
+    step accuracy; TRAIL location recall and precision of the one step it names."""
+    import asyncio
+
+    from agent_debug.analysis.blame_judge import BlameJudge, condense
+    from agent_debug.eval.judge_cache import JudgeCache
+
+    judge = BlameJudge(model=model, base_url=os.environ.get("AGENT_DEBUG_JUDGE_BASE_URL") or None,
+                       cache=JudgeCache())
+
+    async def ask_all() -> tuple[list[Any], list[Any]]:
+        try:
+            a = await asyncio.gather(*(judge.blame(condense(r.ts, True)) for r in ww))
+            b = await asyncio.gather(*(judge.blame(condense(t.ts, t.summary.failed or None)) for t in trail))
+            return list(a), list(b)
+        finally:
+            await judge.aclose()
+
+    ww_ans, trail_ans = asyncio.run(ask_all())
+    out: dict[str, Any] = {"model": model, "ww": {}, "trail": {}}
+    for split in SPLITS:
+        rows = [(r, a) for r, a in zip(ww, ww_ans, strict=True) if r.split == split]
+        out["ww"][split] = {"n": len(rows), "answered": sum(a.status == "answered" for _, a in rows),
+                            "agent": sum(same_agent(a.agent, r.label_agent) for r, a in rows),
+                            "step": sum(a.step == r.label_step for r, a in rows)}
+    for g in ("gaia", "swe"):
+        pairs = [(t, a) for t, a in zip(trail, trail_ans, strict=True) if t.run.group == g]
+        chosen = {t.run.run_id: ({a.span_id} if a.span_id else set()) for t, a in pairs}
+        out["trail"][g] = {**location_f1([t.run for t, _ in pairs], chosen),
+                           "answered": sum(a.status == "answered" for _, a in pairs), "n": len(pairs)}
+    return out
+
+
+def render_judge(j: dict[str, Any]) -> str:
+    lines = [f"### `why --judge` ({j['model']}) on every labelled run: no fitting, so no folds\n",
+             "| data | answered | agent | step | location recall | precision | F1 |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for split, x in j["ww"].items():
+        lines.append(f"| Who&When {split} | {x['answered']}/{x['n']} | {pct(x['agent'] / max(1, x['n']))} | "
+                     f"{pct(x['step'] / max(1, x['n']))} | - | - | - |")
+    for g, x in j["trail"].items():
+        lines.append(f"| TRAIL {g} | {x['answered']}/{x['n']} | - | - | {x['recall']:.3f} | {x['precision']:.3f} | "
+                     f"{x['f1']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 # -- the shipped model -------------------------------------------------------------------------------------------------
 
 
@@ -536,12 +587,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-demo", action="store_true", help="skip the generated demo runs")
     parser.add_argument("--write-model", action="store_true", help="fit on all data and write the shipped model")
     parser.add_argument("--judge", action="store_true", help="also ask the Gemini judge (needs an API key)")
+    parser.add_argument("--judge-model", default="gemini-2.5-flash")
+    parser.add_argument("--judge-only", action="store_true", help="only the judge's figures (no cross-validation)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if not args.no_demo:
         print(render_demo(measure_demo(args.demo_runs, args.demo_seed)))
     if not (args.data / "who_and_when").is_dir() or not (args.data / "trail").is_dir():
         print(f"no labelled real data at {args.data} (needs who_and_when/ and trail/): skipped Who&When and TRAIL")
+        return 0
+    if args.judge_only:
+        print(render_judge(measure_judge(load_trail(args.data), load_who_and_when(args.data), args.judge_model)))
         return 0
     trail = measure_trail(args.data, args.folds, args.repeats)
     print(render_trail(trail))
@@ -551,9 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         write_model(trail["_traces"], ww["_rows"])
         print(f"wrote {MODEL_PATH.relative_to(ROOT)} (fitted on all shared data: in-sample, not a result)")
     if args.judge:
-        from judge_blame import measure_judge  # scripts/judge_blame.py
-
-        print(measure_judge(trail["_traces"], ww["_rows"]))
+        print(render_judge(measure_judge(trail["_traces"], ww["_rows"], args.judge_model)))
     elif os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY"):
         print("(an API key is set: add --judge to measure `why --judge` on the labelled runs too)")
     print(f"\n(measured in {time.perf_counter() - started:.1f}s)")

@@ -76,6 +76,9 @@ def why(
                                                      "source holds a single trace).", show_default=False)] = None,
     rules: RulesOption = None,
     verdicts: VerdictsOption = None,
+    judge: Annotated[bool, typer.Option("--judge", help="Also ask the Gemini judge to name the agent, step and "
+                                        "reason (shown beside the rule-based answer). Needs GEMINI_API_KEY.")] = False,
+    judge_model: Annotated[str, typer.Option("--judge-model", help="Gemini model of the judge.")] = "gemini-2.5-flash",
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,
@@ -91,10 +94,24 @@ def why(
     src = open_source(db_path(db), from_, format, verdicts)
     tid = resolve_or_only(src, trace)
     doc = explain_run(src, tid, load_rules(rules))
+    if judge:
+        doc["judge"] = ask_judge(src.load(tid, records=True), doc["failed"], judge_model)
     if json:
         print_json(doc)
         return
     render_why(doc, src.load(tid, records=True))
+
+
+def ask_judge(ts: Any, failed: bool, model: str) -> dict[str, Any]:
+    """The Gemini judge's blame (cached); `AGENT_DEBUG_JUDGE_BASE_URL` points it elsewhere, as for eval."""
+    import os
+
+    from agent_debug.analysis.blame_judge import BlameJudge, judge_run
+    from agent_debug.eval.judge_cache import JudgeCache
+
+    judge = BlameJudge(model=model, base_url=os.environ.get("AGENT_DEBUG_JUDGE_BASE_URL") or None,
+                       cache=JudgeCache())
+    return judge_run(judge, ts, failed).model_dump()
 
 
 def render_why(doc: dict[str, Any], ts: Any) -> None:
@@ -132,10 +149,30 @@ def render_why(doc: dict[str, Any], ts: Any) -> None:
         for e in d["evidence"]:
             body.append(f"  - {e}\n")
     _suspect_lines(body, doc)
+    if doc.get("judge"):
+        _judge_lines(body, doc)
     if d is not None:
         body.append("next: ", style="bold")
         body.append(d["next_action"])
     out.print(Panel(body, title=f"why {doc['trace_id']}", expand=False))
+
+
+def _judge_lines(body: Any, doc: dict[str, Any]) -> None:
+    j = doc["judge"]
+    body.append(f"judge ({j['model']}, beside the rule-based answer above): ", style="bold")
+    if j["status"] != "answered":
+        body.append(f"no answer ({j.get('error')})\n", style="yellow")
+        return
+    span = f" [{j['span_id'][:16]}]" if j.get("span_id") else " [no such step]"
+    body.append(f"{j['agent']} at step {j['step']}{span}, confidence {j['confidence']}/5"
+                + (" (cached)" if j.get("cached") else "") + "\n")
+    body.append(f"  {j['reason']}\n", style="dim")
+    top = doc["suspects"][0] if doc["suspects"] else None
+    if top is not None:
+        agree = "agrees with" if j.get("span_id") == top["span_id"] else (
+            "names the same agent as" if (j.get("agent") or "").lower() == top["agent_name"].lower() else "differs from")
+        body.append(f"  the judge {agree} the top rule-based suspect ({top['agent_name']} {top['name']})\n",
+                    style="dim")
 
 
 def _suspect_lines(body: Any, doc: dict[str, Any]) -> None:
