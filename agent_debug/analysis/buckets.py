@@ -617,6 +617,7 @@ def blame_earlier_turn(d: RunDiagnosis, found: dict[str, Any], rules: Rules) -> 
                   f"(run {o['trace_id'][:12]}) introduced {found['fact']!r}, which turn(s) {found['relied_on_by']} "
                   f"relied on", f"surfaced here at {own['agent_name']} {own['name']} ({own['span_id']})",
                   *d.evidence]
+    d.chain = [o["span_id"], *d.chain]  # from the earlier turn's span to this turn's visible failure
     d.next_action = rules.next_action(d.bucket)
     d.fingerprint = "|".join([d.bucket, o["agent_name"], o["event_type"], o["name"], found["fact"][:40],
                               d.workflow or "", "", ""])

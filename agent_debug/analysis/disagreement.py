@@ -30,10 +30,12 @@ from agent_debug.analysis.span_signals import span_io
 from agent_debug.analysis.spans import TraceSpans
 
 TEXT_CAP = 8000
-_YESNO = re.compile(r"\b([a-z][a-z _-]{1,40}?)\s*(?:[:=]|\bis\b|\?)\s*(yes|no|true|false|safe|unsafe|approved|rejected|"
-                    r"compatible|incompatible)\b", re.IGNORECASE)
-_NUMBER = re.compile(r"\b([a-z][a-z _-]{1,40}?)\s*(?:[:=]|\bis\b|\bwas\b|\bof\b)\s*\$?(-?\d[\d,]*(?:\.\d+)?)",
-                     re.IGNORECASE)
+# each pattern finds a separator and a value; the key is read back from the few words before it (one pass over
+# the text, no backtracking over every possible key start)
+_YESNO = re.compile(r"(?:[:=]|\bis\b|\?)\s*(yes|no|true|false|safe|unsafe|approved|rejected|compatible|incompatible)\b",
+                    re.IGNORECASE)
+_NUMBER = re.compile(r"(?:[:=]|\b(?:is|was|of)\b)\s*\$?(-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
+_KEY_BEFORE = re.compile(r"([a-z][a-z _-]{1,40}?)\s*$", re.IGNORECASE)
 _ENTITY = re.compile(r"\b(answer|winner|author|owner|capital|city|country|company|name|cause|culprit|module|file)"
                      r"\s*(?:[:=]|\bis\b|\bwas\b)\s*([A-Z][\w.-]+(?: [A-Z][\w.-]+)*)")
 _RECONCILE = re.compile(r"conflict|disagree|contradict|inconsisten|discrepan|reconcil|however|differ", re.IGNORECASE)
@@ -106,17 +108,27 @@ def _key(raw: str) -> str:
     return " ".join(words[-3:])
 
 
+def _key_before(text: str, at: int) -> str | None:
+    m = _KEY_BEFORE.search(text, max(0, at - 41), at)
+    return _key(m.group(1)) if m else None
+
+
 def conclusions(text: str) -> list[Conclusion]:
     """The yes/no verdicts, numbers and named entities a text states for a key."""
     out: list[Conclusion] = []
     for m in _YESNO.finditer(text):
-        out.append(Conclusion("yesno", _key(m.group(1)), m.group(2).lower(), m.group(0)))
+        key = _key_before(text, m.start())
+        if key:
+            out.append(Conclusion("yesno", key, m.group(1).lower(), m.group(0)))
     for m in _NUMBER.finditer(text):
+        key = _key_before(text, m.start())
+        value = m.group(1).replace(",", "")
         try:
-            float(m.group(2).replace(",", ""))
+            float(value)
         except ValueError:
             continue
-        out.append(Conclusion("number", _key(m.group(1)), m.group(2).replace(",", ""), m.group(0)))
+        if key:
+            out.append(Conclusion("number", key, value, m.group(0)))
     for m in _ENTITY.finditer(text):
         out.append(Conclusion("entity", m.group(1).lower(), m.group(2).rstrip(".,;:"), m.group(0)))
     return out
@@ -131,8 +143,21 @@ def _ancestors(ts: TraceSpans, by_id: dict[str, int], i: int) -> set[int]:
     return out
 
 
+_LAST: list[tuple[TraceSpans, list[Disagreement]]] = []  # the last trace's answer: the rule and the suspects ask
+
+
 def find_disagreements(ts: TraceSpans, max_spans: int = 2000) -> list[Disagreement]:
-    """Contradictory conclusions of concurrent branches and the merge that did not reconcile them."""
+    """Contradictory conclusions of independent branches and the merge that did not reconcile them."""
+    if ts.records is None or len(ts) > max_spans:
+        return []
+    if _LAST and _LAST[0][0] is ts:
+        return _LAST[0][1]
+    found = _find(ts, max_spans)
+    _LAST[:] = [(ts, found)]
+    return found
+
+
+def _find(ts: TraceSpans, max_spans: int) -> list[Disagreement]:
     n = len(ts)
     if ts.records is None or n > max_spans:
         return []

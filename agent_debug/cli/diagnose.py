@@ -137,11 +137,12 @@ def render_why(doc: dict[str, Any], ts: Any) -> None:
             o = d["session"]["origin"]
             body.append(f"root cause in turn {o['turn']} (run {o['trace_id'][:12]}): {o['agent_name']} "
                         f"{o['event_type']} {o['name']} introduced {d['session']['fact']!r}\n", style="bold red")
-        for n, sid in enumerate(d["chain"]):
+        chain = [sid for sid in d["chain"] if sid in by_id]  # a session's root cause lies in another run
+        for n, sid in enumerate(chain):
             i = by_id[sid]
             first = "surfaced here" if d.get("session") else "root cause"
-            mark = first if n == 0 else ("visible failure" if n == len(d["chain"]) - 1 else "hop")
-            style = "bold red" if n == 0 else ("bold" if n == len(d["chain"]) - 1 else "")
+            mark = first if n == 0 else ("visible failure" if n == len(chain) - 1 else "hop")
+            style = "bold red" if n == 0 else ("bold" if n == len(chain) - 1 else "")
             body.append(f"{'  ' if n else ''}{'-> ' if n else ''}{ts.agent_name[i]} {ts.event_type[i]} "
                         f"{ts.name[i]}", style=style)
             body.append(f"  [{mark}]\n", style="dim")
