@@ -114,7 +114,8 @@ def test_the_measure_script_asks_the_judge_about_every_labelled_run(tmp_path: Pa
     server.default = ok(blame_reply(agent="WebSurfer", step=1))
     env = {**os.environ, "AGENT_DEBUG_HOME": str(tmp_path / "home"), "GEMINI_API_KEY": "test",
            "AGENT_DEBUG_JUDGE_BASE_URL": server.base_url}
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "measure_blame.py"), "--no-demo", "--judge-only"], capture_output=True, text=True, timeout=600, env=env)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "measure_blame.py"), "--no-demo", "--judge-only"],
+                         capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr
     assert "### `why --judge` (gemini-2.5-flash)" in out.stdout
     assert len(server.requests) >= 100 and "| Who&When hand-crafted | 20/20 |" in out.stdout

@@ -37,6 +37,7 @@ content and tool calls.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from agent_debug.analysis.spans import TraceSpans
 
 TEXT_CAP = 20_000
 REPEAT_JACCARD = 0.8  # fixed a priori (never tuned): near-identical actions
+REPEAT_WINDOW = 50  # an action is compared with the agent's last 50 calls (bounded work on huge runs)
 LARGE_RESULT_CHARS = 10_000  # fixed a priori: a result this large floods a model's context
 
 FABRICATION = re.compile(
@@ -236,6 +238,7 @@ class SpanContext:
                         and not any(self.failed[k] and k not in self.recovered for k in self.children[i])]
         self.origin_set = set(self.origins)
         self.decider: dict[int, int | None] = {}
+        self._by_parent: dict[int, list[tuple[int, int, int]]] = {}
         self.actions: dict[int, list[int]] = {k: [] for k in self.llm}
         for i in self.order:
             if not self.is_llm[i]:
@@ -249,6 +252,7 @@ class SpanContext:
         self._outputs: dict[int, ModelOutput] = {}
         self._results: dict[int, str | None] = {}
         self._prev: dict[int, int | None] = {}
+        self._same: dict[int, int] | None = None
 
     def _recovered(self) -> set[int]:
         """Spans a later retry made good (`retry.of` pointing at them, the retry succeeding or recovered)."""
@@ -269,25 +273,32 @@ class SpanContext:
         if i in self.decider:
             return self.decider[i]
         ts, out = self.ts, None
-        inside = [k for k in self.children[i] if self.is_llm[k]]
-        if len(inside) == 1 and all(ts.start_ns[k] >= ts.start_ns[inside[0]] for k in self.children[i]):
+        inside = self._llm_children(i)
+        if len(inside) == 1 and all(ts.start_ns[k] >= ts.start_ns[inside[0][2]] for k in self.children[i]):
             # a step that runs what its one model call (its first child) wrote
-            self.decider[i] = inside[0]
-            return inside[0]
+            self.decider[i] = inside[0][2]
+            return inside[0][2]
         node: int | None = i
         for _ in range(64):
             if node is None:
                 break
             p = self.parent[node]
             if p is not None:
-                before = [k for k in self.children[p] if self.is_llm[k] and k != node
-                          and ts.start_ns[k] <= ts.start_ns[node]]
+                calls = self._llm_children(p)  # (start, rank, index), sorted: the latest one started before node
+                at = bisect.bisect_right(calls, (ts.start_ns[node], self.rank[node], self.n))
+                before = [c[2] for c in calls[max(0, at - 2):at] if c[2] != node]
                 if before:
-                    out = max(before, key=lambda k: (ts.start_ns[k], self.rank[k]))
+                    out = before[-1]
                     break
             node = p
         self.decider[i] = out
         return out
+
+    def _llm_children(self, p: int) -> list[tuple[int, int, int]]:
+        if p not in self._by_parent:
+            self._by_parent[p] = sorted((self.ts.start_ns[k], self.rank[k], k) for k in self.children[p]
+                                        if self.is_llm[k])
+        return self._by_parent[p]
 
     def output(self, k: int) -> ModelOutput:
         if k not in self._outputs:
@@ -319,14 +330,45 @@ class SpanContext:
 
     def prev_acting(self, k: int) -> int | None:
         """The previous call of the same agent that acted (plans and summaries in between are skipped)."""
-        if k not in self._prev:
-            calls = self.by_agent.get(self.ts.agent_name[k], [])
-            self._prev[k] = next((p for p in reversed(calls[: self._pos.get(k, 0)]) if self.acted(p)), None)
-        return self._prev[k]
-
-    def earlier_calls(self, k: int) -> list[int]:
+        if k in self._prev:
+            return self._prev[k]
         calls = self.by_agent.get(self.ts.agent_name[k], [])
-        return calls[: self._pos.get(k, 0)]
+        pos = self._pos.get(k, 0)
+        pending, found = [], None
+        while pos > 0:  # walk back until an acting call or an answer already known (linear over all calls)
+            p = calls[pos - 1]
+            if self.acted(p):
+                found = p
+                break
+            if p in self._prev:
+                found = self._prev[p]
+                break
+            pending.append(p)
+            pos -= 1
+        for p in pending:
+            self._prev[p] = found
+        self._prev[k] = found
+        return found
+
+    def earlier_calls(self, k: int, window: int | None = None) -> list[int]:
+        """The calls of k's agent before k (the last `window` of them)."""
+        calls = self.by_agent.get(self.ts.agent_name[k], [])
+        pos = self._pos.get(k, 0)
+        return calls[max(0, pos - window) if window else 0:pos]
+
+    def first_same_call(self, i: int) -> int | None:
+        """The earliest tool call before i with the same kind, name and input (None: i is the first)."""
+        if self._same is None:
+            self._same, seen = {}, {}
+            for j in self.order:
+                if self.ts.event_type[j] in CANDIDATE_TYPES and not self.is_llm[j]:
+                    key = (self.ts.event_type[j], self.ts.name[j], _tool_text(self, j))
+                    if key in seen:
+                        self._same[j] = seen[key]
+                    else:
+                        seen[key] = j
+        return self._same.get(i)
+
 
     def action_failed(self, k: int) -> int | None:
         """The first failure origin model call k decided (or k itself when it failed)."""
@@ -402,7 +444,7 @@ def sig_repeated_action(c: SpanContext, k: int) -> Hit | None:
     if not act:
         return None
     mine = words(act)
-    for p in c.earlier_calls(k):
+    for p in c.earlier_calls(k, REPEAT_WINDOW):
         other = c.output(p).action
         if other and (other == act or jaccard(mine, words(other)) >= REPEAT_JACCARD):
             return _hit(c, k, "repeated_action", "planner_drift",
@@ -590,11 +632,10 @@ def sig_tool_failed(c: SpanContext, i: int) -> Hit | None:
 
 
 def sig_tool_repeated(c: SpanContext, i: int) -> Hit | None:
-    me = _tool_text(c, i)
-    for p in c.order[: c.rank[i]]:
-        if c.ts.event_type[p] == c.ts.event_type[i] and c.ts.name[p] == c.ts.name[i] and _tool_text(c, p) == me:
-            return _hit(c, i, "tool_repeated", "planner_drift", f"same call as {c.ts.span_id[p]}")
-    return None
+    first = c.first_same_call(i)
+    if first is None:
+        return None
+    return _hit(c, i, "tool_repeated", "planner_drift", f"same call as {c.ts.span_id[first]}")
 
 
 def sig_tool_error_text(c: SpanContext, i: int) -> Hit | None:
