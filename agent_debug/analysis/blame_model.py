@@ -57,7 +57,7 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "tool_error_text": 1.5,
     "disagreement": 2.0,
     "rule_strong": 4.0,
-    "rule_weak": 1.0,
+    "rule_weak": 0.0,  # a weak rule names a symptom: a suspect only beside stronger evidence
 }
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # candidate thresholds: 0.05 .. 0.95
 

@@ -35,6 +35,7 @@ _KV_COLON = re.compile(r"\b([a-z_][a-z0-9_.]{2,40})\"?'?\s*:\s*\"?'?(-?[\w.\-/]{
                        re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“']([^\"”'\n]{4,60})[\"”']")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
+_USES = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL", "AGENT", "PLAN", "VERIFY", "ROUTING_DECISION"})
 _ORIGIN_BUCKET = {"RETRIEVAL": "retrieval_miss", "TOOL_CALL": "tool_execution", "LLM_CALL": "retrieval_miss"}
 
 
@@ -127,10 +128,11 @@ def state_corruption(turns: list[Turn], failed: Turn, failing_span: int | None) 
     chain = [{"role": "introduced", **_span(origin, i)}]
     for t in turns:
         if origin.n < t.n < failed.n and fact in t.given:
-            used_at = next((k for k in range(len(t.ts)) if fact in facts(" ".join(_io(t.ts, k)[:2]))
-                            and t.ts.parent_id[k] is not None), None)
-            chain.append({"role": "carried", "turn": t.n, "trace_id": t.trace_id,
-                          "span_id": t.ts.span_id[used_at] if used_at is not None else None})
+            used_at = next((k for k in sorted(range(len(t.ts)), key=lambda k: (t.ts.start_ns[k], k))
+                            if t.ts.parent_id[k] is not None and t.ts.event_type[k] in _USES
+                            and fact in facts(" ".join(_io(t.ts, k)[:2]))), None)
+            chain.append({"role": "carried", **(_span(t, used_at) if used_at is not None else
+                                                {"turn": t.n, "trace_id": t.trace_id, "span_id": None})})
     if failing_span is not None:
         chain.append({"role": "failed", **_span(failed, failing_span)})
     return {"fact": fact, "named_by_failure": named,
@@ -169,11 +171,19 @@ def analyze_session(source: Any, session_id: str, rules: Rules) -> dict[str, Any
         raise TraceNotFound(f"no runs with session id {session_id!r}")
     rows = []
     diagnoses = {}
+    cache = {session_id: turns}
     for t in turns:
         tree = build_tree(t.ts)
         strong = [x for x in run_suspects(t.ts, rules, failed=t.summary.failed, tree=tree).suspects if x.strong]
         d = diagnose(t.ts, t.summary, rules, tree)
         diagnoses[t.n] = d
+        if d is not None:  # as `bucket` does: a failure that names a fact an earlier turn introduced moves there
+            moved = session_origin(source, t.summary, d.root_cause["span_id"], cache)
+            if moved is not None:
+                from agent_debug.analysis.buckets import RunDiagnosis, blame_earlier_turn
+
+                d = RunDiagnosis(**d.as_dict())
+                blame_earlier_turn(d, moved, rules)
         rows.append({
             "turn": t.n, "trace_id": t.trace_id, "status": t.summary.status, "failed": t.summary.failed,
             "bucket": d.bucket if d else None, "root_cause": d.root_cause if d else None,

@@ -152,7 +152,7 @@ def split(scored: list[SpanSuspect], threshold: float, method: str) -> SuspectLi
 
 def transcript_suspects(ts: TraceSpans, model: Any = None) -> SuspectList:
     """The messages the transcript signals name, in the policy's order (the first is the blamed one)."""
-    from agent_debug.analysis.blame import TRANSCRIPT_SIGNALS, blame_transcript, default_transcript_model
+    from agent_debug.analysis.blame import blame_transcript, default_transcript_model
 
     tm = model or default_transcript_model()
     result = blame_transcript(ts, tm.policy)
@@ -163,7 +163,8 @@ def transcript_suspects(ts: TraceSpans, model: Any = None) -> SuspectList:
         if i is None:
             continue
         out.append(SpanSuspect(c.span_id, c.agent, ts.name[i], ts.event_type[i], c.signal, c.bucket, [c.reason],
-                               tm.score(c.signal), c.signal in TRANSCRIPT_SIGNALS, c.step_index, i))
+                               tm.score(c.signal), c.signal in tm.policy.signals or not out,  # (the blamed one)
+                               c.step_index, i))
     for rank, s in enumerate(out):  # the policy's order is the ranking: scores never invert it
         if rank and s.score > out[rank - 1].score:
             s.score = out[rank - 1].score
