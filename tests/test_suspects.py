@@ -250,3 +250,13 @@ def test_bucket_suspects_flags_unmarked_runs_with_strong_suspects_only(tmp_path:
     assert "suspected" in flagged["unmarked-bad"]["flag"]
     text = run_cli("bucket", "--suspects", "--from", str(path))
     assert "(suspected)" in text.stdout and "1 runs not marked failed" in text.stdout
+
+
+def test_a_bucket_rule_on_our_conventions_is_a_suspect_with_its_own_name_and_bucket() -> None:
+    records = [rec("root", None, name="run"),
+               rec("ret", "root", event_type="RETRIEVAL", start=1, attributes={"retrieval.doc_count": 0}),
+               rec("plan", "root", event_type="PLAN", start=2, attributes={"plan.steps": ["search", "never"]})]
+    lst = run_suspects(TraceSpans.from_records("t1", records), load_rules())
+    assert [(s.span_id, s.signal, s.bucket, s.strong) for s in lst.suspects] == [
+        ("ret", "empty_retrieval", "retrieval_miss", True)]  # the weak planned_step_never_ran is no suspect alone
+    assert lst.suspects[0].evidence == ["empty_retrieval: retrieval returned 0 documents (a silent miss)"]

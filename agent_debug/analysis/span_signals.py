@@ -103,6 +103,11 @@ class Hit:
     evidence: str
     value: float = 1.0
     related: tuple[str, ...] = ()  # other span ids the evidence names
+    feature: str | None = None  # the model feature it counts as, when not its signal (a bucket rule: rule_strong)
+
+    @property
+    def key(self) -> str:
+        return self.feature or self.signal
 
 
 # -- reading spans --------------------------------------------------------------------------------------------------

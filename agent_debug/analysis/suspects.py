@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_debug.analysis.blame_model import SpanModel, default_span_model, select
+from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model, select
 from agent_debug.analysis.buckets import Rules, Suspect, find_suspects
 from agent_debug.analysis.span_signals import CANDIDATE_TYPES, Hit, SpanContext, span_hits
 from agent_debug.analysis.spans import TraceSpans
@@ -93,7 +93,7 @@ def candidate_features(ts: TraceSpans, hits: list[Hit], rule_hits: list[Suspect]
         key = "rule_strong" if s.strength == "strong" else "rule_weak"
         f = feats.setdefault(s.index, {})
         f[key] = 1.0
-        why.setdefault(s.index, []).append(Hit(s.index, s.rule, s.bucket, s.reason))
+        why.setdefault(s.index, []).append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
     return feats, why
 
 
@@ -115,9 +115,13 @@ def disagreement_hits(ts: TraceSpans) -> list[Hit]:
 
 
 def _suspect(ts: TraceSpans, i: int, x: dict[str, float], hits: list[Hit], model: SpanModel) -> SpanSuspect:
-    by_signal = {h.signal: h for h in hits}
-    top = next((h for f, c in model.contributions(x) if c > 0 and (h := by_signal.get(f)) is not None), None)
-    ordered = sorted(hits, key=lambda h: -model.weights.get(h.signal, 0.0) * h.value)
+    by_feature = {h.key: h for h in hits}
+    top = next((h for f, c in model.contributions(x) if c > 0 and (h := by_feature.get(f)) is not None), None)
+
+    def weight(h: Hit) -> float:
+        return model.weights.get(h.key, PRIOR_WEIGHTS.get(h.key, 0.0)) * h.value
+
+    ordered = sorted((h for h in hits if weight(h) > 0), key=lambda h: -weight(h))  # evidence: what raised it
     if top is None:
         signal, bucket = "none", "unclassified"
     else:
