@@ -20,7 +20,8 @@ from agent_debug.analysis.blame_model import (
     select,
 )
 from agent_debug.analysis.buckets import load_rules
-from agent_debug.analysis.span_signals import SpanContext, answer_tokens, is_empty_text, span_hits
+from agent_debug.analysis.span_context import SpanContext, is_empty_text
+from agent_debug.analysis.span_signals import answer_tokens, span_hits
 from agent_debug.analysis.spans import TraceSpans
 from agent_debug.analysis.suspects import run_suspects
 from conftest import rec, run_cli, write_jsonl

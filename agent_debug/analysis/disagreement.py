@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.span_signals import span_io
+from agent_debug.analysis.span_context import span_io
 from agent_debug.analysis.spans import TraceSpans
 
 TEXT_CAP = 8000

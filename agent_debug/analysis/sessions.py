@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from agent_debug.analysis.buckets import Rules, diagnose
-from agent_debug.analysis.span_signals import span_io
+from agent_debug.analysis.span_context import span_io
 from agent_debug.analysis.spans import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import build_tree
 from agent_debug.errors import TraceNotFound

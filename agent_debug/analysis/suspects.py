@@ -22,7 +22,8 @@ from typing import Any
 
 from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model, select
 from agent_debug.analysis.buckets import Rules, Suspect, find_suspects
-from agent_debug.analysis.span_signals import CANDIDATE_TYPES, Hit, SpanContext, span_hits
+from agent_debug.analysis.span_context import CANDIDATE_TYPES, SpanContext
+from agent_debug.analysis.span_signals import Hit, span_hits
 from agent_debug.analysis.spans import TraceSpans
 from agent_debug.analysis.tree import Tree, build_tree
 
