@@ -15,8 +15,6 @@ import pytest
 from agent_debug.analysis.blame import (
     APRIORI_POLICY,
     BlamePolicy,
-    blame_span_candidates,
-    blame_spans,
     blame_transcript,
     transcript_suspect,
 )
@@ -296,8 +294,8 @@ def test_why_tells_one_runs_story(tmp_path: Path) -> None:
     assert d["diagnosis"]["root_cause"]["span_id"] == "x3" and "tool.exit_code = 2" in d["diagnosis"]["evidence"]
     text = run_cli("why", "turn-3", "--from", str(path))
     assert text.returncode == 0 and "root cause" in text.stdout and "tool_execution" in text.stdout
-    passing = run_cli("why", "turn-1", "--from", str(path), "--json")
-    assert json.loads(passing.stdout)["diagnosis"] is None
+    passing = json.loads(run_cli("why", "turn-1", "--from", str(path), "--json").stdout)
+    assert passing["diagnosis"] is None and passing["failed"] is False and "suspects" in passing
 
 
 def test_the_measure_script_says_so_when_there_is_no_data(tmp_path: Path) -> None:
@@ -413,35 +411,7 @@ def test_a_who_and_when_file_is_blamed_through_the_importer(tmp_path: Path) -> N
     assert (r.agent, r.step_index) == ("Math_Expert", 1)
 
 
-# -- span blame on hand-built agent traces ---------------------------------------------------------------------------
-
-
-def _out(text: str) -> dict[str, Any]:
-    return {"output": json.dumps({"role": "assistant", "content": text})}
-
-
-def test_a_failed_tool_is_blamed_on_the_model_call_that_chose_it_and_its_reaction() -> None:
-    records = [rec("agent", None, agent="CodeAgent", attributes={"openinference.span.kind": "AGENT"}),
-               rec("step1", "agent", agent="CodeAgent", start=1, duration_ms=3000),
-               rec("llm1", "step1", agent="CodeAgent", event_type="LLM_CALL", start=1.1, payload=_out("Code: read()")),
-               {**rec("tool1", "step1", agent="CodeAgent", event_type="TOOL_CALL", start=2, name="reader"),
-                "status": "error", "error": {"type": "FileNotFoundError", "message": "no such file"}},
-               rec("step2", "agent", agent="CodeAgent", start=5),
-               rec("llm2", "step2", agent="CodeAgent", event_type="LLM_CALL", start=5.1,
-                   payload=_out("The file was missing, so I will simulate the result. final_answer(12)"))]
-    ts = TraceSpans.from_records("t1", records)
-    assert blame_spans(ts) == [("llm1", "tool_execution"), ("llm2", "unclassified")]
-    signals = {(b.span_id, b.signal) for b in blame_span_candidates(ts)}
-    assert {("llm1", "failed_call"), ("llm2", "fabrication"), ("llm2", "unsupported_answer"),
-            ("llm2", "reaction")} <= signals
-
-
-def test_a_clean_trace_with_evidence_has_no_suspect_span() -> None:
-    records = [rec("agent", None, agent="CodeAgent", attributes={"openinference.span.kind": "AGENT"}),
-               rec("llm1", "agent", event_type="LLM_CALL", start=1, payload=_out("Code: search('x')")),
-               rec("tool1", "agent", event_type="TOOL_CALL", start=2, name="search"),
-               rec("llm2", "agent", event_type="LLM_CALL", start=3, payload=_out("final_answer('x')"))]
-    assert blame_spans(TraceSpans.from_records("t1", records)) == []
+# -- suspect ordering ------------------------------------------------------------------------------------------------
 
 
 def test_suspect_depths_count_ancestors_and_stop_at_cycles_and_missing_parents() -> None:

@@ -24,10 +24,10 @@ coordinators, i.e. agents that address others with "-> X"), `first_speaker`, `mo
 `final_answer_agent`. `DEFAULT_POLICY` and `APRIORI_POLICY` say which; docs/blame-measurements.md says how each
 was chosen and what it measures on Who&When.
 
-Agent traces (`blame_spans`): the spans likely to hold an error, each with a bucket. A failure is blamed on the
-model call that decided the failing action, not on the tool that carried it out; a model call that reacts to a
-failure, that admits to fabricating, or that gives a final answer with no successful tool call behind it is
-also a suspect.
+`TranscriptModel` is a policy with, for ranking, each signal's fitted precision; `fit_transcript_model` is the
+selection recipe, run inside each cross-validation fold by scripts/measure_blame.py and once on all the shared
+data for the shipped model. Agent traces made of model and tool calls are blamed by `span_signals.py` and
+`suspects.py` instead.
 """
 
 from __future__ import annotations
@@ -53,11 +53,6 @@ FABRICATION = re.compile(
 ERROR_WORDING = re.compile(
     r"traceback|\berror\b|exception|\bfailed\b|not found|no results|could not|couldn't|unable to", re.IGNORECASE
 )
-STRUGGLE = re.compile(
-    r"\bit seems\b|doesn't seem|does not seem|didn't (?:match|work|find)|did not (?:match|work|find)|"
-    r"wasn't (?:properly|found)|not (?:properly )?displayed|no (?:matches|results)|unable to|failed to",
-    re.IGNORECASE,
-)
 _LEDGER_STALL = re.compile(
     r'"is_progress_being_made"\s*:\s*\{[^{}]*"answer"\s*:\s*false|"is_in_loop"\s*:\s*\{[^{}]*"answer"\s*:\s*true',
     re.IGNORECASE,
@@ -67,7 +62,6 @@ _WEB_FAILURE = re.compile(r"no results|not found|\b404\b|access denied|couldn't|
                           r"blocked", re.IGNORECASE)
 _TRACEBACK = re.compile(r"traceback \(most recent call last\)", re.IGNORECASE)
 _WORDS = re.compile(r"[a-z0-9]+")
-_FINAL_ANSWER = re.compile(r"final_answer\s*\(|\"name\"\s*:\s*\"final_answer\"", re.IGNORECASE)
 
 _ROLE_BUCKETS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"surf|search|web|brows|retriev", re.I), "retrieval_miss"),
@@ -331,6 +325,72 @@ DEFAULT_POLICY = BlamePolicy(("fabrication", "coordinator_stall", "repeated_inst
 APRIORI_POLICY = BlamePolicy(("failed_execution", "fabrication", "error_wording"), "first_speaker", mode="earliest")
 
 
+@dataclass(frozen=True)
+class TranscriptModel:
+    """A policy and, for ranking suspects, how often each signal named the right agent when it fired (fitted
+    precision; the fallback's is its accuracy)."""
+
+    policy: BlamePolicy
+    precision: dict[str, float] = field(default_factory=dict)
+    fitted_on: str = "a priori"
+
+    def score(self, signal: str) -> float:
+        return self.precision.get(signal, 0.3)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"signals": list(self.policy.signals), "fallback": self.policy.fallback, "mode": self.policy.mode,
+                "precision": {k: round(v, 4) for k, v in self.precision.items()}, "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TranscriptModel:
+        policy = BlamePolicy(tuple(d["signals"]), str(d["fallback"]), str(d.get("mode", "priority")))
+        return cls(policy, {str(k): float(v) for k, v in (d.get("precision") or {}).items()},
+                   str(d.get("fitted_on", "")))
+
+
+def _same_agent(a: str | None, b: str) -> bool:
+    return a is not None and a.strip().lower() == b.strip().lower()
+
+
+def fit_transcript_model(examples: list[tuple[dict[str, Candidate | None], str]],
+                         fallback_order: tuple[str, ...] | None = None, fitted_on: str = "") -> TranscriptModel:
+    """The selection recipe, with no free threshold: the fallback with the best agent accuracy on `examples`
+    ((candidates, labelled agent) pairs; ties: `fallback_order`), then every signal whose agent precision when
+    it fires beats that accuracy, most precise first (ties: the order of TRANSCRIPT_SIGNALS)."""
+    order = fallback_order or tuple(FALLBACKS)
+    n = max(1, len(examples))
+
+    def right(name: str) -> tuple[int, int]:
+        fired = [(c, label) for found, label in examples if (c := found.get(name)) is not None]
+        return sum(_same_agent(c.agent, label) for c, label in fired), len(fired)
+
+    fb_hits = {f: right(f)[0] for f in order}
+    fb = max(order, key=lambda f: (fb_hits[f], -order.index(f)))
+    base = fb_hits[fb] / n
+    names = list(TRANSCRIPT_SIGNALS)
+    prec = {}
+    for s in names:
+        hit, fired = right(s)
+        prec[s] = hit / fired if fired else 0.0
+    keep = [s for s in names if right(s)[1] and prec[s] > base]
+    keep.sort(key=lambda s: (-prec[s], names.index(s)))
+    precision = {**{s: prec[s] for s in names}, **{f: fb_hits[f] / n for f in order}}
+    return TranscriptModel(BlamePolicy(tuple(keep), fb), precision, fitted_on or f"{len(examples)} transcripts")
+
+
+def default_transcript_model() -> TranscriptModel:
+    """The shipped transcript model (blame_model.json), else DEFAULT_POLICY with no fitted precision."""
+    from agent_debug.analysis.blame_model import load_default_model
+
+    d = load_default_model().get("transcripts")
+    if isinstance(d, dict):
+        try:
+            return TranscriptModel.from_dict(d)
+        except (KeyError, TypeError, ValueError):
+            pass
+    return TranscriptModel(DEFAULT_POLICY)
+
+
 def coordinators_of(ms: list[Message]) -> set[str]:
     """Agents that address other agents ("Orchestrator (-> WebSurfer)"): they route work, others do it."""
     return {m.agent for m in ms if m.to is not None}
@@ -358,7 +418,7 @@ def apply_policy(found: dict[str, Candidate | None], policy: BlamePolicy) -> Can
 
 def blame_transcript(ts: TraceSpans, policy: BlamePolicy | None = None) -> BlameResult:
     """The agent and message most likely decisive for a failed transcript, from the messages alone."""
-    policy = policy or DEFAULT_POLICY
+    policy = policy or default_transcript_model().policy
     for name in (*policy.signals, policy.fallback):
         if name not in TRANSCRIPT_SIGNALS and name not in FALLBACKS:
             raise ValueError(f"unknown blame signal {name!r}")
@@ -389,131 +449,3 @@ def transcript_suspect(ts: TraceSpans) -> Any:
     i = ts.span_id.index(result.span_id)
     return Suspect(ts.span_id[i], ts.agent_name[i], ts.name[i], ts.event_type[i], result.bucket,
                    f"transcript_{result.signal}", result.reason, "strong", ts.start_ns[i], i)
-
-
-# -- agent traces (spans) -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpanBlame:
-    """A span likely to hold an error, the bucket it suggests, and which signal said so."""
-
-    span_id: str
-    category: str
-    signal: str
-    reason: str
-
-
-def _text(rec: dict[str, Any], key: str) -> str:
-    payload = rec.get("payload") or {}
-    value = payload.get(key)
-    if value is None:
-        value = (rec.get("attributes") or {}).get(f"{key}.value")
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def _failed(ts: TraceSpans, i: int) -> bool:
-    rec = ts.record(i)
-    code = ts.attributes(i).get("tool.exit_code")
-    events = rec.get("events")
-    has_exception = isinstance(events, list) and any(
-        isinstance(e, dict) and str(e.get("name", "")).lower() == "exception" for e in events)
-    return ts.status[i] == "error" or has_exception or (
-        isinstance(code, int) and not isinstance(code, bool) and code != 0)
-
-
-def blame_span_candidates(ts: TraceSpans) -> list[SpanBlame]:
-    """Every (span, signal) pair a signal suspects, strongest signal first; a span may appear more than once."""
-    n = len(ts)
-    order = sorted(range(n), key=lambda i: (ts.start_ns[i], ts.span_id[i]))
-    by_id = {sid: i for i, sid in enumerate(ts.span_id)}
-    children: dict[int, list[int]] = {}
-    for i in range(n):
-        p = by_id.get(ts.parent_id[i]) if ts.parent_id[i] is not None else None
-        if p is not None and p != i:
-            children.setdefault(p, []).append(i)
-    llm = [i for i in order if ts.event_type[i] == "LLM_CALL"]
-    failed = [i for i in order if _failed(ts, i)]
-    origins = [i for i in failed if not any(k in failed for k in children.get(i, []))]
-    found: list[SpanBlame] = []
-
-    def decider(i: int) -> int | None:
-        """The model call that chose the action span i carried out: the latest one started before it, a sibling
-        first, else any."""
-        before = [k for k in llm if ts.start_ns[k] <= ts.start_ns[i] and k != i]
-        siblings = [k for k in before if ts.parent_id[k] == ts.parent_id[i]]
-        pick = siblings or before
-        return pick[-1] if pick else None
-
-    # 1. failures, blamed on the decision that led to them
-    for i in origins:
-        k = i if ts.event_type[i] == "LLM_CALL" else decider(i)
-        if k is not None:
-            err = (ts.record(i).get("error") or {}).get("type") or ts.status[i]
-            found.append(SpanBlame(ts.span_id[k], "tool_execution", "failed_call",
-                                   f"{ts.name[i]} failed ({err})" + ("" if k == i else f", decided by {ts.name[k]}")))
-    # 2. model output that admits fabricating
-    for i in llm:
-        hit = FABRICATION.search(_text(ts.record(i), "output"))
-        if hit:
-            found.append(SpanBlame(ts.span_id[i], "unclassified", "fabrication", f"output says {hit.group(0)!r}"))
-    # 3. a final answer with no successful tool call behind it in the same agent run
-    for i in llm:
-        if _FINAL_ANSWER.search(_text(ts.record(i), "output")) and not _evidence_before(ts, i, by_id, children):
-            found.append(SpanBlame(ts.span_id[i], "unclassified", "unsupported_answer",
-                                   "final answer without a successful tool call before it"))
-    # 4. the first model call after each failure: it decides what to do about it
-    for i in origins:
-        end = ts.start_ns[i] + ts.duration_ns[i]
-        nxt = next((k for k in llm if ts.start_ns[k] >= end and k != i), None)
-        if nxt is not None:
-            found.append(SpanBlame(ts.span_id[nxt], "tool_execution", "reaction",
-                                   f"first model call after {ts.name[i]} failed"))
-    # 5. model output that says something did not work
-    for i in llm:
-        hit = STRUGGLE.search(_text(ts.record(i), "output")[:2000])
-        if hit:
-            found.append(SpanBlame(ts.span_id[i], "unclassified", "struggle", f"output says {hit.group(0)!r}"))
-    # 6. empty model output
-    for i in llm:
-        out = _text(ts.record(i), "output").strip()
-        if ts.status[i] != "error" and (not out or out in ("null", "{}", '""')):
-            found.append(SpanBlame(ts.span_id[i], "unclassified", "empty_output", "model call returned nothing"))
-    return found
-
-
-SPAN_SIGNALS = ("failed_call", "fabrication", "unsupported_answer", "reaction", "struggle", "empty_output")
-DEFAULT_SPAN_SIGNALS = ("failed_call", "fabrication", "unsupported_answer", "reaction")
-
-
-def _evidence_before(ts: TraceSpans, i: int, by_id: dict[str, int], children: dict[int, list[int]]) -> bool:
-    """Did a tool call other than final_answer succeed before span i, within the agent run that holds i?"""
-    run = i
-    for _ in range(10_000):
-        p = by_id.get(ts.parent_id[run]) if ts.parent_id[run] is not None else None
-        if p is None:
-            break
-        run = p
-        if (ts.attributes(run).get("openinference.span.kind") == "AGENT") or ts.name[run].endswith(".run"):
-            break
-    stack, seen = [run], set()
-    while stack:
-        k = stack.pop()
-        if k in seen:
-            continue
-        seen.add(k)
-        stack.extend(children.get(k, []))
-        if ts.event_type[k] in ("TOOL_CALL", "RETRIEVAL") and ts.start_ns[k] < ts.start_ns[i] and not _failed(ts, k) \
-                and "final" not in ts.name[k].lower() and ts.attributes(k).get("tool.name") != "final_answer":
-            return True
-    return False
-
-
-def blame_spans(ts: TraceSpans, signals: tuple[str, ...] = DEFAULT_SPAN_SIGNALS) -> list[tuple[str, str]]:
-    """(span_id, bucket) of the spans likely to hold an error, strongest first, each span once (with the bucket of
-    the strongest signal that named it)."""
-    out: dict[str, str] = {}
-    for b in blame_span_candidates(ts):
-        if b.signal in signals:
-            out.setdefault(b.span_id, b.category)
-    return list(out.items())

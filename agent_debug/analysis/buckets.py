@@ -14,7 +14,9 @@ For each failed run (spec: root status error, or `outcome.passed = false`):
      plan (`plan.steps`);
    - `planned_step_never_ran`: a planned step with no span of that name (weak);
    - `verifier_approved_failed_run`: `verifier.passed = true` in a failed run (weak);
-   - `unrecovered_error`: any other error span nothing recovered (the origin of an exception chain).
+   - `unrecovered_error`: any other error span nothing recovered (the origin of an exception chain);
+   - `unreconciled_disagreement`: the span that merged parallel branches' contradictory conclusions without
+     reconciling them (`disagreement.py`).
 2. *Root cause*: among strong suspects, the earliest in causal order (start time; an ancestor before its
    descendants); a routing decision that set the budget an LLM call then hit is that call's cause. Weak suspects
    count only when no strong one exists. With no suspect at all the run is `unclassified` and the visible failure
@@ -139,6 +141,8 @@ class RunDiagnosis:
     next_action: str
     source: dict[str, Any] | None = None
     fingerprint: str = ""
+    flag: str | None = None  # set when the run was bucketed for its suspects, not for a recorded failure
+    session: dict[str, Any] | None = None  # the earlier turn whose state corrupted this one (sessions.py)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -282,8 +286,15 @@ def _d_unrecovered_error(c: _Ctx) -> list[int]:
     return out
 
 
+def _d_unreconciled_disagreement(c: _Ctx) -> list[int]:
+    from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+
+    return sorted({blamed_span(d) for d in find_disagreements(c.ts)})
+
+
 DETECTORS = {
     "unrecovered_tool_failure": _d_unrecovered_tool_failure,
+    "unreconciled_disagreement": _d_unreconciled_disagreement,
     "empty_tool_result": _d_empty_tool_result,
     "route_below_required_lane": _d_route_below_required_lane,
     "llm_hit_budget": _d_llm_hit_budget,
@@ -486,6 +497,10 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     rec = ts.record(i) if ts.records is not None else {}
     if rec.get("error"):
         evidence.append(f"error {rec['error'].get('type')}: {rec['error'].get('message')}")
+    if cause.rule == "unreconciled_disagreement":
+        from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+
+        evidence.extend(d.evidence(ts) for d in find_disagreements(ts) if blamed_span(d) == i)
     vis_attrs = ts.attributes(visible)
     if visible != i:
         evidence.append(f"surfaced at {ts.agent_name[visible]} {ts.name[visible]} ({ts.span_id[visible]})"
@@ -531,7 +546,7 @@ class BucketReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"runs": [r.as_dict() for r in self.runs], "buckets": self.buckets, "clusters": self.clusters,
-                "passing_runs": self.passing}
+                "passing_runs": self.passing, "flagged_runs": sum(1 for r in self.runs if r.flag)}
 
 
 def summarize_buckets(runs: list[RunDiagnosis], rules: Rules) -> list[dict[str, Any]]:
@@ -563,18 +578,84 @@ def cluster(runs: list[RunDiagnosis]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: (-c["count"], -c["last_seen_ns"]))
 
 
-def bucket_runs(source: Any, flt: Any, rules: Rules) -> BucketReport:
-    """Diagnose every failed run the filter selects from a Source."""
+def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, span_model: Any = None
+                ) -> BucketReport:
+    """Diagnose every failed run the filter selects from a Source; with `suspects`, also every run not marked
+    failed that carries a strong suspect (flagged as such)."""
     summaries = source.list(flt)
     diagnoses = []
     passing = 0
+    sessions: dict[str, Any] = {}
     for s in summaries:
         if not s.failed:
             passing += 1
+            if suspects:
+                d = diagnose_suspected(source.load(s.trace_id, records=True), s, rules, span_model)
+                if d is not None:
+                    diagnoses.append(d)
             continue
         ts = source.load(s.trace_id, records=True)
         d = diagnose(ts, s, rules)
         if d is not None:
+            if s.session_id:
+                from agent_debug.analysis.sessions import session_origin
+
+                origin = session_origin(source, s, d.root_cause["span_id"], sessions)
+                if origin is not None:
+                    blame_earlier_turn(d, origin, rules)
             diagnoses.append(d)
     return BucketReport(diagnoses, summarize_buckets(diagnoses, rules), cluster(diagnoses), passing,
                         list(getattr(source, "notices", [])))
+
+
+def blame_earlier_turn(d: RunDiagnosis, found: dict[str, Any], rules: Rules) -> None:
+    """Move a failed turn's bucket and root cause to the earlier turn whose output introduced the fact its
+    failing step names (`sessions.session_origin`); the turn's own root cause stays in the evidence."""
+    o = found["origin"]
+    own = d.root_cause
+    d.session = found
+    d.bucket = o["bucket"]
+    d.root_cause = {"span_id": o["span_id"], "agent_name": o["agent_name"], "name": o["name"],
+                    "event_type": o["event_type"], "trace_id": o["trace_id"], "turn": o["turn"], "attributes": {}}
+    d.evidence = [f"state corruption: {o['agent_name']} {o['name']} ({o['span_id']}) in turn {o['turn']} "
+                  f"(run {o['trace_id'][:12]}) introduced {found['fact']!r}, which turn(s) {found['relied_on_by']} "
+                  f"relied on", f"surfaced here at {own['agent_name']} {own['name']} ({own['span_id']})",
+                  *d.evidence]
+    d.chain = [o["span_id"], *d.chain]  # from the earlier turn's span to this turn's visible failure
+    d.next_action = rules.next_action(d.bucket)
+    d.fingerprint = "|".join([d.bucket, o["agent_name"], o["event_type"], o["name"], found["fact"][:40],
+                              d.workflow or "", "", ""])
+
+
+def diagnose_suspected(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: Any = None
+                       ) -> RunDiagnosis | None:
+    """A run not marked failed, bucketed by its top strong suspect (`suspects.run_suspects`); None when it has no
+    strong suspect. The diagnosis says it is a suspicion (`flag`), not a recorded failure."""
+    from agent_debug.analysis.suspects import run_suspects
+
+    tree = build_tree(ts)
+    strong = [x for x in run_suspects(ts, rules, span_model=span_model, tree=tree).suspects if x.strong]
+    if not strong or summary.root_span_id is None:
+        return None
+    top = strong[0]
+    i = top.index
+    root = ts.span_id.index(summary.root_span_id)
+    chain = [ts.span_id[k] for k in _chain(tree, i, root)]
+    attrs = ts.attributes(i)
+    return RunDiagnosis(
+        trace_id=ts.trace_id, workflow=summary.workflow, session_id=summary.session_id, start_ns=summary.start_ns,
+        bucket=top.bucket,
+        root_cause={"span_id": top.span_id, "agent_name": top.agent_name, "name": top.name,
+                    "event_type": top.event_type, "attributes": attrs},
+        chain=chain,
+        visible_failure={"span_id": ts.span_id[root], "agent_name": ts.agent_name[root], "name": ts.name[root],
+                         "event_type": ts.event_type[root]},
+        evidence=[f"{e}: {top.agent_name} {top.name} ({top.span_id})" for e in top.evidence[:3]],
+        suspects=[x.as_dict() for x in strong],
+        next_action=rules.next_action(top.bucket),
+        source={"file": summary.source_file, "format": summary.source_format}
+        if summary.source_file or summary.source_format else None,
+        fingerprint="|".join([top.bucket, top.agent_name, top.event_type, top.name, top.signal,
+                              summary.workflow or "", "", ""]),
+        flag=f"suspected: not marked failed (status {summary.status}); top suspect score {top.score:.2f}",
+    )

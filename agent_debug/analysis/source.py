@@ -6,15 +6,18 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from agent_debug.analysis.spans import TraceSpans, TraceSummary, summarize
-from agent_debug.errors import NothingReadable, StoreError, TraceNotFound, UsageError
+from agent_debug.errors import AmbiguousTrace, NothingReadable, StoreError, TraceNotFound, UsageError
 from agent_debug.formats.reader import ReadReport, read_paths
 from agent_debug.store import query
+from agent_debug.store import verdicts as verdict_store
 from agent_debug.store.db import connect
 from agent_debug.store.query import TraceFilter
+from agent_debug.store.verdicts import Verdict
 
 
 class Source(Protocol):
@@ -30,13 +33,16 @@ class Source(Protocol):
 
 
 class StoreSource:
-    """Traces from the SQLite store. A store SQLite cannot read (damaged pages) is a StoreError naming it."""
+    """Traces from the SQLite store, with the stored verdicts (and those of `extra`) applied to their status. A
+    store SQLite cannot read (damaged pages) is a StoreError naming it."""
 
-    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+    def __init__(self, db_path: str | os.PathLike[str], extra: list[Verdict] | None = None) -> None:
         self.path = Path(db_path)
         self.db: sqlite3.Connection = connect(db_path, create=False)
         with self._reading():
             self.notices: list[str] = query.store_notices(self.db, self.path)
+        self._extra = extra or []
+        self._verdicts: dict[str, Verdict] | None = None
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -45,9 +51,31 @@ class StoreSource:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store {self.path} could not be read: {exc}") from None
 
+    def verdicts(self) -> dict[str, Verdict]:
+        if self._verdicts is None:
+            with self._reading():
+                found = verdict_store.load(self.db)
+                for v in self._extra:
+                    try:
+                        tid = query.resolve_trace(self.db, v.trace_id)
+                    except (TraceNotFound, AmbiguousTrace) as exc:
+                        self.notices.append(f"verdict from {v.source} ignored: {exc}")
+                        continue
+                    found[tid] = replace(v, trace_id=tid)
+            self._verdicts = found
+        return self._verdicts
+
     def list(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
+        verdicts = self.verdicts()
         with self._reading():
-            return query.list_traces(self.db, flt)
+            if not verdicts:
+                return query.list_traces(self.db, flt)
+            flt = flt or TraceFilter()
+            rows = query.list_traces(self.db, replace(flt, failed=False, slowest=None, limit=None))
+        rows = [s for s in (verdict_store.apply(s, verdicts.get(s.trace_id)) for s in rows) if flt.matches(s)]
+        if flt.slowest:
+            rows = sorted(rows, key=lambda s: -s.duration_ns)[: flt.slowest]
+        return rows[: flt.limit] if flt.limit else rows
 
     def resolve(self, prefix: str) -> str:
         with self._reading():
@@ -60,17 +88,27 @@ class StoreSource:
 
     def summary(self, trace_id: str) -> TraceSummary:
         with self._reading():
-            return query.summary(self.db, trace_id)
+            found = query.summary(self.db, trace_id)
+        return verdict_store.apply(found, self.verdicts().get(trace_id))
 
 
 class FileSource:
-    """Traces read straight from files and directories, held in memory."""
+    """Traces read straight from files and directories, held in memory. A file among `paths` that is a verdict
+    file (`store/verdicts.py`) is read as verdicts, not traces; verdicts apply to the runs' status."""
 
-    def __init__(self, paths: Iterable[str | os.PathLike[str]], format: str | None = None) -> None:
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], format: str | None = None,
+                 verdicts: list[Verdict] | None = None) -> None:
         paths = list(paths)
         report = ReadReport(keep_rejects=False)
         self.traces: dict[str, TraceSpans] = {}
-        for rec in read_paths(paths, report, format=format):
+        trace_paths: list[str | os.PathLike[str]] = []
+        found = list(verdicts or [])
+        for p in paths:
+            if Path(p).is_file() and verdict_store.sniff(Path(p)):
+                found.extend(verdict_store.read_file(Path(p)))
+            else:
+                trace_paths.append(p)
+        for rec in read_paths(trace_paths, report, format=format) if trace_paths else ():
             ts = self.traces.get(rec["trace_id"])
             if ts is None:
                 ts = self.traces[rec["trace_id"]] = TraceSpans(rec["trace_id"], records=[])
@@ -85,6 +123,13 @@ class FileSource:
         if not self.traces:
             raise NothingReadable(_nothing_readable(paths, report, self.notices))
         self._summaries = {tid: summarize(ts) for tid, ts in self.traces.items()}
+        for v in found:
+            try:
+                tid = self.resolve(v.trace_id)
+            except (TraceNotFound, AmbiguousTrace) as exc:
+                self.notices.append(f"verdict from {v.source} ignored: {exc}")
+                continue
+            self._summaries[tid] = verdict_store.apply(self._summaries[tid], v)
 
     def list(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
         flt = flt or TraceFilter()
@@ -140,10 +185,12 @@ def only_trace(source: Source) -> str:
 
 
 def open_source(db_path: str | os.PathLike[str] | None, from_paths: list[Path] | None,
-                format: str | None = None) -> Source:
+                format: str | None = None, verdicts: Path | None = None) -> Source:
+    """The store, or the files of `--from`; `verdicts` names a verdict file applied on top (not stored)."""
+    extra = verdict_store.read_file(verdicts) if verdicts is not None else None
     if from_paths:
-        return FileSource(from_paths, format=format)
-    return StoreSource(db_path if db_path is not None else query_default())
+        return FileSource(from_paths, format=format, verdicts=extra)
+    return StoreSource(db_path if db_path is not None else query_default(), extra)
 
 
 def query_default() -> Path:

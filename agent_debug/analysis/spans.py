@@ -226,6 +226,7 @@ class TraceSummary:
     cost_usd: float
     source_file: str | None = None
     source_format: str | None = None
+    verdict: dict[str, Any] | None = None  # a human verdict (`agent-debug mark`) that set `status`
 
     @property
     def failed(self) -> bool:

@@ -21,12 +21,17 @@ from agent_debug.cli.common import (
 from agent_debug.cli.render import parse_since
 
 RulesOption = Annotated[Path | None, typer.Option("--rules", help="A TOML file merged over the default rules.")]
+VerdictsOption = Annotated[Path | None, typer.Option(
+    "--verdicts", help="A verdict file (JSON Lines of {trace_id, passed, reason}) applied to the runs' status.")]
 
 
 def bucket(
     workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only runs started since: 2h, 7d, or ISO time.")] = None,
     rules: RulesOption = None,
+    suspects: Annotated[bool, typer.Option("--suspects", help="Also bucket runs not marked failed that carry a "
+                                           "strong suspect (flagged as suspected).")] = False,
+    verdicts: VerdictsOption = None,
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,
@@ -39,9 +44,9 @@ def bucket(
 
     flt = TraceFilter(workflow=workflow, since_ns=parse_since(since) if since else None)
     chosen = load_rules(rules)
-    src = open_source(db_path(db), from_, format)
+    src = open_source(db_path(db), from_, format, verdicts)
+    report = bucket_runs(src, flt, chosen, suspects=suspects)
     warn(src.notices)
-    report = bucket_runs(src, flt, chosen)
     if json:
         print_result(report.as_dict(), src.notices)
         return
@@ -52,8 +57,11 @@ def render_buckets(report: Any, *, runs_shown: int = 20) -> None:
     from rich.table import Table
 
     out = stdout_console()
-    total = len(report.runs)
-    out.print(f"[bold]{total} failed runs[/] bucketed ({report.passing} passing runs not bucketed)", highlight=False)
+    flagged = sum(1 for r in report.runs if r.flag)
+    total = len(report.runs) - flagged
+    more = f" and {flagged} runs not marked failed, bucketed for their suspects" if flagged else ""
+    out.print(f"[bold]{total} failed runs[/]{more} ({report.passing - flagged} other runs not bucketed)",
+              highlight=False)
     t = Table("bucket", "runs", "share", "example run", "first thing to check", title="failure buckets")
     for b in report.buckets:
         if b["count"] or b["bucket"] != "unclassified":
@@ -69,7 +77,8 @@ def render_buckets(report: Any, *, runs_shown: int = 20) -> None:
         r = Table("run", "bucket", "root cause", "evidence", title="runs")
         for d in report.runs[:runs_shown]:
             rc = d.root_cause
-            r.add_row(d.trace_id[:12], d.bucket, f"{rc['agent_name']} {rc['name']}", d.evidence[0][:70])
+            r.add_row(d.trace_id[:12] + (" (suspected)" if d.flag else ""), d.bucket,
+                      f"{rc['agent_name']} {rc['name']}", d.evidence[0][:70])
         out.print(r)
 
 
@@ -77,62 +86,131 @@ def why(
     trace: Annotated[str | None, typer.Argument(help="Trace id or a unique prefix of one (optional when the "
                                                      "source holds a single trace).", show_default=False)] = None,
     rules: RulesOption = None,
+    verdicts: VerdictsOption = None,
+    judge: Annotated[bool, typer.Option("--judge", help="Also ask the Gemini judge to name the agent, step and "
+                                        "reason (shown beside the rule-based answer). Needs GEMINI_API_KEY.")] = False,
+    judge_model: Annotated[str, typer.Option("--judge-model", help="Gemini model of the judge.")] = "gemini-2.5-flash",
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,
     json: JsonOption = False,
 ) -> None:
-    """One run's story: root cause -> hops -> visible failure, with the evidence."""
-    from agent_debug.analysis.buckets import diagnose, load_rules
+    """One run's story: root cause -> hops -> visible failure, with the evidence; and, for every run (failed or
+    not), the ranked suspects: the spans most likely to hold its mistake."""
+    from agent_debug.analysis.buckets import load_rules
+    from agent_debug.analysis.explain import explain_run
     from agent_debug.analysis.source import open_source
-
     from agent_debug.cli.analysis import resolve_or_only
 
     chosen = load_rules(rules)
-    src = open_source(db_path(db), from_, format)
-    warn(src.notices)
+    src = open_source(db_path(db), from_, format, verdicts)
     tid = resolve_or_only(src, trace)
-    summary = src.summary(tid)
-    d = diagnose(src.load(tid, records=True), summary, chosen)
+    doc = explain_run(src, tid, chosen)
+    if judge:
+        doc["judge"] = ask_judge(src.load(tid, records=True), doc["failed"], judge_model)
+    warn(src.notices)
     if json:
-        print_result({"trace_id": tid, "status": summary.status, "diagnosis": d.as_dict() if d else None},
-                     src.notices)
+        print_result(doc, src.notices)
         return
+    render_why(doc, src.load(tid, records=True))
+
+
+def ask_judge(ts: Any, failed: bool, model: str) -> dict[str, Any]:
+    """The Gemini judge's blame (cached); `AGENT_DEBUG_JUDGE_BASE_URL` points it elsewhere, as for eval."""
+    import os
+
+    from agent_debug.analysis.blame_judge import BlameJudge, judge_run
+    from agent_debug.eval.judge_cache import JudgeCache
+
+    judge = BlameJudge(model=model, base_url=os.environ.get("AGENT_DEBUG_JUDGE_BASE_URL") or None,
+                       cache=JudgeCache())
+    return judge_run(judge, ts, failed).model_dump()
+
+
+def render_why(doc: dict[str, Any], ts: Any) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
     out = stdout_console()
-    if d is None:
-        out.print(f"run {tid} did not fail (status {summary.status}): nothing to explain", highlight=False)
-        return
-    ts = src.load(tid, records=True)
-    by_id = {sid: i for i, sid in enumerate(ts.span_id)}
+    d = doc["diagnosis"]
     body = Text()
-    body.append(f"{summary.workflow or '-'}  status {summary.status}\n", style="dim")
-    body.append("bucket: ", style="bold")
-    body.append(f"{d.bucket}\n", style="bold red")
-    for n, sid in enumerate(d.chain):
-        i = by_id[sid]
-        mark = "root cause" if n == 0 else ("visible failure" if n == len(d.chain) - 1 else "hop")
-        style = "bold red" if n == 0 else ("bold" if n == len(d.chain) - 1 else "")
-        body.append(f"{'  ' if n else ''}{'-> ' if n else ''}{ts.agent_name[i]} {ts.event_type[i]} {ts.name[i]}",
-                    style=style)
-        body.append(f"  [{mark}]\n", style="dim")
-    body.append("evidence:\n", style="bold")
-    for e in d.evidence:
-        body.append(f"  - {e}\n")
-    if len(d.suspects) > 1:
-        body.append("other suspects:\n", style="bold")
-        for s in d.suspects[1:6]:
-            body.append(f"  - {s['agent_name']} {s['name']}: {s['reason']} ({s['bucket']})\n")
-    body.append("next: ", style="bold")
-    body.append(d.next_action)
-    out.print(Panel(body, title=f"why {tid}", expand=False))
+    body.append(f"status {doc['status']}", style="dim")
+    if doc.get("verdict"):
+        v = doc["verdict"]
+        body.append(f"  (marked {'passed' if v.get('passed') else 'failed'}"
+                    + (f": {v['reason']}" if v.get("reason") else "") + ")", style="dim")
+    body.append("\n")
+    if d is None:
+        body.append(f"{doc['note']}\n", style="bold")
+    else:
+        by_id = {sid: i for i, sid in enumerate(ts.span_id)}
+        body.append("bucket: ", style="bold")
+        body.append(f"{d['bucket']}\n", style="bold red")
+        if d.get("session"):
+            o = d["session"]["origin"]
+            body.append(f"root cause in turn {o['turn']} (run {o['trace_id'][:12]}): {o['agent_name']} "
+                        f"{o['event_type']} {o['name']} introduced {d['session']['fact']!r}\n", style="bold red")
+        chain = [sid for sid in d["chain"] if sid in by_id]  # a session's root cause lies in another run
+        for n, sid in enumerate(chain):
+            i = by_id[sid]
+            first = "surfaced here" if d.get("session") else "root cause"
+            mark = first if n == 0 else ("visible failure" if n == len(chain) - 1 else "hop")
+            style = "bold red" if n == 0 else ("bold" if n == len(chain) - 1 else "")
+            body.append(f"{'  ' if n else ''}{'-> ' if n else ''}{ts.agent_name[i]} {ts.event_type[i]} "
+                        f"{ts.name[i]}", style=style)
+            body.append(f"  [{mark}]\n", style="dim")
+        body.append("evidence:\n", style="bold")
+        for e in d["evidence"]:
+            body.append(f"  - {e}\n")
+    _suspect_lines(body, doc)
+    if doc.get("judge"):
+        _judge_lines(body, doc)
+    if d is not None:
+        body.append("next: ", style="bold")
+        body.append(d["next_action"])
+    out.print(Panel(body, title=f"why {doc['trace_id']}", expand=False))
+
+
+def _judge_lines(body: Any, doc: dict[str, Any]) -> None:
+    j = doc["judge"]
+    body.append(f"judge ({j['model']}, beside the rule-based answer above): ", style="bold")
+    if j["status"] != "answered":
+        body.append(f"no answer ({j.get('error')})\n", style="yellow")
+        return
+    span = f" [{j['span_id'][:16]}]" if j.get("span_id") else " [no such step]"
+    body.append(f"{j['agent']} at step {j['step']}{span}, confidence {j['confidence']}/5"
+                + (" (cached)" if j.get("cached") else "") + "\n")
+    body.append(f"  {j['reason']}\n", style="dim")
+    top = doc["suspects"][0] if doc["suspects"] else None
+    if top is not None:
+        agree = "agrees with" if j.get("span_id") == top["span_id"] else (
+            "names the same agent as" if (j.get("agent") or "").lower() == top["agent_name"].lower() else "differs from")
+        body.append(f"  the judge {agree} the top rule-based suspect ({top['agent_name']} {top['name']})\n",
+                    style="dim")
+
+
+def _suspect_lines(body: Any, doc: dict[str, Any]) -> None:
+    shown = doc["suspects"][:8]
+    if not shown:
+        body.append("no suspects\n", style="dim")
+        return
+    body.append(f"suspects ({doc['method']}):\n", style="bold")
+    for n, s in enumerate(shown, 1):
+        weak = "" if s.get("strong", True) else ", weak"
+        step = f" step {s['step']}" if "step" in s else ""
+        body.append(f"  {n}. {s['score']:.2f} {s['agent_name']} {s['name']}{step} [{s['span_id'][:16]}] "
+                    f"{s['signal']} ({s['bucket']}{weak})\n")
+        for e in s["evidence"][:2]:
+            body.append(f"       {e[:110]}\n", style="dim")
+    if doc.get("weaker_suspects"):
+        names = ", ".join(f"{w['name']} {w['signal']} {w['score']:.2f}" for w in doc["weaker_suspects"][:3])
+        body.append(f"  weaker: {names}\n", style="dim")
 
 
 def session(
     session_id: Annotated[str, typer.Argument(help="The session id shared by the runs (turns).")],
     rules: RulesOption = None,
+    verdicts: VerdictsOption = None,
     db: DbOption = None,
     from_: FromOption = None,
     format: FormatOption = None,
@@ -145,9 +223,9 @@ def session(
     from agent_debug.analysis.source import open_source
 
     chosen = load_rules(rules)
-    src = open_source(db_path(db), from_, format)
-    warn(src.notices)
+    src = open_source(db_path(db), from_, format, verdicts)
     result = analyze_session(src, session_id, chosen)
+    warn(src.notices)
     if json:
         print_result(result, src.notices)
         return
@@ -165,6 +243,14 @@ def session(
     else:
         out.print(f"[bold red]things first went wrong in turn {first['turn']}[/] ({first['trace_id'][:12]}): "
                   f"{first['reason']}", highlight=False)
+    sc = result.get("state_corruption")
+    if sc:
+        out.print(f"[bold]state corruption[/]: {sc['fact']!r} introduced in turn {sc['origin']['turn']} by "
+                  f"{sc['origin']['agent_name']} {sc['origin']['name']}; propagation:", highlight=False)
+        for step in sc["propagation"]:
+            out.print(f"  turn {step['turn']} {step['role']}"
+                      + (f" at {step.get('agent_name', '')} {step.get('name', '')} ({step['span_id']})".rstrip()
+                         if step.get("span_id") else ""), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -103,7 +103,10 @@ def traces(
                   title=f"{len(rows)} runs")
     for r in rows:
         started = datetime.fromtimestamp(r.start_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S") if r.start_ns else "-"
-        table.add_row(r.trace_id[:12], r.workflow or "-", status_text(r.status), started, fmt_ns(r.duration_ns),
+        status = status_text(r.status)
+        if r.verdict:
+            status.append(" (marked)", style="dim")
+        table.add_row(r.trace_id[:12], r.workflow or "-", status, started, fmt_ns(r.duration_ns),
                       str(r.span_count), ",".join(r.agents)[:40], str(r.prompt_tokens + r.completion_tokens),
                       f"${r.cost_usd:.4f}" if r.cost_usd else "-")
     stdout_console().print(table)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 import agent_debug as ad
-from agent_debug.demo.scenarios import ROOT_CAUSE, Scenario, batch
+from agent_debug.demo.scenarios import ROOT_CAUSE, SCENARIO_ROOT_CAUSE, Scenario, batch
 from agent_debug.demo.system import run_workflow
 from agent_debug.sdk import runtime
 
@@ -26,6 +26,7 @@ class RunLabel:
     bucket: str | None
     root_cause_span_id: str | None
     error: str | None = None
+    session_id: str | None = None  # a turn of a session (its root cause may be in an earlier turn)
 
 
 @dataclass
@@ -43,21 +44,33 @@ class DemoResult:
         return sum(1 for r in self.runs if not r.passed)
 
 
-async def _run_all(items: list[tuple[Scenario, dict[str, Any]]], concurrency: int) -> list[tuple[Any, str | None]]:
+async def _run_all(items: list[tuple[Scenario, dict[str, Any]]], concurrency: int) -> list[Any]:
     sem = asyncio.Semaphore(concurrency)
 
     async def one(inp: dict[str, Any]) -> tuple[Any, str | None]:
-        async with sem:
-            try:
-                return await run_workflow(inp), None
-            except Exception as exc:  # a failed run is data, not a demo crash
-                return None, f"{type(exc).__name__}: {exc}"
+        try:
+            return await run_workflow(inp), None
+        except Exception as exc:  # a failed run is data, not a demo crash
+            return None, f"{type(exc).__name__}: {exc}"
 
-    return await asyncio.gather(*(one(inp) for _, inp in items))
+    async def item(inp: dict[str, Any]) -> Any:
+        async with sem:
+            if "turns" not in inp:
+                return await one(inp)
+            history: list[str] = []  # a conversation: each turn sees what the earlier ones answered
+            for turn in inp["turns"]:
+                result, err = await one({**turn, "history": list(history)} if history else turn)
+                if err is not None:
+                    break
+                history.append(str(result["output"]))
+            return None
+
+    return await asyncio.gather(*(item(inp) for _, inp in items))
 
 
 def label_runs(items: list[tuple[Scenario, dict[str, Any]]], records: list[dict[str, Any]]) -> list[RunLabel]:
-    """Match each input to its trace (by task_id on the root's payload) and resolve the root-cause span."""
+    """Match each input (each turn of a session) to its trace by task_id on the root's payload, and resolve the
+    root-cause span of each failed one."""
     by_trace: dict[str, list[dict[str, Any]]] = {}
     roots: dict[str, dict[str, Any]] = {}
     for rec in records:
@@ -67,11 +80,20 @@ def label_runs(items: list[tuple[Scenario, dict[str, Any]]], records: list[dict[
             roots[task_id] = rec
     labels = []
     for sc, inp in items:
-        root = roots[inp["task_id"]]
-        failed = root.get("status") == "error" or (root.get("attributes") or {}).get("outcome.passed") is False
-        rc = ROOT_CAUSE[sc.bucket](by_trace[root["trace_id"]]) if sc.bucket else None
-        err = root.get("error", {}).get("message") if root.get("status") == "error" else None
-        labels.append(RunLabel(root["trace_id"], sc.name, not failed, sc.bucket, rc, err))
+        turns = inp.get("turns") or [inp]
+        first = roots.get(turns[0]["task_id"])
+        for turn in turns:
+            root = roots.get(turn["task_id"])
+            if root is None:  # a turn after a failed one never ran
+                continue
+            failed = root.get("status") == "error" or (root.get("attributes") or {}).get("outcome.passed") is False
+            rc = None
+            if failed and sc.bucket:
+                select = SCENARIO_ROOT_CAUSE.get(sc.name, ROOT_CAUSE[sc.bucket])
+                rc = select(by_trace[(first if sc.turns and first is not None else root)["trace_id"]])
+            err = root.get("error", {}).get("message") if root.get("status") == "error" else None
+            labels.append(RunLabel(root["trace_id"], sc.name, not failed, sc.bucket if failed else None, rc, err,
+                                   turn.get("session_id")))
     return labels
 
 

@@ -27,8 +27,10 @@ class Scenario:
     name: str
     world: tuple[str, ...] = ()
     orchestrator: tuple[tuple[str, Any], ...] = ()
-    bucket: str | None = None  # None: the run should pass
+    bucket: str | None = None  # None: the run should pass (a failed run of the scenario belongs here)
     tasks: tuple[int, ...] = (0, 1, 2, 3, 4)
+    extra: tuple[tuple[str, Any], ...] = ()  # more input fields (an attachment, ...)
+    turns: tuple[tuple[tuple[str, Any], ...], ...] = ()  # a session: each turn's extra input, run in order
 
 
 def _first(pred: Callable[[dict[str, Any]], bool]) -> Callable[[list[dict[str, Any]]], str | None]:
@@ -51,6 +53,16 @@ ROOT_CAUSE: dict[str, Callable[[list[dict[str, Any]]], str | None]] = {
     "planner_drift": _first(lambda r: r.get("name") == "rewrite_module"),
     "verifier_false_positive": _first(lambda r: r["event_type"] == "VERIFY"),
     "routing_mistake": _first(lambda r: r["event_type"] == "ROUTING_DECISION"),
+    "disagreement": _first(lambda r: r["event_type"] == "LLM_CALL" and r["agent_name"] == "writer"),
+}
+# scenarios whose root cause is not the first span of their bucket's kind
+SCENARIO_ROOT_CAUSE: dict[str, Callable[[list[dict[str, Any]]], str | None]] = {
+    # the unreadable screenshot: OCR "succeeded" with nothing, before the retrieval it starved
+    "screenshot": _first(lambda r: r.get("name") == "read_screenshot" and _attrs(r).get("tool.result_size") == 0),
+    "screenshot_export": _first(lambda r: r.get("name") == "read_screenshot"
+                                and _attrs(r).get("tool.result_size") == 0),
+    # state corruption: the stale runbook retrieved in the session's first turn (labelled on that turn's records)
+    "stale_memory": _first(lambda r: r["event_type"] == "RETRIEVAL"),
 }
 
 SCENARIOS: list[Scenario] = [
@@ -63,6 +75,20 @@ SCENARIOS: list[Scenario] = [
     Scenario("routing_mistake", world=("no_strong_capacity",), bucket="routing_mistake", tasks=tuple(RISKY)),
     Scenario("healthy_leaky_env", world=("leaky_env",)),
     Scenario("healthy_flaky_leaky", world=("flaky_test", "leaky_env")),
+    # emergent disagreement: two reviewers on parallel branches contradict each other; the writer merges
+    Scenario("disagreement", world=("conflicting_review",), orchestrator=(("review", True),),
+             bucket="disagreement"),
+    Scenario("healthy_reviewed", orchestrator=(("review", True),)),
+    # modality: the user sends a screenshot instead of words; OCR often reads nothing (failures by seed)
+    Scenario("screenshot", world=("blurry_screenshot",), bucket="tool_execution", tasks=(0, 1, 2),
+             extra=(("attachments", ["screenshot.png"]), ("query", ""))),
+    Scenario("screenshot_export", world=("blurry_screenshot",), bucket="tool_execution", tasks=(2, 3, 4),
+             extra=(("attachments", ["screenshot.png"]), ("query", ""))),
+    # multi-turn state corruption: turn 1 retrieves a stale retry limit, turn 2 applies it, turn 3 fails on it
+    Scenario("stale_memory", world=("stale_runbook", "throttled_store"), bucket="retrieval_miss", tasks=(0,),
+             turns=((("ask", "retry_limit"),), (("apply", "retry_limit"),), (("run", "backfill"),))),
+    Scenario("healthy_session", world=("throttled_store",), tasks=(0,),
+             turns=((("ask", "retry_limit"),), (("apply", "retry_limit"),), (("run", "backfill"),))),
 ]
 EXTRA: dict[str, Scenario] = {
     "skip_validation": Scenario("skip_validation", orchestrator=(("skip_validation", True),)),
@@ -73,6 +99,8 @@ EXTRA: dict[str, Scenario] = {
 
 def make_input(scenario: Scenario, index: int, seed: int, time_scale: float = 1.0) -> dict[str, Any]:
     task = dict(TASKS[scenario.tasks[index % len(scenario.tasks)]])
+    if scenario.extra:
+        task["hint"] = task["query"]  # what the screenshot shows, when it can be read
     task.update(
         {
             "task_id": f"{scenario.name}-{index}",
@@ -80,15 +108,28 @@ def make_input(scenario: Scenario, index: int, seed: int, time_scale: float = 1.
             "world": list(scenario.world),
             "orchestrator": dict(scenario.orchestrator),
             "time_scale": time_scale,
+            **{k: v for k, v in scenario.extra},
         }
     )
+    if scenario.turns:
+        task["session_id"] = f"{scenario.name}-{index}-s{seed}"
+        task["turns"] = [{**task, "task_id": f"{scenario.name}-{index}-t{n}", **dict(extra)}
+                         for n, extra in enumerate(scenario.turns, 1)]
+        for turn in task["turns"]:
+            turn.pop("turns", None)
     return task
 
 
 def batch(runs: int, seed: int = 0) -> list[tuple[Scenario, dict[str, Any]]]:
-    """`runs` inputs cycling through the scenarios, so every bucket appears once the batch has 9 runs."""
+    """Inputs cycling through the scenarios, `runs` runs in all (a session counts its turns; one that would
+    not fit is skipped), so every bucket appears once the batch has 9 runs."""
     out = []
-    for i in range(runs):
+    i = used = 0
+    while used < runs:
         sc = SCENARIOS[i % len(SCENARIOS)]
-        out.append((sc, make_input(sc, i // len(SCENARIOS), seed * 100_003 + i)))
+        size = len(sc.turns) or 1
+        if used + size <= runs:
+            out.append((sc, make_input(sc, i // len(SCENARIOS), seed * 100_003 + i)))
+            used += size
+        i += 1
     return out

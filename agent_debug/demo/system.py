@@ -53,32 +53,52 @@ class Agents:
             return list(reply["steps"])
 
     async def research(self, task: dict[str, Any]) -> dict[str, Any]:
-        msg = ad.send("researcher", {"query": task["query"]})
+        msg = ad.send("researcher", {"query": task["query"], "attachments": task.get("attachments", [])})
         async with ad.receive(msg), ad.span("research"):
+            query = task["query"]
+            for image in task.get("attachments", []):  # the user sent a screenshot of the failure: read it
+
+                def seen(span: ad.Span, resp: dict[str, Any]) -> None:
+                    span.set_attribute("modality", "image")
+
+                ocr = await ad.atool_call(self.tools.ocr, {"image": image, "hint": task.get("hint", "")},
+                                          tool="ocr", name="read_screenshot", annotate=seen)
+                query = (query + " " + str(ocr["output"])).strip()
 
             def annotate(span: ad.Span, resp: dict[str, Any]) -> None:
-                span.set_attributes({"retrieval.query": task["query"], "retrieval.doc_count": len(resp["documents"]),
+                span.set_attributes({"retrieval.query": query, "retrieval.doc_count": len(resp["documents"]),
                                      "retrieval.refs": resp["documents"]})
 
-            resp = await ad.atool_call(self.tools.retriever, {"query": task["query"]}, tool="retriever",
+            args = {"query": query, **({"ask": task["ask"]} if task.get("ask") else {})}
+            resp = await ad.atool_call(self.tools.retriever, args, tool="retriever",
                                        name="retrieve", event_type="RETRIEVAL", annotate=annotate)
-            return {"documents": list(resp["documents"])}
+            return {"documents": list(resp["documents"]), "facts": dict(resp.get("facts") or {})}
+
+    async def review(self, task: dict[str, Any], route: dict[str, Any], who: str) -> str:
+        """One agent's review of whether the change stays backward compatible (run on parallel branches)."""
+        msg = ad.send(who, {"review": task["target"]})
+        async with ad.receive(msg), ad.span("review"):
+            reply = await ad.allm_call(self.llm, {"role": "reviewer", "perspective": who, "target": task["target"],
+                                                  "model": route["model"]}, model=route["model"], name="review")
+            return str(reply["text"])
 
     async def patch(self, task: dict[str, Any], route: dict[str, Any], plan: list[str]) -> dict[str, Any]:
         msg = ad.send("coder", {"target": task["target"], "plan": plan, "model": route["model"]})
         async with ad.receive(msg), ad.span("patch"):
-            reply = await ad.allm_call(
-                self.llm, {"role": "coder", "task": task["task"], "target": task["target"], "plan": plan,
-                           "model": route["model"]}, model=route["model"])
+            request = {"role": "coder", "task": task["task"], "target": task["target"], "plan": plan,
+                       "model": route["model"]}
+            if task.get("history"):
+                request["history"] = list(task["history"])
+            reply = await ad.allm_call(self.llm, request, model=route["model"])
             unplanned = [a for a in reply["actions"] if a not in plan]
             for action in unplanned:
                 await ad.atool_call(self.tools.rewrite_module, {"module": task["target"]}, tool="rewrite",
                                     name=action)
-            tests_passed = await self.test(task)
+            tests_passed = await self.test(task, reply.get("config") or {})
             return {"diff": reply["text"], "unplanned": unplanned, "invariant_ok": reply["invariant_ok"],
                     "tests_passed": tests_passed}
 
-    async def test(self, task: dict[str, Any]) -> bool:
+    async def test(self, task: dict[str, Any], config: dict[str, Any] | None = None) -> bool:
         previous: str | None = None
         for attempt in range(2):
             def annotate(span: ad.Span, resp: dict[str, Any], attempt: int = attempt) -> None:
@@ -86,8 +106,10 @@ class Agents:
                 if previous is not None:
                     span.set_attribute("retry.of", previous)
 
-            result = await ad.atool_call(self.tools.pytest, {"target": task["target"], "attempt": attempt},
-                                         tool="pytest", name="test", annotate=annotate)
+            args: dict[str, Any] = {"target": task["target"], "attempt": attempt}
+            if config and task.get("run") == "backfill":  # the integration run uses the configured limits
+                args["config"] = config
+            result = await ad.atool_call(self.tools.pytest, args, tool="pytest", name="test", annotate=annotate)
             if result["exit_code"] == 0:
                 return True
             span_id = _last_call_span()
@@ -96,13 +118,17 @@ class Agents:
             previous = span_id
         raise ToolError("pytest failed after a retry")
 
-    async def write(self, task: dict[str, Any], route: dict[str, Any], docs: list[str]) -> dict[str, Any]:
+    async def write(self, task: dict[str, Any], route: dict[str, Any], docs: list[str],
+                    facts: dict[str, Any] | None = None, reviews: list[str] | None = None) -> dict[str, Any]:
         msg = ad.send("writer", {"documents": docs, "model": route["model"], "budget": route["budget"]})
         async with ad.receive(msg), ad.span("write"):
-            reply = await ad.allm_call(
-                self.llm, {"role": "writer", "task": task["task"], "documents": docs, "risk": route["risk"],
-                           "model": route["model"], "max_tokens": route["budget"]},
-                model=route["model"], budget=route["budget"])
+            request = {"role": "writer", "task": task["task"], "documents": docs, "risk": route["risk"],
+                       "model": route["model"], "max_tokens": route["budget"]}
+            if facts:
+                request["facts"] = facts
+            if reviews:
+                request["reviews"] = reviews
+            reply = await ad.allm_call(self.llm, request, model=route["model"], budget=route["budget"])
             return {"text": reply["text"], "cited": reply.get("cited", []), "finish_reason": reply["finish_reason"]}
 
     async def verify(self, draft: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -136,11 +162,15 @@ async def orchestrate(agents: Agents, task: dict[str, Any], run: ad.Run) -> dict
     for result in (research, patch):
         if isinstance(result, BaseException):
             raise result
-    draft = await agents.write(task, route, research["documents"])
+    reviews: list[str] = []
+    if config.get("review", False):  # two agents review compatibility on parallel branches
+        reviews = list(await asyncio.gather(agents.review(task, route, "researcher"),
+                                            agents.review(task, route, "coder")))
+    draft = await agents.write(task, route, research["documents"], research.get("facts"), reviews)
     verdict = None
     if not config.get("skip_validation", False):
         verdict = await agents.verify(draft, patch)
-    passed, reason = oracle(task, draft, patch)
+    passed, reason = oracle(task, draft, patch, reviews)
     run.set_outcome(passed, output=draft["text"], reason=reason)
     return {"output": draft["text"], "passed": passed, "reason": reason,
             "verifier": verdict and {"passed": verdict["passed"], "reason": verdict["reason"]}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,13 @@ FLAGS = {
     "slow_tests": "the test suite takes much longer than usual",
     "leaky_env": "the test runner prints credentials from the environment",
     "flaky_index": "the retriever's index is rebuilding: about 3 runs in 10 get nothing back (by seed)",
+    "stale_runbook": "the retry runbook the retriever returns is an old revision (max_retries=3; the job needs 5)",
+    "throttled_store": "the S3 store throttles: a backfill gets through only with max_retries >= 5",
+    "conflicting_review": "the researcher reviews against a stale API doc and finds the change incompatible, while "
+                          "the coder finds it compatible",
+    "blurry_screenshot": "the attached screenshot is unreadable about 7 times in 10 (by seed): OCR returns nothing",
 }
+REQUIRED_RETRIES = 5
 
 CORPUS: dict[str, list[str]] = {
     "backfill": ["docs/backfill.md", "src/jobs/s3.py", "runbooks/s3-retries.md"],
@@ -105,7 +112,20 @@ class FakeLLM:
         if "scope_creep" in self.world.flags:
             actions.append("rewrite_module")
         diff = f"--- a/{request['target']}\n+++ b/{request['target']}\n@@ retry with backoff @@"
-        return self._reply(request, diff, actions=actions, invariant_ok="subtle_bug" not in self.world.flags)
+        config = {}
+        for line in request.get("history") or []:  # what earlier turns of the conversation settled
+            m = re.search(r"max_retries=(\d+)", str(line))
+            if m:
+                config["max_retries"] = int(m.group(1))
+        if config:
+            diff += f"\n+MAX_RETRIES = {config['max_retries']}"
+        return self._reply(request, diff, actions=actions, invariant_ok="subtle_bug" not in self.world.flags,
+                           config=config)
+
+    def _reviewer(self, request: dict[str, Any]) -> dict[str, Any]:
+        stale = "conflicting_review" in self.world.flags and request.get("perspective") == "researcher"
+        verdict = "no" if stale else "yes"
+        return self._reply(request, f"backward compatible: {verdict}")
 
     def _writer(self, request: dict[str, Any]) -> dict[str, Any]:
         docs = request.get("documents") or []
@@ -115,6 +135,11 @@ class FakeLLM:
         else:
             # nothing retrieved: the model papers over the gap with a confident, unsupported answer
             text = f"Fixed: {request['task']}. The job now retries as the standard policy requires."
+        for key, value in sorted((request.get("facts") or {}).items()):
+            text += f" Use {key}={value} (per the runbook)."
+        reviews = request.get("reviews") or []
+        if reviews:  # the reviews are merged as they come: the last one wins, nothing reconciles them
+            text += f" Compatibility: {reviews[-1]}."
         if float(request.get("risk") or 0) >= 0.7:
             text += (" Rollback plan: pause the job, restore the previous release, replay the affected window from"
                      " the checkpoint, and compare row counts before resuming the schedule.")
@@ -143,7 +168,16 @@ class FakeTools:
             for topic, refs in CORPUS.items():
                 if topic in query:
                     docs.extend(refs)
-        return {"exit_code": 0, "documents": docs, "output": docs}
+        out: dict[str, Any] = {"exit_code": 0, "documents": docs, "output": docs}
+        if args.get("ask") == "retry_limit" and docs:
+            out["facts"] = {"max_retries": 3 if "stale_runbook" in self.world.flags else REQUIRED_RETRIES}
+        return out
+
+    async def ocr(self, args: dict[str, Any]) -> dict[str, Any]:
+        await self.world.latency(25, "ocr")
+        unreadable = "blurry_screenshot" in self.world.flags and self.world.rng("ocr").random() < 0.7
+        text = "" if unreadable else str(args.get("hint", ""))
+        return {"exit_code": 0, "output": text}
 
     async def capacity(self, args: dict[str, Any]) -> dict[str, Any]:
         await self.world.latency(3, "capacity")
@@ -160,6 +194,10 @@ class FakeTools:
                           "(sent Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ)",
                 "timeout_class": "none",
             }
+        retries = (args.get("config") or {}).get("max_retries")
+        if "throttled_store" in self.world.flags and retries is not None and retries < REQUIRED_RETRIES:
+            return {"exit_code": 1, "timeout_class": "none",
+                    "output": f"ERROR: backfill throttled by S3, max_retries={retries} exhausted"}
         if "flaky_test" in self.world.flags and attempt == 0:
             return {"exit_code": 1, "output": "ERROR: connection reset by peer", "timeout_class": "soft"}
         out = "12 passed in 0.41s"
@@ -195,8 +233,11 @@ class FakeTools:
                 "output": "full invariant suite"}
 
 
-def oracle(inp: dict[str, Any], draft: dict[str, Any], patch: dict[str, Any]) -> tuple[bool, str]:
+def oracle(inp: dict[str, Any], draft: dict[str, Any], patch: dict[str, Any],
+           reviews: list[str] | None = None) -> tuple[bool, str]:
     """The downstream judgement of a run (hidden acceptance tests): did it really do the task?"""
+    if reviews and len(set(reviews)) > 1:
+        return False, "the answer states a compatibility verdict its own reviews contradict"
     if not draft.get("cited"):
         return False, "answer is not grounded in any retrieved source"
     if draft.get("finish_reason") == "length":

@@ -153,6 +153,7 @@ class _RunInput:
     error: str | None = None
     repeat: int = 0
     notes: list[str] = field(default_factory=list)
+    verdict: dict[str, Any] | None = None  # a human verdict on the recorded run (`agent-debug mark`)
 
 
 @dataclass
@@ -231,9 +232,10 @@ def _recorded(case: Case, path: Path, source: _LazySource) -> _CaseRuns:
             tid = src.resolve(case.trace_id)
         except TraceNotFound:
             return _CaseRuns(case, path, "recorded", [], f"its pinned trace {case.trace_id} is not in the source")
-        return _CaseRuns(case, path, "recorded", [_RunInput(src.load(tid, records=True), "recorded")])
+        return _CaseRuns(case, path, "recorded", [_RunInput(src.load(tid, records=True), "recorded",
+                                                           verdict=getattr(src.summary(tid), "verdict", None))])
     listed = src.list(TraceFilter(workflow=case.workflow))
-    runs = [_RunInput(src.load(s.trace_id, records=True), "recorded") for s in listed]
+    runs = [_RunInput(src.load(s.trace_id, records=True), "recorded", verdict=s.verdict) for s in listed]
     problem = None if runs else f"no recorded runs of workflow {case.workflow!r}"
     return _CaseRuns(case, path, "recorded", runs, problem)
 
@@ -366,6 +368,9 @@ def evaluate_run(case: Case, run: _RunInput, judge_score: JudgeScore | None, jud
         output_schema=check_output_schema(case, root),
     )
     error = run.error or _root_error(root)
+    if run.verdict is not None:  # a human verdict is the recorded outcome
+        error = None if run.verdict.get("passed") else \
+            "marked failed" + (f": {run.verdict['reason']}" if run.verdict.get("reason") else "")
     reasons = [f"{name}: {getattr(checks, name).reason}" for name in CHECKS
                if getattr(checks, name).status in ("fail", "unscored")]
     statuses = {getattr(checks, name).status for name in CHECKS}

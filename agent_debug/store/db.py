@@ -122,10 +122,28 @@ def _m003_summaries_of_interrupted_ingests(db: sqlite3.Connection) -> None:
     summarize_unlisted(db)
 
 
+def _m004_verdicts(db: sqlite3.Connection) -> None:
+    """Human verdicts on runs (`agent-debug mark`): kept beside the traces, never written into them, so a re-ingest
+    keeps them and the files stay as the agent wrote them."""
+    _script(
+        db,
+        """
+        CREATE TABLE verdicts (
+            trace_id TEXT PRIMARY KEY,
+            passed INTEGER NOT NULL,   -- 1 passed, 0 failed
+            reason TEXT,
+            source TEXT,               -- 'mark' or the verdict file it came from
+            marked_at REAL
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_meta", _m002_meta),
     ("003_summaries_of_interrupted_ingests", _m003_summaries_of_interrupted_ingests),
+    ("004_verdicts", _m004_verdicts),
 ]
 
 
