@@ -23,7 +23,7 @@ def _register() -> None:
 
     validate.register(app)
     demo.register(app)
-    for name in ("store", "analysis", "interop", "diagnose", "replay", "evaluate"):
+    for name in ("store", "analysis", "interop", "diagnose", "replay", "evaluate", "serve"):
         try:
             module = __import__(f"agent_debug.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

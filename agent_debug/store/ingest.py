@@ -923,3 +923,63 @@ def ingest(
     res.nothing_readable = res.readable == 0 and res.files > 0 and res.files_skipped == 0 and (
         res.rejected > 0 or any(f.truncated or f.skipped for f in report.files))
     return res
+
+
+def ingest_records(
+    records: Iterable[dict[str, Any]],
+    db_path: str | os.PathLike[str],
+    *,
+    source: str = "records",
+) -> IngestResult:
+    """Ingest records already in memory (an OTLP/HTTP request, say) through the same path as files: the same
+    acceptance check (`model.check_record`, as the readers apply it), dedupe, conflicts, chunks and summaries.
+    A rejected record is counted and kept in the rejects file under `source`; it never aborts the batch."""
+    from agent_debug.formats.reader import Reject
+    from agent_debug.model import check_record
+
+    t0 = time.perf_counter()
+    db_path = Path(db_path)
+    report = ReadReport()
+    frep = FileReport(source)
+    report.files.append(frep)
+
+    def batches() -> Iterable[Batch]:
+        recs: list[dict[str, Any]] = []
+        for i, rec in enumerate(records):
+            reason = check_record(rec) if isinstance(rec, dict) else "not an object"
+            if reason is None:
+                recs.append(rec)
+            else:
+                frep.rejected += 1
+                report.reject_reasons[reason.split(":", 1)[0]] += 1
+                report.rejects.append(Reject(source, f"record {i}", reason, orjson.dumps(rec, default=str)))
+            if len(recs) >= 64:
+                yield recs, [None] * len(recs), None
+                recs = []
+        if recs:
+            yield recs, [None] * len(recs), None
+
+    db = connect(db_path)
+    job = _Ingest(db, db_path, None)
+    try:
+        with gc_paused():
+            job.add_all(batches())
+            job.flush()
+            job.settle()
+            job.summarize_touched()
+            job._flush_rejects(report)
+    finally:
+        job.close()
+        if job.rejects_fh is not None:
+            job.rejects_fh.close()
+    res = job.result
+    res.rejected = report.rejected
+    res.rejects_by_reason = dict(report.reject_reasons)
+    res.traces = len(job.touched)
+    res.readable = res.records + res.duplicates + res.conflicts
+    res.seconds = round(time.perf_counter() - t0, 3)
+    db.execute("UPDATE ingests SET seconds=?, files=?, records=?, duplicates=?, rejected=?, conflicts=?, traces=? "
+               "WHERE id=?", (res.seconds, 0, res.records, res.duplicates, res.rejected, res.conflicts,
+                              res.traces, job.ingest_id))
+    db.close()
+    return res
