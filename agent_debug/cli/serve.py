@@ -92,10 +92,8 @@ def serve(
              "carry it")
     _need_extra()
     watch_dirs = _existing_dirs(watch, "--watch")
-    import uvicorn
-
     from agent_debug.eval.cases import load_case_files
-    from agent_debug.serve.app import create_app
+    from agent_debug.serve.app import create_app, run
     from agent_debug.serve.engine import Engine
 
     case_files = load_case_files(_existing_dirs(cases, "--cases")) if cases else []
@@ -103,7 +101,7 @@ def serve(
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     engine = Engine(store, lambda events: None, watch=watch_dirs, idle=idle, cases=case_files)
-    app = create_app(engine, token=token, max_body=max_body)
+    app, hub = create_app(engine, token=token, max_body=max_body)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     print(f"agent-debug serve: listening on {url} (store {store})")
     print(f"  point an exporter at it: OTEL_EXPORTER_OTLP_ENDPOINT={url}  (OTLP/HTTP, protobuf or JSON)")
@@ -112,8 +110,7 @@ def serve(
     if token:
         print("  every request needs: Authorization: Bearer <token>")
     print(f"  runs: {url}/api/runs  events: {url}/api/events  health: {url}/healthz", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)
-    uvicorn.Server(config).run(sockets=[sock])
+    run(app, hub, sock)
 
 
 class _TailView:

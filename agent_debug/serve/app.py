@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import signal
+import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -109,7 +111,9 @@ class _Readers(threading.local):
     analyzer: RunAnalyzer | None = None
 
 
-def create_app(engine: Engine, *, token: str | None = None, max_body: int = otlp_http.DEFAULT_MAX_BODY) -> ASGIApp:
+def create_app(engine: Engine, *, token: str | None = None,
+               max_body: int = otlp_http.DEFAULT_MAX_BODY) -> tuple[ASGIApp, EventHub]:
+    """The app, and its event hub (`run` closes the hub's streams when the server begins to shut down)."""
     hub = EventHub()
     counters = {"unauthorized": 0, "bad_requests": 0}
     readers = _Readers()
@@ -219,11 +223,35 @@ def create_app(engine: Engine, *, token: str | None = None, max_body: int = otlp
         Route("/healthz", healthz, methods=["GET"]),
         Route("/", index, methods=["GET"]),
     ], lifespan=lifespan)
-    app.state.counters = counters
-    app.state.hub = hub
     if token:
-        return BearerAuth(app, token, counters)
-    return app
+        return BearerAuth(app, token, counters), hub
+    return app, hub
+
+
+def run(app: ASGIApp, hub: EventHub, sock: socket.socket) -> None:
+    """Serve on a bound socket until SIGINT or SIGTERM; then end the event streams (so open SSE clients do not
+    hold the shutdown up), stop the engine, and return normally: a requested stop is not an error."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            hub.close()
+            await super().shutdown(sockets)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    _Server(config).run(sockets=[sock])
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -189,8 +189,9 @@ class Engine:
             return
         try:
             res = ingest(changed, self.db_path)
-        except AgentDebugError as exc:  # all rotated away meanwhile, say: the next look finds them
-            self.stats.errors.append(str(exc))
+        except (AgentDebugError, OSError) as exc:  # rotated away meanwhile, say: look at them all again next time
+            self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+            self.watcher.retry(changed)
             return
         self.stats.file_ingests += 1
         self.stats.records_stored += res.records

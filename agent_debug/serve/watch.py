@@ -29,6 +29,12 @@ class DirWatcher:
         self._seen = now
         return out
 
+    def retry(self, paths: list[Path]) -> None:
+        """These files could not be ingested this time (rotated away mid-read, say): report them again next
+        time, so nothing they hold is skipped."""
+        for p in paths:
+            self._seen.pop(str(p), None)
+
     def _scan(self, folder: str, out: dict[str, tuple[int, int, int]], depth: int = 0) -> None:
         try:
             entries = list(os.scandir(folder))
