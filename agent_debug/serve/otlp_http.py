@@ -93,16 +93,18 @@ def request_dict(msg: Any) -> dict[str, Any]:
 
 
 def _span(s: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "traceId": s.trace_id.hex(),
-        "spanId": s.span_id.hex(),
-        "parentSpanId": s.parent_span_id.hex(),
-        "name": s.name,
-        "kind": s.kind,
-        "startTimeUnixNano": s.start_time_unix_nano,
-        "endTimeUnixNano": s.end_time_unix_nano,
-        "attributes": _kvs(s.attributes),
-    }
+    """One span; fields at their proto3 default are left out, as the protobuf JSON mapping leaves them out."""
+    d: dict[str, Any] = {"traceId": s.trace_id.hex(), "spanId": s.span_id.hex(), "attributes": _kvs(s.attributes)}
+    if s.parent_span_id:
+        d["parentSpanId"] = s.parent_span_id.hex()
+    if s.name:
+        d["name"] = s.name
+    if s.kind:
+        d["kind"] = s.kind
+    if s.start_time_unix_nano:
+        d["startTimeUnixNano"] = s.start_time_unix_nano
+    if s.end_time_unix_nano:
+        d["endTimeUnixNano"] = s.end_time_unix_nano
     if s.events:
         d["events"] = [{"timeUnixNano": e.time_unix_nano, "name": e.name, "attributes": _kvs(e.attributes)}
                        for e in s.events]
