@@ -149,8 +149,7 @@ class _TailView:
         runs = Table("run", "workflow", "state", "spans", "elapsed", title=f"{len(live)} runs in flight",
                      title_justify="left")
         for s in live[-15:]:
-            workflow = s.summary.workflow if s.summary else None
-            runs.add_row(s.trace_id[:16], workflow or "-", s.state.value, str(s.spans), f"{now - s.first_wall:.1f}s")
+            runs.add_row(s.trace_id[:16], s.workflow or "-", s.state.value, str(s.spans), f"{now - s.first_wall:.1f}s")
         newest = Table("run", "agent", "type", "span", "duration", "status", title="newest spans", title_justify="left")
         for sp in reversed(spans):
             newest.add_row(sp["trace_id"][:12], sp["agent_name"], sp["event_type"], str(sp["name"])[:40],

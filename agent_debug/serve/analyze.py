@@ -124,3 +124,27 @@ class RunAnalyzer:
 
     def close(self) -> None:
         self.src.db.close()
+
+
+# -- analysis in a worker process ------------------------------------------------------------------------------
+# Analyses are pure Python: in the server's process they would take the GIL from the receiver and the ingest.
+# A worker process holds its own read connection to the store and analyzes batches of runs.
+
+_worker: RunAnalyzer | None = None
+
+
+def init_worker(db_path: str, cases: list[CaseFile], rules: Rules | None) -> None:
+    global _worker
+    _worker = RunAnalyzer(db_path, cases, rules)
+
+
+def analyze_batch(trace_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Session results for each run (in the worker process); a run that cannot be analyzed gets its reason."""
+    assert _worker is not None
+    out: dict[str, dict[str, Any]] = {}
+    for tid in trace_ids:
+        try:
+            out[tid] = _worker.session_results(tid)
+        except Exception as exc:
+            out[tid] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out

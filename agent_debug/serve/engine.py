@@ -15,7 +15,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from agent_debug.errors import AgentDebugError
 from agent_debug.eval.cases import CaseFile
 from agent_debug.model import check_record
 from agent_debug.serve import otlp_http
-from agent_debug.serve.analyze import RunAnalyzer
+from agent_debug.serve.analyze import RunAnalyzer, analyze_batch, init_worker
 from agent_debug.serve.follow import StoreFollower
 from agent_debug.serve.mapping import SOURCE, LiveMapper
 from agent_debug.serve.sessions import DEFAULT_IDLE, SessionManager, State
@@ -70,12 +71,14 @@ class Engine:
         rules: Rules | None = None,
         poll_interval: float = POLL_INTERVAL,
         from_start: bool = False,
+        analysis_process: bool = True,
     ) -> None:
         self.db_path = Path(db_path)
         self.sink = sink
         self.poll_interval = poll_interval
         self.cases = cases or []
         self.rules = rules
+        self.analysis_process = analysis_process
         self.stats = Stats()
         self._events: list[Event] = []
         self._events_lock = threading.Lock()
@@ -227,23 +230,48 @@ class Engine:
     # -- the analysis thread ----------------------------------------------------------------------------------
 
     def _analyze_loop(self) -> None:
-        analyzer: RunAnalyzer | None = None
-        while True:
-            tid = self._to_analyze.get()
-            if tid is None:
-                break
-            if self.sessions.state_of(tid) is not State.ANALYZING:
+        """Sends the runs due for analysis, in batches, to a worker process (see `analyze`); in this thread
+        when no worker process can be started."""
+        pool = self._analysis_pool()
+        local: RunAnalyzer | None = None
+        stopping = False
+        while not stopping:
+            batch = [self._to_analyze.get()]
+            while True:
+                try:
+                    batch.append(self._to_analyze.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = None in batch
+            tids = [t for t in dict.fromkeys(batch) if t is not None
+                    and self.sessions.state_of(t) is State.ANALYZING]
+            if not tids:
                 continue
             try:
-                if analyzer is None:
-                    analyzer = RunAnalyzer(self.db_path, self.cases, self.rules)
-                results = analyzer.session_results(tid)
-            except Exception as exc:  # a run the analyses cannot handle still finishes, with the reason
-                results = {"error": f"{type(exc).__name__}: {exc}"}
-            if self.sessions.analyzed(tid, results):
-                self.stats.runs_analyzed += 1
-        if analyzer is not None:
-            analyzer.close()
+                if pool is not None:
+                    results = pool.submit(analyze_batch, tids).result()
+                else:
+                    local = local or RunAnalyzer(self.db_path, self.cases, self.rules)
+                    results = {t: local.session_results(t) for t in tids}
+            except Exception as exc:  # the worker died, say: these runs finish with the reason
+                results = {t: {"error": f"{type(exc).__name__}: {exc}"} for t in tids}
+            for tid, res in results.items():
+                if self.sessions.analyzed(tid, res):
+                    self.stats.runs_analyzed += 1
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if local is not None:
+            local.close()
+
+    def _analysis_pool(self) -> ProcessPoolExecutor | None:
+        if not self.analysis_process:
+            return None
+        try:
+            return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                                       initargs=(str(self.db_path), self.cases, self.rules))
+        except (OSError, ValueError) as exc:
+            self.stats.errors.append(f"analysis runs in-process: no worker process ({exc})")
+            return None
 
     def health(self) -> dict[str, Any]:
         return {"sessions": self.sessions.counts(), "held_spans": self.mapper.held(), **self.stats.as_dict(),

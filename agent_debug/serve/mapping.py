@@ -66,6 +66,7 @@ class LiveMapper:
                 st = self.traces[tid] = _Trace()
             st.last = now
             out.extend(self._add_trace(st, drafts, now))
+        self._redact(out)
         return out
 
     def due(self, now: float | None = None) -> list[dict[str, Any]]:
@@ -80,17 +81,19 @@ class LiveMapper:
             quiet = now - st.last
             if not st.held and (quiet >= self.forget_after or (st.root_seen and quiet >= FORGET_DONE_SECONDS)):
                 del self.traces[tid]
+        self._redact(out)
         return out
 
     def held(self) -> int:
-        return sum(len(st.held) for st in self.traces.values())
+        """Spans waiting for their parents (read from other threads: works on a copy)."""
+        return sum(len(st.held) for st in list(self.traces.values()))
 
     def _add_trace(self, st: _Trace, drafts: list[Draft], now: float) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         fresh: list[str] = []
         for d in drafts:
             sid = d.rec["span_id"]
-            h = zlib.crc32(orjson.dumps(d.rec, option=orjson.OPT_SORT_KEYS, default=str))
+            h = zlib.crc32(orjson.dumps(d.rec, default=str))  # the importer builds keys in a fixed order
             if st.hashes.get(sid) == h:  # the same span again (an exporter retry): stored or held already
                 self.repeats += 1
                 continue
@@ -150,16 +153,36 @@ class LiveMapper:
             rec = d.rec
             if sid in st.usage_below and not d.own_record:
                 rec.pop("token_cost", None)
-            self._redact(rec)
             out.append(rec)
             st.drafts[sid] = _compact(d)
         return out
 
-    def _redact(self, rec: dict[str, Any]) -> None:
-        """The SDK's redactor, as its writer applies it: a cheap scan, a walk only when it may hold a secret."""
+    def _redact(self, recs: list[dict[str, Any]]) -> None:
+        """The SDK's redactor, as its writer applies it (a cheap scan; a walk only where a secret may be), with
+        the scan made per piece of up to `max_record_bytes` of joined records instead of per record: a piece
+        without a trigger clears all of its records at once; the records of one with a trigger are scanned one
+        by one."""
         red = self.redactor
-        if red.needs_work(orjson.dumps(rec, default=str)):
-            red.scrub_record(rec)
+        limit = red.max_record_bytes
+        piece: list[tuple[dict[str, Any], bytes]] = []
+        size = 0
+        for rec in recs:
+            data = orjson.dumps(rec, default=str)
+            if size + len(data) + 1 > limit and piece:
+                self._redact_piece(piece)
+                piece, size = [], 0
+            piece.append((rec, data))
+            size += len(data) + 1
+        if piece:
+            self._redact_piece(piece)
+
+    def _redact_piece(self, piece: list[tuple[dict[str, Any], bytes]]) -> None:
+        red = self.redactor
+        if len(piece) > 1 and not red.needs_work(b"\n".join(data for _, data in piece)):
+            return
+        for rec, data in piece:
+            if red.needs_work(data):
+                red.scrub_record(rec)
 
     def forget(self, trace_ids: Iterable[str]) -> None:
         for tid in trace_ids:

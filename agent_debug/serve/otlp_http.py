@@ -114,11 +114,19 @@ def _span(s: Any) -> dict[str, Any]:
 
 
 def _kvs(items: Any) -> list[dict[str, Any]]:
-    return [{"key": kv.key, "value": _any(kv.value)} for kv in items]
+    out = []
+    for kv in items:
+        v = kv.value
+        kind = v.WhichOneof("value")
+        if kind == "string_value":  # the usual case, without a call
+            out.append({"key": kv.key, "value": {"stringValue": v.string_value}})
+        else:
+            out.append({"key": kv.key, "value": _any(v, kind)})
+    return out
 
 
-def _any(v: Any) -> dict[str, Any]:
-    kind = v.WhichOneof("value")
+def _any(v: Any, kind: str | None = None) -> dict[str, Any]:
+    kind = kind or v.WhichOneof("value")
     if kind == "string_value":
         return {"stringValue": v.string_value}
     if kind == "int_value":

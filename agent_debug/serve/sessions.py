@@ -25,7 +25,7 @@ from agent_debug.analysis.spans import TraceSummary
 
 DEFAULT_IDLE = 30.0
 SETTLE = 0.2  # after the root span, wait this long for its last siblings (exporters send in batches)
-MAX_SESSIONS = 20_000  # sessions remembered (oldest finished ones are forgotten first: they go back to IDLE)
+MAX_SESSIONS = 5_000  # sessions remembered (oldest finished ones are forgotten first: they go back to IDLE)
 MAX_RESULTS = 1_000  # finished sessions that keep their analysis results in memory
 
 
@@ -51,7 +51,7 @@ class Session:
     reopened: int = 0
     history: list[tuple[str, float]] = field(default_factory=list)  # (state, wall time)
     results: dict[str, Any] | None = None
-    summary: TraceSummary | None = None
+    workflow: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"trace_id": self.trace_id, "state": self.state.value, "spans": self.spans,
@@ -120,7 +120,7 @@ class SessionManager:
             for tid, summary in runs.items():
                 s = self.sessions.get(tid)
                 if s is not None:
-                    s.summary = summary
+                    s.workflow = summary.workflow
             self._trim()
 
     def due(self, now: float | None = None) -> list[str]:
