@@ -193,6 +193,20 @@ class Serve:
                 pass
         return total
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server and its children so far."""
+        pids = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            pids += [int(p) for p in task.read_text().split()]
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except OSError:
+                pass
+        return total
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
         try:
@@ -225,6 +239,10 @@ def load(seconds: float, senders: int, tmp: Path) -> dict[str, Any]:
     while time.monotonic() < deadline and srv.health()["records_stored"] < created:
         time.sleep(0.5)
     h = srv.health()
+    server_cpu = srv.cpu_seconds()
+    import resource
+
+    senders_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     srv.stop()
     import sqlite3
 
@@ -239,7 +257,9 @@ def load(seconds: float, senders: int, tmp: Path) -> dict[str, Any]:
             "rss_first_mb": rss_warm[0], "rss_max_mb": max(rss_warm), "rss_last_mb": rss_warm[-1],
             "rss_growth_pct": 100.0 * (rss_warm[-1] - rss_warm[0]) / max(1e-9, rss_warm[0]),
             "duplicates": h["duplicates"], "conflicts": h["conflicts"], "rejected": h["spans_rejected"],
-            "sessions": h["sessions"]}
+            "sessions": h["sessions"], "server_cpu_us_per_span": 1e6 * server_cpu / max(1, in_store),
+            "senders_cpu_us_per_span": 1e6 * (senders_cpu.ru_utime + senders_cpu.ru_stime) / max(1, in_store),
+            "wall": samples[-1][0] if samples else 0.0}
 
 
 def file_baseline(spans: int, tmp: Path) -> dict[str, Any]:
@@ -248,15 +268,23 @@ def file_baseline(spans: int, tmp: Path) -> dict[str, Any]:
                          text=True, check=True)
     n = json.loads(out.stdout.strip().splitlines()[-1])["spans"]
     best = None
+    cpu = None
     for i in range(2):
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         res = subprocess.run([sys.executable, "-m", "agent_debug.cli.main", "ingest", str(path), "--db",
                               str(tmp / f"file{i}.db"), "--json"], capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        cpu = used if cpu is None else min(cpu, used)
         doc = json.loads(res.stdout)
         if doc["records"] != n:
             raise SystemExit(f"file ingest kept {doc['records']} of {n} spans: {res.stderr[-2000:]}")
         best = doc["seconds"] if best is None else min(best, doc["seconds"])
     assert best is not None
-    return {"spans": n, "seconds": best, "rate": n / best, "mb": path.stat().st_size / 1e6}
+    return {"spans": n, "seconds": best, "rate": n / best, "mb": path.stat().st_size / 1e6,
+            "cpu_us_per_span": 1e6 * (cpu or 0.0) / n}
 
 
 def watch_latency(tmp: Path, spans: int = 200) -> dict[str, Any]:
@@ -309,11 +337,14 @@ def main() -> None:
         print(f"serve: {ld['stored']} of {ld['created']} spans stored ({ld['lost']} lost), {ld['rate']:.0f} spans/s "
               f"sustained; duplicates {ld['duplicates']}, conflicts {ld['conflicts']}, rejected {ld['rejected']}; "
               f"sessions {ld['sessions']}")
+        print(f"cpu per span: server {ld['server_cpu_us_per_span']:.0f} us (with its analysis worker), the 4 "
+              f"senders {ld['senders_cpu_us_per_span']:.0f} us; wall {ld['wall']:.0f} s on {os.cpu_count()} cores")
         print(f"serve memory, server + analysis worker (after warm-up): first {ld['rss_first_mb']:.1f} MB, max {ld['rss_max_mb']:.1f} MB, "
               f"last {ld['rss_last_mb']:.1f} MB ({ld['rss_growth_pct']:+.1f}%)")
         fb = file_baseline(min(FILE_SPANS_MAX, max(PER_RUN * 100, ld["stored"])), tmp)
         print(f"file: agent-debug ingest of {fb['spans']} spans of OTLP/JSON ({fb['mb']:.1f} MB): "
-              f"{fb['seconds']:.2f} s, {fb['rate']:.0f} spans/s (best of 2)")
+              f"{fb['seconds']:.2f} s, {fb['rate']:.0f} spans/s (best of 2); cpu {fb['cpu_us_per_span']:.0f} us per span "
+              "(the whole process)")
         wl = watch_latency(tmp, args.watch_spans)
         print(f"watch: {wl['spans']} SDK spans, {wl['missing']} not announced; span end -> `span` event "
               f"p50 {wl['p50_ms']:.0f} ms, p95 {wl['p95_ms']:.0f} ms, max {wl['max_ms']:.0f} ms")

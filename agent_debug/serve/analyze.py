@@ -75,7 +75,8 @@ class RunAnalyzer:
         """What a session keeps when it is DONE: status, bucket and root cause (`why`), the bottleneck and the
         critical path's length, and the verdict of each matching eval case."""
         summary = self.src.summary(trace_id)
-        ts = self.src.load(trace_id, records=True)
+        # every record parsed only where something reads them all (why, on a failed run; eval cases)
+        ts = self.src.load(trace_id, records=True if summary.failed or self.cases else "lazy")
         tree = build_tree(ts)
         cp = critical_path(ts, tree)
         d = diagnose(ts, summary, self.rules, tree)
