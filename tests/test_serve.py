@@ -254,15 +254,26 @@ for r in range(12):
     time.sleep(0.05)
 ad.shutdown()
 """
-    with Server(tmp_path / "w.db", "--watch", str(logs), "--idle", "2") as srv:
+    cases = tmp_path / "cases.toml"
+    cases.write_text('[[case]]\nname = "fast enough"\nworkflow = "watched"\nmax_latency_ms = 60000\n\n'
+                     '[[case]]\nname = "impossibly fast"\nworkflow = "watched"\nmax_latency_ms = 0\n\n'
+                     '[[case]]\nname = "judged"\nworkflow = "watched"\njudge = true\n\n'
+                     '[[case]]\nname = "other workflow"\nworkflow = "other"\n')
+    with Server(tmp_path / "w.db", "--watch", str(logs), "--idle", "2", "--cases", str(cases)) as srv:
         listener = EventListener(srv.url)
         out = subprocess.run([sys.executable, "-c", writer], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         srv.wait_for(lambda: srv.get_json("/healthz")["sessions"]["done"] == 12, 60, "12 runs DONE")
         runs = srv.get_json("/api/runs")
+        detail = srv.get_json("/api/runs/" + runs["traces"][0]["trace_id"])
         spans = listener.of("span")
         listener.close()
     assert runs["count"] == 12 and all(r["span_count"] == 31 for r in runs["traces"])
+    session_eval = detail["session"]["results"]["eval"]
+    assert {c["name"]: c["status"] for c in session_eval["cases"]} == {"fast enough": "pass",
+                                                                       "impossibly fast": "fail"}
+    assert session_eval["skipped_judge_cases"] == ["judged"]
+    assert [c["name"] for c in detail["eval"]["cases"]] == ["fast enough", "impossibly fast"]
     assert sum(r["status"] == "failed" for r in runs["traces"]) == 3
     assert len(spans) == 12 * 31 == len({(s["trace_id"], s["span_id"]) for s in spans})
     assert len(list(logs.glob("*.gz"))) >= 1  # the files did rotate meanwhile
