@@ -159,6 +159,7 @@ def test_bad_bodies_are_refused_and_the_next_good_one_is_stored(tmp_path: Path) 
         assert run["summary"]["span_count"] == 2 and run["summary"]["agents"] == ["boss"]
         health = srv.get_json("/healthz")
         assert health["bad_requests"] == 5
+        assert srv.stop() == (0, "")  # SIGINT is a clean stop: exit 0, nothing on stderr
 
 
 def test_partial_success_counts_the_spans_that_were_not_stored(tmp_path: Path) -> None:

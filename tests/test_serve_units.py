@@ -212,3 +212,31 @@ def test_protobuf_bodies_are_walked_into_the_otlp_json_shape() -> None:
     with pytest.raises(otlp_http.RequestError) as unsupported:
         otlp_http.decompress(b"", "br", 1000)
     assert unsupported.value.status == 415
+
+
+def test_a_request_whose_store_fails_is_refused_and_its_retry_is_stored_once(tmp_path: Path) -> None:
+    from agent_debug.serve.engine import Engine
+
+    engine = Engine(tmp_path / "s.db", lambda events: None, analysis_process=False)
+    real_store = engine._store
+    calls = []
+
+    def failing_once(records: list[dict[str, Any]]) -> None:
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise OSError("disk full")
+        real_store(records)
+
+    engine._store = failing_once  # type: ignore[method-assign]
+    engine.start()
+    try:
+        request = otlp(TID, ROOT, {**CHAT, "parent": ROOT["id"], "attrs": {"gen_ai.agent.name": "w"}})
+        with pytest.raises(OSError):
+            engine.submit(request).result(10)
+        assert engine.submit(request).result(10) == (0, "")  # the exporter's retry: mapped again, stored
+        assert engine.submit(request).result(10) == (0, "")  # a third time: a repeat, not stored again
+    finally:
+        engine.stop()
+    con = connect(tmp_path / "s.db")
+    assert con.execute("SELECT SUM(n) FROM chunks").fetchone()[0] == 2
+    assert calls == [2, 2]

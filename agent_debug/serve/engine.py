@@ -36,6 +36,7 @@ from agent_debug.store.ingest import ingest, ingest_records
 Event = tuple[str, dict[str, Any]]
 Sink = Callable[[list[Event]], None]
 POLL_INTERVAL = 0.02
+MAX_RETRY = 100_000  # acknowledged spans kept in memory while the store fails
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Engine:
         self.analysis_process = analysis_process
         self.stats = Stats()
         self._events: list[Event] = []
+        self._retry: list[dict[str, Any]] = []
         self._events_lock = threading.Lock()
         self.sessions = SessionManager(self._emit, idle=idle)
         self.mapper = LiveMapper(forget_after=max(idle, 5.0))
@@ -161,11 +163,18 @@ class Engine:
             mine = records[records_before:]
             bad = sum(1 for r in mine if check_record(r) is not None) + max(0, sent - self.mapper.last_mapped)
             answers.append((fut, bad, f"{bad} spans are not valid records" if bad else ""))
-        records.extend(self.mapper.due(float("inf") if stopping else None))
+        # spans released from the hold: their requests were answered already, so a failed store keeps them
+        # here to try again (a request's own spans are answered 503 instead, and its exporter sends them again)
+        acknowledged = self._retry + self.mapper.due(float("inf") if stopping else None)
+        self._retry = []
         try:
-            if records:
-                self._store(records)
+            if records or acknowledged:
+                self._store(records + acknowledged)
         except Exception as exc:
+            self.mapper.unsee(records)
+            self._retry = acknowledged[-MAX_RETRY:]
+            if len(acknowledged) > MAX_RETRY:
+                self.stats.errors.append(f"{len(acknowledged) - MAX_RETRY} held spans dropped: the store fails")
             for fut, _, _ in answers:
                 fut.set_exception(exc)
             raise

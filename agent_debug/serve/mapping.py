@@ -184,6 +184,14 @@ class LiveMapper:
             if red.needs_work(data):
                 red.scrub_record(rec)
 
+    def unsee(self, records: Iterable[dict[str, Any]]) -> None:
+        """These records were not stored (the store failed): a retry of their request is mapped again, not
+        taken for a repeat."""
+        for rec in records:
+            st = self.traces.get(rec["trace_id"])
+            if st is not None:
+                st.hashes.pop(rec["span_id"].split("#", 1)[0], None)
+
     def forget(self, trace_ids: Iterable[str]) -> None:
         for tid in trace_ids:
             st = self.traces.get(tid)

@@ -24,7 +24,14 @@ class DirWatcher:
         order; files that disappeared (rotation, retention) are forgotten."""
         now: dict[str, tuple[int, int, int]] = {}
         for d in self.dirs:
-            self._scan(str(d), now)
+            if d.is_file():  # a single file named to follow (`tail --from FILE`)
+                try:
+                    st = d.stat()
+                    now[str(d)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+                except OSError:
+                    pass
+            else:
+                self._scan(str(d), now)
         out = [Path(p) for p, sig in sorted(now.items()) if self._seen.get(p) != sig]
         self._seen = now
         return out
