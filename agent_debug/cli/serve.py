@@ -5,6 +5,7 @@ every other command works without the `serve` extra."""
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
 import threading
@@ -192,6 +193,12 @@ def tail(
     engine = Engine(store, lambda events: None, watch=follow or None, idle=idle, from_start=bool(tmp))
     view = _TailView(engine, f"{'files ' + ', '.join(map(str, follow)) if follow else 'store ' + str(store)}")
     engine.sink = view.events
+
+    def stop_on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a stop: the view is drawn once more, the engine stopped
+        signal.signal(sig, stop_on_term)
     engine.start()
     console = stdout_console()
     try:
