@@ -38,11 +38,12 @@ def is_loopback(host: str) -> bool:
 
 def _need_extra() -> None:
     missing = []
-    for module in ("starlette", "uvicorn", "google.protobuf", "opentelemetry.proto"):
+    for module, package in (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("google.protobuf", "protobuf"),
+                            ("opentelemetry.proto", "opentelemetry-proto")):
         try:
             __import__(module)
         except ImportError:
-            missing.append(module.split(".")[0] if module != "opentelemetry.proto" else "opentelemetry-proto")
+            missing.append(package)
     if missing:
         fail(f"`serve` needs the serve extra: pip install 'agent-debug[serve]' (missing: {', '.join(missing)})", 3)
 
