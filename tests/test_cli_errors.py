@@ -455,7 +455,9 @@ def _commands() -> Iterator[tuple[str, Any]]:
             yield f"{name} {sub}", subcmd
 
 
-NO_JSON = {"export": "writes OTLP/JSON lines: its output is the document"}
+NO_JSON = {"export": "writes OTLP/JSON lines: its output is the document",
+           "serve": "a server: its results are its API's JSON (each with `notices`)",
+           "tail": "a live terminal view, until Ctrl-C"}
 READS_TRACES = {"traces", "tree", "critical-path", "bucket", "why", "session", "packet", "eval", "dataset add",
                 "report"}
 

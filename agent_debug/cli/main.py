@@ -35,7 +35,7 @@ def _register() -> None:
 
     validate.register(app)
     demo.register(app)
-    for name in ("store", "analysis", "interop", "diagnose", "outcomes", "replay", "evaluate", "report"):
+    for name in ("store", "analysis", "interop", "diagnose", "outcomes", "replay", "evaluate", "report", "serve"):
         try:
             module = __import__(f"agent_debug.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

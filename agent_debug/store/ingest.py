@@ -39,7 +39,7 @@ import time
 import zlib
 from array import array
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import add, itemgetter
@@ -405,12 +405,16 @@ class _Agg:
 
 
 class _Ingest:
-    def __init__(self, db: sqlite3.Connection, db_path: Path, progress: Callable[[int, int], None] | None) -> None:
+    def __init__(self, db: sqlite3.Connection, db_path: Path, progress: Callable[[int, int], None] | None,
+                 known: Container[str] | None = None) -> None:
         self.db = db
         self.db_path = db_path
         self.progress = progress
         self.result = IngestResult(db=str(db_path))
-        self.known: set[str] = {r[0] for r in db.execute("SELECT trace_id FROM traces")}
+        # traces that had spans before (their summaries are recomputed from the store); `store.records` asks
+        # the store per trace instead of listing them all
+        self.known: Container[str] = (known if known is not None
+                                      else {r[0] for r in db.execute("SELECT trace_id FROM traces")})
         self.touched: set[str] = set()
         self.file_touched: set[str] = set()  # traces given spans by the file being read (its summaries)
         self.aggs: dict[str, _Agg] = {}
@@ -464,25 +468,33 @@ class _Ingest:
             elif compressed and head:
                 start, line = self._rotated_from(head)  # a rotated copy of a file already read: skip what we have
             self.result.files += 1
-            self._begin(path)
-            try:
-                self.add_all(read_file_batches(path, report, start_offset=start, start_line=line, format=format,
-                                               opened=fh))
-                frep = report.files[-1]
-                self.flush()
-                self.settle()  # everything read from this file is in the store before its offset is remembered
-                self._summarize(self.file_touched)
-                self._flush_rejects(report)
-                self._remember(key, st, frep, head, compressed, line, before)
-                self._commit()
-            except BaseException:
-                self._rollback()
-                raise
+            self.unit(path.name, read_file_batches(path, report, start_offset=start, start_line=line, format=format,
+                                                   opened=fh), report,
+                      lambda: self._remember(key, st, report.files[-1], head, compressed, line, before))
 
-    def _begin(self, path: Path) -> None:
+    def unit(self, name: str, batches: Iterable[Batch], report: ReadReport,
+             finish: Callable[[], None] | None = None) -> None:
+        """Store one unit (a file, or a batch of records in memory) in one transaction: its chunks, the summaries
+        of the traces it touched, its rejects' committed size, and whatever `finish` writes (a file's offset);
+        on any failure, none of it."""
+        self._begin(name)
+        try:
+            self.add_all(batches)
+            self.flush()
+            self.settle()  # everything read is in the store before a file's offset is remembered
+            self._summarize(self.file_touched)
+            self._flush_rejects(report)
+            if finish is not None:
+                finish()
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _begin(self, name: str) -> None:
         self.db.execute("BEGIN IMMEDIATE")
         self.file_touched = set()
-        self.fault.file = path.name
+        self.fault.file = name
         self.fault.step("begin")
 
     def _commit(self) -> None:
@@ -839,3 +851,4 @@ def ingest(
     res.nothing_readable = res.readable == 0 and res.files > 0 and res.files_skipped == 0 and (
         res.rejected > 0 or any(f.truncated or f.skipped for f in report.files))
     return res
+
