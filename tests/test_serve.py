@@ -176,6 +176,12 @@ def test_partial_success_counts_the_spans_that_were_not_stored(tmp_path: Path) -
         run = srv.wait_for(lambda: srv.request("GET", "/api/runs/" + "2" * 32)[0] == 200 and
                            srv.get_json("/api/runs/" + "2" * 32), 30, "the run")
         assert run["summary"]["span_count"] == 2
+        # every API document has `notices`, as every CLI --json does: here the rejected record, as `traces` says
+        listed = srv.get_json("/api/runs")
+        cli = orjson.loads(run_cli("traces", "--db", str(tmp_path / "s.db"), "--json").stdout)
+        assert listed["notices"] == run["notices"] == cli["notices"] and "1 record was rejected" in cli["notices"][0]
+        status, body, _ = srv.request("GET", "/api/runs/" + "f" * 32)
+        assert status == 404 and orjson.loads(body)["notices"] == []
 
 
 def test_protobuf_from_the_sdk_maps_exactly_as_the_otlp_json_file_importer(tmp_path: Path) -> None:

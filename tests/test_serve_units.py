@@ -241,3 +241,18 @@ def test_a_request_whose_store_fails_is_refused_and_its_retry_is_stored_once(tmp
     con = connect(tmp_path / "s.db")
     assert con.execute("SELECT SUM(n) FROM chunks").fetchone()[0] == 2
     assert calls == [2, 2]
+
+
+def test_usage_of_a_child_arriving_after_its_aggregate_parent_was_stored_is_not_counted_twice(
+        tmp_path: Path) -> None:
+    m = LiveMapper(hold=1.0)
+    (agent,) = m.add(otlp(TID, AGENT), now=0.0)  # names its agent: stored at once, with the sum of its children
+    assert agent["token_cost"]["prompt_tokens"] == 30
+    (late,) = m.add(otlp(TID, CHAT), now=0.5)  # its child, exported later
+    assert "token_cost" not in late and late["attributes"]["token_cost.counted_in"] == AGENT["id"]
+    assert late["attributes"]["gen_ai.usage.input_tokens"] == 30  # the numbers stay visible
+    (root,) = m.add(otlp(TID, ROOT), now=0.6)
+    db = tmp_path / "s.db"
+    ingest_records([agent, late, root], db)
+    (summary,) = list_traces(connect(db))
+    assert summary.prompt_tokens == 30

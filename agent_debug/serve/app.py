@@ -29,18 +29,20 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent_debug.errors import AmbiguousTrace, TraceNotFound
+from agent_debug.errors import AmbiguousTrace, StoreError, TraceNotFound
 from agent_debug.serve import otlp_http
 from agent_debug.serve.analyze import RunAnalyzer
 from agent_debug.serve.engine import Engine, Event
-from agent_debug.store.query import TraceFilter, list_traces
+from agent_debug.store.query import TraceFilter, list_traces, store_notices
 
 SUBSCRIBER_BACKLOG = 2000  # event batches a slow SSE client may fall behind before it is dropped
 KEEPALIVE_SECONDS = 15.0
 
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS), status_code=status,
+def _json(obj: dict[str, Any], status: int = 200, notices: list[str] | None = None) -> Response:
+    """A JSON answer; like every CLI `--json` document it has `notices` (an empty list when there are none)."""
+    body = {**obj, "notices": list(notices or [])}
+    return Response(orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS), status_code=status,
                     media_type="application/json")
 
 
@@ -150,27 +152,32 @@ def create_app(engine: Engine, *, token: str | None = None,
         flt = TraceFilter(failed=request.query_params.get("failed") in ("1", "true"),
                           workflow=request.query_params.get("workflow") or None)
 
-        def read() -> list[dict[str, Any]]:
-            rows = list_traces(analyzer().src.db, flt)
+        def read() -> tuple[list[dict[str, Any]], list[str]]:
+            db = analyzer().src.db
+            rows = list_traces(db, flt)
             rows.sort(key=lambda s: s.start_ns, reverse=True)
-            return [{**s.as_dict(), "state": engine.sessions.state_of(s.trace_id).value} for s in rows[:limit]]
+            return ([{**s.as_dict(), "state": engine.sessions.state_of(s.trace_id).value} for s in rows[:limit]],
+                    store_notices(db, engine.db_path))
 
-        listed = await run_in_threadpool(read)
-        return _json({"traces": listed, "count": len(listed)})
+        listed, notices = await run_in_threadpool(read)
+        return _json({"traces": listed, "count": len(listed)}, notices=notices + engine.notices())
 
     async def run_detail(request: Request) -> Response:
         try:
             tid = request.path_params["trace_id"]
-            out = await run_in_threadpool(lambda: analyzer().details(tid))
+            out, notices = await run_in_threadpool(
+                lambda: (analyzer().details(tid), store_notices(analyzer().src.db, engine.db_path)))
         except TraceNotFound as exc:
             return _json({"error": str(exc)}, 404)
         except AmbiguousTrace as exc:
             return _json({"error": str(exc)}, 409)
+        except StoreError as exc:  # a damaged chunk, say: the store's failure, one line
+            return _json({"error": str(exc)}, 500)
         session = engine.sessions.get(out["trace_id"])
         out["state"] = session["state"] if session else "idle"
         out["summary"]["state"] = out["state"]
         out["session"] = session
-        return _json(out)
+        return _json(out, notices=notices + engine.notices())
 
     async def events(request: Request) -> Response:
         only = request.query_params.get("trace_id") or None
@@ -199,7 +206,7 @@ def create_app(engine: Engine, *, token: str | None = None,
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok", "db": str(engine.db_path), **counters, "subscribers": len(hub.subscribers),
-                      **engine.health()})
+                      **engine.health()}, notices=engine.notices())
 
     async def index(request: Request) -> Response:
         return _json({"name": "agent-debug serve", "otlp": "/v1/traces",

@@ -285,6 +285,11 @@ class Engine:
             self.stats.errors.append(f"analysis runs in-process: no worker process ({exc})")
             return None
 
+    def notices(self) -> list[str]:
+        """What a reader of the API must be told about the server itself: its recent failures (a store that
+        failed, a watched file that could not be ingested, an analysis that could not run)."""
+        return [f"serve: {e}" for e in list(self.stats.errors)[-5:]]
+
     def health(self) -> dict[str, Any]:
         return {"sessions": self.sessions.counts(), "held_spans": self.mapper.held(), **self.stats.as_dict(),
                 "watching": [str(p) for p in (self.watcher.dirs if self.watcher else [])]}

@@ -6,7 +6,10 @@ run through `semconv.finalize`. What streaming adds is context. A file holds a w
 trace in pieces, children before their parents (a span is exported when it ends). So the mapper keeps the spans
 of each live trace, and a span whose agent is named by an ancestor that has not arrived yet is held until it
 does (or for `hold` seconds, then stored with what is known, as a file cut at that point would be). Usage on an
-agent span is dropped when a descendant reported usage, whichever arrived first, as `finalize` does for a file.
+agent span is dropped when a descendant reported usage, as `finalize` does for a file, if the descendant came
+first; if the agent span was stored first (a child that ended after its parent, or that another process exported
+later), the sum is already counted there, so the descendant's usage is dropped instead (its attributes keep the
+numbers, and `token_cost.counted_in` names the span that counts them): a run's tokens are never counted twice.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class _Trace:
     hashes: dict[str, int] = field(default_factory=dict)  # span id -> hash of the mapped span as it came
     held: dict[str, float] = field(default_factory=dict)  # span id -> when it arrived
     usage_below: set[str] = field(default_factory=set)  # span ids with a descendant that reports usage
+    usage_stored: set[str] = field(default_factory=set)  # span ids released with their token_cost kept
     root_seen: bool = False
     last: float = 0.0
 
@@ -103,6 +107,11 @@ class LiveMapper:
             fresh.append(sid)
             if d.rec["parent_id"] is None:
                 st.root_seen = True
+            if d.rec.get("token_cost") and not d.own_record:
+                counted = self._counted_above(st, d.rec["parent_id"])
+                if counted is not None:  # an ancestor stored already reports the sum, this span's usage too
+                    del d.rec["token_cost"]
+                    d.rec["attributes"]["token_cost.counted_in"] = counted
             if d.rec.get("token_cost") or sid in st.usage_below:
                 self._mark_usage(st, d.rec["parent_id"])
         ready = [sid for sid in st.held if self._settled(st, sid)]
@@ -118,6 +127,18 @@ class LiveMapper:
             st.usage_below.add(parent)
             d = st.drafts.get(parent)
             parent = d.rec["parent_id"] if d is not None else None
+
+    def _counted_above(self, st: _Trace, parent: str | None) -> str | None:
+        """The nearest ancestor stored with its usage kept (an aggregate that arrived before this descendant:
+        a span that ended after its parent, or one another process exported later), or None."""
+        for _ in range(MAX_DEPTH):
+            if parent is None:
+                return None
+            if parent in st.usage_stored:
+                return parent
+            d = st.drafts.get(parent)
+            parent = d.rec["parent_id"] if d is not None else None
+        return None
 
     def _settled(self, st: _Trace, sid: str) -> bool:
         """Whether the span's agent is known: it or an ancestor names one, or its whole chain to the root is here."""
@@ -153,6 +174,8 @@ class LiveMapper:
             rec = d.rec
             if sid in st.usage_below and not d.own_record:
                 rec.pop("token_cost", None)
+            elif rec.get("token_cost") and not d.own_record:
+                st.usage_stored.add(sid)
             out.append(rec)
             st.drafts[sid] = _compact(d)
         return out
