@@ -1,12 +1,15 @@
 """The ASGI app of `agent-debug serve` (starlette; the `serve` extra): the OTLP/HTTP receiver, the JSON API, the
 event stream, and the bearer-token guard in front of all of them.
 
-Routes (JSON shapes as the CLI's `--json`):
+Routes (JSON shapes as the CLI's `--json`, each document with `notices`):
     POST /v1/traces            OTLP/HTTP, protobuf or JSON, gzip; 400/413/415; partial_success
     GET  /api/runs             `traces --json` ({"traces": [...], "count"}), newest first, each with `state`
     GET  /api/runs/{trace_id}  summary, `tree`, `critical_path`, `why`, `eval`, and the `session`
-    GET  /api/events           Server-Sent Events: `span`, `run`, `state` (each with its trace id)
+    GET  /api/events           Server-Sent Events: `span`, `run`, `state` (each with its trace id); with
+                               `?batch=1` a round's spans of one trace come as one `spans` event
     GET  /healthz              counters, sessions by state
+    GET  /                     the live view (`live`): the report's page, fed by the three below
+    GET  /api/live             its first document; /api/runs/{id}/report one run's data; .../spans/{id} a span's
 No route reads or writes anything but the store.
 """
 
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from starlette.applications import Starlette
@@ -33,6 +38,7 @@ from agent_debug.errors import AmbiguousTrace, StoreError, TraceNotFound
 from agent_debug.serve import otlp_http
 from agent_debug.serve.analyze import RunAnalyzer
 from agent_debug.serve.engine import Engine, Event
+from agent_debug.serve.live import LIVE_CSP_HEADER, live_document, live_page, run_report, span_detail
 from agent_debug.store.query import TraceFilter, list_traces, store_notices
 
 SUBSCRIBER_BACKLOG = 2000  # event batches a slow SSE client may fall behind before it is dropped
@@ -84,29 +90,67 @@ class EventHub:
 
 class BearerAuth:
     """Every HTTP route needs `Authorization: Bearer <token>` (constant-time compare); refusals are 401 and
-    counted."""
+    counted.
+
+    A browser cannot put a header on the live page's own requests (`EventSource` has no way to), so the page
+    logs in once: `GET /?token=<token>` answers with a cookie (HttpOnly, SameSite=Strict, holding a digest of the
+    token, not the token) and a redirect to `/` (the token leaves the address bar). The cookie is taken for
+    GET requests only: the page only reads, and nothing it does writes."""
 
     def __init__(self, app: ASGIApp, token: str, counters: dict[str, int]) -> None:
         self.app = app
         self.expected = b"Bearer " + token.encode()
+        self.token = token.encode()
+        self.cookie = hmac.new(self.token, b"agent-debug live view", hashlib.sha256).hexdigest().encode()
         self.counters = counters
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             got = b""
+            cookies = b""
             for name, value in scope.get("headers", []):
                 if name == b"authorization":
                     got = value
-                    break
-            if not hmac.compare_digest(got, self.expected):
+                elif name == b"cookie":
+                    cookies = value
+            ok = hmac.compare_digest(got, self.expected)
+            if not ok and scope["method"] in ("GET", "HEAD"):
+                ok = hmac.compare_digest(_cookie(cookies, COOKIE), self.cookie)
+                if not ok and scope["path"] == "/":
+                    given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+                    if given and hmac.compare_digest(given.encode(), self.token):
+                        await _respond(send, 303, b"", [
+                            (b"location", b"/"), (b"cache-control", b"no-store"),
+                            (b"set-cookie", COOKIE + b"=" + self.cookie + b"; Path=/; HttpOnly; SameSite=Strict")])
+                        return
+            if not ok:
                 self.counters["unauthorized"] += 1
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"www-authenticate", b'Bearer realm="agent-debug"')]})
-                await send({"type": "http.response.body",
-                            "body": b'{"error":"missing or wrong bearer token"}'})
+                if scope["path"] == "/":
+                    await _respond(send, 401, LOGIN_HINT, [(b"content-type", b"text/html; charset=utf-8")])
+                    return
+                await _respond(send, 401, b'{"error":"missing or wrong bearer token","notices":[]}',
+                               [(b"content-type", b"application/json"),
+                                (b"www-authenticate", b'Bearer realm="agent-debug"')])
                 return
         await self.app(scope, receive, send)
+
+
+COOKIE = b"agent_debug_live"
+LOGIN_HINT = (b"<!doctype html><title>agent-debug serve</title><p>This server needs its token. Open "
+              b"<code>/?token=&lt;token&gt;</code> once: the page then keeps a cookie for it.</p>")
+
+
+def _cookie(header: bytes, name: bytes) -> bytes:
+    for part in header.split(b";"):
+        key, _, value = part.strip().partition(b"=")
+        if key == name:
+            return value
+    return b""
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _Readers(threading.local):
@@ -181,6 +225,7 @@ def create_app(engine: Engine, *, token: str | None = None,
 
     async def events(request: Request) -> Response:
         only = request.query_params.get("trace_id") or None
+        grouped = request.query_params.get("batch") in ("1", "true")
         q = hub.subscribe()
 
         async def stream() -> AsyncIterator[bytes]:
@@ -194,8 +239,11 @@ def create_app(engine: Engine, *, token: str | None = None,
                         continue
                     if batch is None:
                         return
-                    chunk = b"".join(_sse(kind, data) for kind, data in batch
-                                     if only is None or data.get("trace_id") == only)
+                    if only is not None:
+                        batch = [(kind, data) for kind, data in batch if data.get("trace_id") == only]
+                    if grouped:
+                        batch = _grouped(batch)
+                    chunk = b"".join(_sse(kind, data) for kind, data in batch)
                     if chunk:
                         yield chunk
             finally:
@@ -208,9 +256,50 @@ def create_app(engine: Engine, *, token: str | None = None,
         return _json({"status": "ok", "db": str(engine.db_path), **counters, "subscribers": len(hub.subscribers),
                       **engine.health()}, notices=engine.notices())
 
+    page = live_page()
+
     async def index(request: Request) -> Response:
-        return _json({"name": "agent-debug serve", "otlp": "/v1/traces",
-                      "api": ["/api/runs", "/api/runs/{trace_id}", "/api/events", "/healthz"]})
+        return Response(page, media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": LIVE_CSP_HEADER, "Cache-Control": "no-store",
+                                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+
+    async def live_doc(request: Request) -> Response:
+        run = request.query_params.get("run") or None
+        try:
+            doc = await run_in_threadpool(lambda: live_document(analyzer(), engine.sessions, selected=run))
+            notices = await run_in_threadpool(lambda: store_notices(analyzer().src.db, engine.db_path))
+        except AmbiguousTrace as exc:
+            return _json({"error": str(exc)}, 409)
+        except StoreError as exc:
+            return _json({"error": str(exc)}, 500)
+        doc["notices"] = notices + engine.notices()
+        return _json(doc, notices=doc["notices"])
+
+    async def run_data(request: Request) -> Response:
+        tid = request.path_params["trace_id"]
+        try:
+            out = await run_in_threadpool(lambda: run_report(analyzer(), engine.sessions, tid))
+        except TraceNotFound as exc:
+            return _json({"error": str(exc)}, 404)
+        except AmbiguousTrace as exc:
+            return _json({"error": str(exc)}, 409)
+        except StoreError as exc:
+            return _json({"error": str(exc)}, 500)
+        return _json(out)
+
+    async def span_data(request: Request) -> Response:
+        tid, sid = request.path_params["trace_id"], request.path_params["span_id"]
+        try:
+            detail = await run_in_threadpool(lambda: span_detail(analyzer(), tid, sid))
+        except TraceNotFound as exc:
+            return _json({"error": str(exc)}, 404)
+        except AmbiguousTrace as exc:
+            return _json({"error": str(exc)}, 409)
+        except StoreError as exc:
+            return _json({"error": str(exc)}, 500)
+        if detail is None:
+            return _json({"error": f"no span {sid} in trace {tid}"}, 404)
+        return _json({"trace_id": tid, "span_id": sid, "detail": detail})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -226,6 +315,9 @@ def create_app(engine: Engine, *, token: str | None = None,
         Route("/v1/traces", receive_traces, methods=["POST"]),
         Route("/api/runs", runs, methods=["GET"]),
         Route("/api/runs/{trace_id}", run_detail, methods=["GET"]),
+        Route("/api/runs/{trace_id}/report", run_data, methods=["GET"]),
+        Route("/api/runs/{trace_id}/spans/{span_id}", span_data, methods=["GET"]),
+        Route("/api/live", live_doc, methods=["GET"]),
         Route("/api/events", events, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/", index, methods=["GET"]),
@@ -278,6 +370,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise otlp_http.RequestError(413, f"body larger than {limit} bytes")
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _grouped(batch: list[Event]) -> list[Event]:
+    """The `span` events of a batch as one `spans` event per trace ({"trace_id", "spans": [...]}), at the place of
+    its first span: what the live page applies at once (`?batch=1`)."""
+    out: list[Event] = []
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for kind, data in batch:
+        if kind != "span":
+            out.append((kind, data))
+            continue
+        group = groups.get(data["trace_id"])
+        if group is None:
+            group = groups[data["trace_id"]] = []
+            out.append(("spans", {"trace_id": data["trace_id"], "spans": group}))
+        group.append(data)
+    return out
 
 
 def _sse(kind: str, data: dict[str, Any]) -> bytes:

@@ -107,14 +107,21 @@ function queueRender(fn) {
     S.renderQueued = false;
     const todo = S.queued; S.queued = [];
     const tids = new Set(todo.map((f) => f()).filter(Boolean));
-    if (!S.current && S.runs.length) selectRun(S.runs[0].trace_id);
-    else if (S.current && tids.has(S.current.tid)) selectRun(S.current.tid, true);
+    const pick = S.pick;
+    S.pick = null;
+    if (pick && S.raw.has(pick) && !(S.current && S.current.tid === pick)) selectRun(pick);
+    else if (!S.current) {  // the first run that has data (a run listed before any of its spans came has none)
+      const first = S.runs.find((r) => S.raw.has(r.trace_id));
+      if (first) selectRun(first.trace_id); else renderRuns();
+    }
+    else if (tids.has(S.current.tid)) selectRun(S.current.tid, true);
     else renderRuns();
   }, 0);
 }
 
 /** Merge one change. Types: {type:"doc", doc} | {type:"runs", runs:[entry]} | {type:"run", trace_id, run}
- * | {type:"spans", trace_id, spans:[span]} | {type:"state", trace_id, state, status?}. */
+ * | {type:"spans", trace_id, spans:[span]} | {type:"state", trace_id, state, status?}
+ * | {type:"select", trace_id} (show that run once the updates before it are in: a live view following new runs). */
 function applyUpdate(u) {
   if (!u || !u.type) throw new Error("an update needs a type");
   if (u.type === "doc") { render(u.doc); return; }
@@ -135,6 +142,7 @@ function applyUpdate(u) {
       return u.trace_id;
     }
     if (u.type === "spans") { appendSpans(u.trace_id, u.spans || []); return u.trace_id; }
+    if (u.type === "select") { S.pick = u.trace_id; return null; }
     if (u.type === "state") {
       const raw = S.raw.get(u.trace_id) || (S.raw.set(u.trace_id, emptyRun(u.trace_id)), S.raw.get(u.trace_id));
       raw.state = u.state;

@@ -25,7 +25,7 @@ const KIND_SPAN = 0, KIND_FOLD = 1, KIND_MISSING = 2, KIND_CYCLE = 3;
 
 const S = {
   doc: null, runs: [], raw: new Map(), models: new Map(), current: null, ui: null, detailLoader: null,
-  renderQueued: false,
+  renderQueued: false, queued: [], pick: null,
 };
 const $ = (id) => document.getElementById(id);
 

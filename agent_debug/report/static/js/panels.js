@@ -113,7 +113,8 @@ function renderDiagnosis(R) {
   if (!d) {
     const st = R.run.status || "unknown";
     box.innerHTML = '<div class="panel-head"><h2>Why</h2><span class="badge st-' + esc(st) + '">' + esc(st) + "</span></div>" +
-      '<div class="muted">' + (R.run.state && R.run.state !== "DONE" ? "not analysed yet (" + esc(R.run.state) + ")" :
+      '<div class="muted">' + (R.run.state && R.run.state !== "DONE" && !(R.run.state === "IDLE" && R.run.why && R.run.why.status) ?
+        "not analysed yet (" + esc(R.run.state) + ")" :
         "the run did not fail (status " + esc(st) + "): nothing to explain") + "</div>";
     return;
   }
