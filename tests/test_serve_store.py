@@ -185,3 +185,36 @@ def test_a_batch_waits_for_an_ingest_holding_the_store(tmp_path: Path) -> None:
     finally:
         holder.wait(10)
     assert res.records == 5 and waited >= 0.5
+
+
+def test_files_followed_over_time_end_where_one_ingest_of_them_ends(tmp_path: Path) -> None:
+    """`serve --watch`: a growing file read a part at a time, rotated (compressed with lines not read yet, a new
+    one started), another ingest of the same directory meanwhile: every span stored once, summaries right."""
+    import gzip
+
+    import orjson
+
+    logs, db = tmp_path / "logs", tmp_path / "s.db"
+    logs.mkdir()
+    records = spans("t", 90) + spans("u", 30)
+    random.Random(3).shuffle(records)
+    lines = [orjson.dumps(r) + b"\n" for r in records]
+    live = logs / "run.jsonl"
+    ing = RecordIngest(db, keep_traces=1)
+    got = 0
+    for lo in range(0, 60, 15):
+        with open(live, "ab") as fh:
+            fh.writelines(lines[lo:lo + 15])
+        got += ing.add_files([live]).records
+    with open(live, "ab") as fh:  # written, then rotated before anyone read it
+        fh.writelines(lines[60:75])
+    (logs / "run.2024-01-01.jsonl.gz").write_bytes(gzip.compress(live.read_bytes()))
+    live.unlink()
+    live.write_bytes(b"".join(lines[75:100]))
+    assert ingest([logs], db).records == 40  # another ingest: the rotated rest and the new file
+    live.write_bytes(b"".join(lines[75:]))
+    res = ing.add_files(sorted(logs.iterdir()))
+    ing.close()
+    assert got == 60 and res.records == 20 and res.duplicates == 0
+    ingest([write_jsonl(tmp_path / "all.jsonl", records)], tmp_path / "clean.db")
+    assert store_view(db) == store_view(tmp_path / "clean.db")

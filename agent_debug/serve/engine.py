@@ -31,7 +31,6 @@ from agent_debug.serve.follow import StoreFollower
 from agent_debug.serve.mapping import SOURCE, LiveMapper
 from agent_debug.serve.sessions import DEFAULT_IDLE, SessionManager, State
 from agent_debug.serve.watch import DirWatcher
-from agent_debug.store.ingest import ingest
 from agent_debug.store.records import RecordIngest
 
 Event = tuple[str, dict[str, Any]]
@@ -203,8 +202,8 @@ class Engine:
         if not changed:
             return
         try:
-            res = ingest(changed, self.db_path)
-        except (AgentDebugError, OSError) as exc:  # rotated away meanwhile, say: look at them all again next time
+            res = self.ingester.add_files(changed)
+        except (AgentDebugError, OSError) as exc:  # the store failed, say: look at them all again next time
             self.stats.errors.append(f"{type(exc).__name__}: {exc}")
             self.watcher.retry(changed)
             return

@@ -433,6 +433,8 @@ class _Ingest:
         self.inflight_traces: set[str] = set()
         self.rejects_committed = self._recover_rejects()
         self.fault = Fault.from_env()
+        # written in every unit's transaction (an ingester fed over time keeps its `ingests` row up to date)
+        self.before_commit: Callable[[], None] | None = None
 
     # -- files ------------------------------------------------------------------------------------------------
 
@@ -486,6 +488,8 @@ class _Ingest:
             self._flush_rejects(report)
             if finish is not None:
                 finish()
+            if self.before_commit is not None:
+                self.before_commit()
             self._commit()
         except BaseException:
             self._rollback()

@@ -1,4 +1,5 @@
-"""Ingest records already in memory (the spans of OTLP requests, say) with the guarantees of file ingest.
+"""Ingest records already in memory (the spans of OTLP requests, say) with the guarantees of file ingest, and
+files over time (a followed directory).
 
 Each batch goes through the very path a file takes (`ingest._Ingest.unit`): the same acceptance check, dedupe
 against the spans the store holds, conflicts kept, chunks and the touched traces' summaries written in one
@@ -20,13 +21,14 @@ import os
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from agent_debug.analysis.tree import gc_paused
 from agent_debug.formats.reader import Batch, FileReport, ReadReport, Reject, _checked_columns
 from agent_debug.model import check_record
 from agent_debug.store.consistency import exclusive
@@ -91,33 +93,67 @@ class RecordIngest:
         frep = FileReport(self.source, format="records")
         report.files.append(frep)
         batch, rejected_at = self._checked(records, lines, report, frep)
-        with exclusive(self.db_path) as waited:
+        out = RecordsResult(rejected_at=rejected_at)
+        self._run(out, report, lambda job: job.unit(self.source, [batch] if batch[0] else [], report), t0)
+        out.nothing_readable = out.readable == 0 and out.rejected > 0
+        return out
+
+    def add_files(self, paths: Sequence[Path]) -> IngestResult:
+        """Ingest trace files as `agent-debug ingest` does (each file in its own transaction, only what it gained
+        since it was last read, rotated copies recognised), keeping this ingester's state: `serve --watch`."""
+        t0 = time.perf_counter()
+        report = ReadReport()
+        out = IngestResult()
+
+        def files(job: _Ingest) -> None:
+            for path in paths:
+                job.file(Path(path), report, None)
+
+        self._run(out, report, files, t0)
+        out.notices = report.notices + out.notices
+        return out
+
+    def _run(self, out: IngestResult, report: ReadReport, work: Callable[[_Ingest], None], t0: float) -> None:
+        """Do `work` under the store's ingest lock with this ingester's state; fill `out` with what it did."""
+        with exclusive(self.db_path) as waited, gc_paused():
             job = self._begin()
-            before = (job.result.records, job.result.duplicates, job.result.conflicts, len(job.result.conflict_list))
+            res = job.result
+            before = (res.records, res.duplicates, res.conflicts, len(res.conflict_list), res.files,
+                      res.files_skipped, res.files_gone)
+            touched: set[str] = set()
+
+            def before_commit() -> None:  # in each unit's transaction, its chunks and summaries written
+                touched.update(job.file_touched)
+                self._keep(job, job.file_touched)
+                job.keys = dict(self._live)  # for the next unit (a flush keeps only the keys of its own traces)
+                self._finish(job, self._rejected + report.rejected, self._seconds + time.perf_counter() - t0)
+
+            job.before_commit = before_commit
             try:
-                job.unit(self.source, [batch] if batch[0] else [], report,
-                         lambda: self._finish(job, report.rejected, time.perf_counter() - t0))
+                work(job)
                 self._last_chunk = int(job.db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0])
             except BaseException:
                 self._reset()  # what is in memory may be ahead of the store: start again from the store
                 raise
             finally:
-                if job.rejects_fh is not None:  # the next batch appends at the end, whoever wrote meanwhile
+                job.before_commit = None
+                if job.rejects_fh is not None:  # the next call appends at the end, whoever wrote meanwhile
                     job.rejects_fh.close()
                     job.rejects_fh = None
-            touched = set(job.file_touched)
-            self._keep(job, touched)
-        res = job.result
-        out = RecordsResult(db=str(self.db_path), records=res.records - before[0], duplicates=res.duplicates - before[1],
-                            conflicts=res.conflicts - before[2], conflict_list=res.conflict_list[before[3]:],
-                            rejected=report.rejected, rejects_by_reason=dict(report.reject_reasons),
-                            traces=len(touched), rejects_file=res.rejects_file, rejected_at=rejected_at)
+            self._rejected += report.rejected
+            self._seconds += time.perf_counter() - t0
+        out.db = str(self.db_path)
+        out.records, out.duplicates, out.conflicts = (res.records - before[0], res.duplicates - before[1],
+                                                      res.conflicts - before[2])
+        out.conflict_list = res.conflict_list[before[3]:]
+        out.files, out.files_skipped, out.files_gone = (res.files - before[4], res.files_skipped - before[5],
+                                                        res.files_gone - before[6])
+        out.rejected, out.rejects_by_reason = report.rejected, dict(report.reject_reasons)
+        out.traces, out.rejects_file = len(touched), res.rejects_file
         out.readable = out.records + out.duplicates + out.conflicts
-        out.nothing_readable = out.readable == 0 and out.rejected > 0
         if waited >= 1.0:
             out.notices.append(f"waited {waited:.1f}s for another ingest into {self.db_path} to finish")
         out.seconds = round(time.perf_counter() - t0, 3)
-        return out
 
     def close(self) -> None:
         if self._job is not None:
@@ -176,7 +212,7 @@ class RecordIngest:
         job.keys = dict(self._live)  # `flush` keeps those of the batch's traces (see `_keep`)
         return job
 
-    def _keep(self, job: _Ingest, touched: set[str]) -> None:
+    def _keep(self, job: _Ingest, touched: Iterable[str]) -> None:
         """Keep the span keys of the traces this batch touched (most recent last), up to `keep_traces`."""
         for tid in touched:
             keys = job.keys.get(tid)
@@ -198,13 +234,11 @@ class RecordIngest:
             self._known.memo.pop(tid, None)
 
     def _finish(self, job: _Ingest, rejected: int, seconds: float) -> None:
-        """In the batch's transaction: this ingester's `ingests` row counts everything it stored so far, and is
+        """In a unit's transaction: this ingester's `ingests` row counts everything it stored so far, and is
         marked finished (an ingest starting meanwhile takes a row without `seconds` for one it must take over)."""
-        self._rejected += rejected
-        self._seconds += seconds
         res = job.result
-        job.db.execute("UPDATE ingests SET seconds=?, files=0, records=?, duplicates=?, rejected=?, conflicts=?, "
-                       "traces=? WHERE id=?", (round(self._seconds, 3), res.records, res.duplicates, self._rejected,
+        job.db.execute("UPDATE ingests SET seconds=?, files=?, records=?, duplicates=?, rejected=?, conflicts=?, "
+                       "traces=? WHERE id=?", (round(seconds, 3), res.files, res.records, res.duplicates, rejected,
                                                res.conflicts, len(job.touched), job.ingest_id))
 
     def _reset(self) -> None:

@@ -106,7 +106,11 @@ function queueRender(fn) {
   setTimeout(() => {
     S.renderQueued = false;
     const todo = S.queued; S.queued = [];
-    const tids = new Set(todo.map((f) => f()).filter(Boolean));
+    const touched = new Map();  // trace id -> the kinds of update it had
+    for (const f of todo) {
+      const got = f();
+      if (got) (touched.get(got[0]) || touched.set(got[0], new Set()).get(got[0])).add(got[1]);
+    }
     const pick = S.pick;
     S.pick = null;
     if (pick && S.raw.has(pick) && !(S.current && S.current.tid === pick)) selectRun(pick);
@@ -114,9 +118,22 @@ function queueRender(fn) {
       const first = S.runs.find((r) => S.raw.has(r.trace_id));
       if (first) selectRun(first.trace_id); else renderRuns();
     }
-    else if (tids.has(S.current.tid)) selectRun(S.current.tid, true);
+    else if (touched.has(S.current.tid)) {
+      const kinds = touched.get(S.current.tid);
+      if (kinds.has("run")) selectRun(S.current.tid, true);
+      else refreshLive(S.current, kinds.has("state"));
+    }
     else renderRuns();
   }, 0);
+}
+
+/** The shown run got spans or a new state, its analysis unchanged: redraw only what that changes (the header,
+ * the run list, the rows; the diagnosis' "not analysed yet" line for a state). Keeps a live page cheap. */
+function refreshLive(R, stateChanged) {
+  renderHead(R);
+  renderRuns();
+  if (stateChanged) renderDiagnosis(R);
+  rebuild(true);
 }
 
 /** Merge one change. Types: {type:"doc", doc} | {type:"runs", runs:[entry]} | {type:"run", trace_id, run}
@@ -126,7 +143,7 @@ function applyUpdate(u) {
   if (!u || !u.type) throw new Error("an update needs a type");
   if (u.type === "doc") { render(u.doc); return; }
   if (!S.doc) render({ mode: "live", runs: [], data: {}, notices: [] });
-  queueRender(() => {
+  queueRender(() => {  // returns [trace id, kind] of what changed, or null (see queueRender)
     if (u.type === "runs") { for (const r of u.runs || []) upsertRun(r); return null; }
     if (u.type === "run") {
       const keep = S.models.get(u.trace_id);
@@ -139,16 +156,16 @@ function applyUpdate(u) {
         if (extra.length) appendSpans(u.trace_id, extra);
       }
       upsertRun(Object.assign({ trace_id: u.trace_id }, { state: u.run.state, status: u.run.status }));
-      return u.trace_id;
+      return [u.trace_id, "run"];
     }
-    if (u.type === "spans") { appendSpans(u.trace_id, u.spans || []); return u.trace_id; }
+    if (u.type === "spans") { appendSpans(u.trace_id, u.spans || []); return [u.trace_id, "spans"]; }
     if (u.type === "select") { S.pick = u.trace_id; return null; }
     if (u.type === "state") {
       const raw = S.raw.get(u.trace_id) || (S.raw.set(u.trace_id, emptyRun(u.trace_id)), S.raw.get(u.trace_id));
       raw.state = u.state;
       if (u.status) raw.status = u.status;
       upsertRun({ trace_id: u.trace_id, state: u.state, ...(u.status ? { status: u.status } : {}) });
-      return u.trace_id;
+      return [u.trace_id, "state"];
     }
     throw new Error("unknown update type " + u.type);
   });
@@ -176,7 +193,7 @@ function wire() {
   $("ad-zoom-reset").addEventListener("click", () => zoomTo(null));
   $("ad-find").addEventListener("input", () => $("ad-find").setCustomValidity(""));
   $("ad-find").addEventListener("keydown", (ev) => { if (ev.key === "Enter") find($("ad-find").value); });
-  window.addEventListener("resize", () => { if (S.ui) { renderAxis(S.current, S.ui); renderRows(true); } });
+  window.addEventListener("resize", () => { S.axisWidth = 0; if (S.ui) { renderAxis(S.current, S.ui); renderRows(true); } });
 }
 
 window.AgentDebugReport = {

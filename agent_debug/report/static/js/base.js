@@ -25,7 +25,7 @@ const KIND_SPAN = 0, KIND_FOLD = 1, KIND_MISSING = 2, KIND_CYCLE = 3;
 
 const S = {
   doc: null, runs: [], raw: new Map(), models: new Map(), current: null, ui: null, detailLoader: null,
-  renderQueued: false, queued: [], pick: null,
+  renderQueued: false, queued: [], pick: null, rowEls: new Map(), runEls: new Map(), axisWidth: 0,
 };
 const $ = (id) => document.getElementById(id);
 
@@ -48,3 +48,24 @@ function pretty(v) {
 }
 function shortId(s) { return String(s || "").slice(0, 12); }
 function pct(a, b) { return b > 0 ? Math.round((100 * a) / b) + "%" : "-"; }
+
+/** Make `parent`'s children the elements of `items` ([key, html], in order), reusing the element of a key whose
+ * html is unchanged and re-creating only the others: a live page adding one span touches one row, not all.
+ * `place(el, n)` then sets what is not in the html (a row's position). Returns the new key -> element cache. */
+function reconcile(parent, items, cache, place) {
+  const next = new Map(), tpl = document.createElement("template");
+  let ref = parent.firstChild;
+  items.forEach(([key, html], n) => {
+    let e = cache.get(key);
+    if (!e || e.html !== html || e.el.parentNode !== parent || next.has(key)) {
+      tpl.innerHTML = html;
+      e = { el: tpl.content.firstElementChild, html: html };
+    }
+    next.set(key, e);
+    if (place) place(e.el, n);
+    if (e.el === ref) ref = ref.nextSibling;
+    else parent.insertBefore(e.el, ref);
+  });
+  while (ref) { const gone = ref; ref = ref.nextSibling; parent.removeChild(gone); }
+  return next;
+}

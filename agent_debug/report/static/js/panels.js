@@ -213,15 +213,21 @@ function renderRuns() {
   box.hidden = !show;
   app.classList.toggle("with-runs", show);
   if (!show) return;
-  let html = '<div class="panel-head"><h2>Runs (' + S.runs.length + ")</h2></div><table>";
-  for (const r of S.runs) {
-    html += '<tr class="run" data-trace-id="' + esc(r.trace_id) + '" data-state="' + esc(r.state || "") + '" data-status="' + esc(r.status || "") +
-      '" aria-selected="' + (S.current && S.current.tid === r.trace_id) + '"><td><div>' + esc(r.workflow || "run") +
-      ' <span class="badge st-' + esc(r.status) + '">' + esc(r.status) + '</span></div><div class="rid">' + esc(shortId(r.trace_id)) +
-      " · " + esc(fmtNs(r.duration_ns)) + " · " + (r.span_count || 0) + " spans" + (r.state && r.state !== "DONE" ? " · " + esc(r.state) : "") +
-      "</div>" + (r.bucket ? '<div><span class="badge bucket">' + esc(r.bucket) + "</span></div>" : "") + "</td></tr>";
+  let body = box.querySelector("tbody");
+  if (!body) {
+    box.innerHTML = '<div class="panel-head"><h2>Runs</h2></div><table><tbody></tbody></table>';
+    body = box.querySelector("tbody");
+    S.runEls = new Map();
   }
-  box.innerHTML = html + "</table>";
+  box.querySelector("h2").textContent = "Runs (" + S.runs.length + ")";
+  // row by row: a live page updates one run's row while hundreds are listed
+  S.runEls = reconcile(body, S.runs.map((r) => [r.trace_id, '<tr class="run" data-trace-id="' + esc(r.trace_id) +
+    '" data-state="' + esc(r.state || "") + '" data-status="' + esc(r.status || "") +
+    '" aria-selected="' + (S.current && S.current.tid === r.trace_id) + '"><td><div>' + esc(r.workflow || "run") +
+    ' <span class="badge st-' + esc(r.status) + '">' + esc(r.status) + '</span></div><div class="rid">' + esc(shortId(r.trace_id)) +
+    " · " + esc(fmtNs(r.duration_ns)) + " · " + (r.span_count || 0) + " spans" + (r.state && r.state !== "DONE" ? " · " + esc(r.state) : "") +
+    "</div>" + (r.bucket ? '<div><span class="badge bucket">' + esc(r.bucket) + "</span></div>" : "") + "</td></tr>"]),
+    S.runEls || new Map());
 }
 
 function renderNotices(R) {

@@ -2,11 +2,28 @@
 
 // -- waterfall -----------------------------------------------------------------------------------------------
 
-function domainOf(R, ui) { return ui.domain || runBounds(R); }
+function domainOf(R, ui) { return ui.domain || (isLive(R) ? liveDomain(R) : runBounds(R)); }
+
+/** A run still recording (the live view): its spans keep arriving. */
+function isLive(R) { return R.live && R.run.state !== "DONE" && R.run.state !== "IDLE"; }
+
+/** While a run records, the time axis ends at a round length past its last span (1, 2, 5 x 10^k ns), so a new
+ * span seldom moves every bar: most updates add a row and leave the others as they are. */
+function liveDomain(R) {
+  const [lo, hi] = runBounds(R), span = Math.max(1, (hi - lo) * 1.05);
+  const mag = Math.pow(10, Math.floor(Math.log10(span)));
+  const len = [1, 2, 5, 10].map((m) => m * mag).find((x) => x >= span) || 10 * mag;
+  return [lo, lo + len];
+}
 
 function renderAxis(R, ui) {
   const [d0, d1] = domainOf(R, ui), axis = $("ad-axis");
-  const ticks = Math.max(2, Math.floor((axis.clientWidth || 800) / 90));  // a label needs ~90 px
+  if (!S.axisWidth) S.axisWidth = axis.clientWidth || 800;  // read once (and on resize): reading it forces a layout
+  const key = d0 + " " + d1 + " " + S.axisWidth;
+  $("ad-zoom-reset").disabled = !ui.domain;
+  if (axis.dataset.key === key) return;
+  axis.dataset.key = key;
+  const ticks = Math.max(2, Math.floor(S.axisWidth / 90));  // a label needs ~90 px
   const range = d1 - d0, raw = range / ticks, mag = Math.pow(10, Math.floor(Math.log10(raw || 1)));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
   const [r0] = runBounds(R);
@@ -15,7 +32,6 @@ function renderAxis(R, ui) {
     html += '<div class="wf-tick" style="left:' + ((100 * (t - d0)) / range).toFixed(3) + '%">+' + esc(fmtNs(t - r0).replace(/\.0+ /, " ")) + "</div>";
   }
   axis.innerHTML = html;
-  $("ad-zoom-reset").disabled = !ui.domain;
 }
 
 function barStyle(s, e, d0, d1) {
@@ -27,8 +43,10 @@ function barStyle(s, e, d0, d1) {
   return "left:" + l.toFixed(3) + "%;width:" + Math.max(w, 0).toFixed(3) + "%";
 }
 
+/** Row r as [key, html]: the html holds everything but its position (`top`, `data-row`), which `renderRows`
+ * sets, so a row that only moved is kept as it is. */
 function rowHtml(R, ui, r, d0, d1) {
-  const rows = ui.rows, k = rows.kind[r], d = rows.depth[r], top = r * ROW_H;
+  const rows = ui.rows, k = rows.kind[r], d = rows.depth[r];
   const pad = 4 + 13 * Math.min(d, 6) + 5 * Math.max(0, Math.min(d, 40) - 6);  // deep trees indent less
   if (k === KIND_SPAN) {
     const i = rows.idx[r], kids = R.children[i];
@@ -44,29 +62,29 @@ function rowHtml(R, ui, r, d0, d1) {
     if (st) marks += '<span class="wf-mark stack" title="latency stacking: could run beside its sibling, saving ' +
       esc(fmtNs(st.s.saving_ns)) + '">∥</span>';
     if (kids && ui.collapsed.has(i)) marks += '<span class="wf-type">+' + countBelow(R, i) + "</span>";
-    return '<div class="wf-row' + (ui.sel === i ? " selected" : "") + '" style="top:' + top + 'px" data-row="' + r + '"' + attrs + ">" +
+    return ["s" + i, '<div class="wf-row' + (ui.sel === i ? " selected" : "") + '"' + attrs + ">" +
       '<div class="wf-label" style="padding-left:' + pad + 'px"><span class="twisty ' + twisty + '"></span>' +
       '<i class="chip" style="background:' + c + '"></i><span class="wf-agent">' + esc(R.agent[i]) + "</span>" +
       '<span class="wf-type">' + esc(R.type[i]) + '</span><span class="wf-name" title="' + esc(R.name[i]) + '">' +
       esc(R.name[i]) + "</span>" + marks + '<span class="wf-dur">' + esc(fmtNs(R.dur[i])) + "</span></div>" +
       '<div class="wf-track"><div class="wf-bar" style="' + barStyle(R.start[i], R.end[i], d0, d1) + ";background:" + c +
-      '"></div></div></div>';
+      '"></div></div></div>'];
   }
   if (k === KIND_FOLD) {
     const run = rows.folds[rows.idx[r]], i = run[0];
     let lo = Infinity, hi = -Infinity, total = 0, errors = 0;
     for (const x of run) { lo = Math.min(lo, R.start[x]); hi = Math.max(hi, R.end[x]); total += R.dur[x]; errors += R.status[x] === "error"; }
-    return '<div class="wf-row fold-row" style="top:' + top + 'px" data-row="' + r + '" data-fold="' + esc(R.ids[i]) +
+    return ["f" + i, '<div class="wf-row fold-row" data-fold="' + esc(R.ids[i]) +
       '" data-fold-count="' + run.length + '" title="' + run.length + ' similar siblings folded: click to unfold">' +
       '<div class="wf-label" style="padding-left:' + pad + 'px"><span class="twisty closed"></span>' +
       '<i class="chip" style="background:' + color(R, R.agent[i]) + '"></i><span class="wf-agent">' + esc(R.agent[i]) +
       '</span><span class="wf-type">' + esc(R.type[i]) + '</span><span class="wf-name">' + esc(R.name[i]) + " ×" + run.length +
       "</span>" + (errors ? '<span class="wf-mark err">' + errors + " ✖</span>" : "") +
       '<span class="wf-dur">Σ ' + esc(fmtNs(total)) + "</span></div>" +
-      '<div class="wf-track"><div class="wf-bar fold" style="' + barStyle(lo, hi, d0, d1) + '"></div></div></div>';
+      '<div class="wf-track"><div class="wf-bar fold" style="' + barStyle(lo, hi, d0, d1) + '"></div></div></div>'];
   }
-  return '<div class="wf-row virtual" style="top:' + top + 'px" data-row="' + r + '"><div class="wf-label" style="padding-left:' +
-    pad + 'px"><span class="twisty open"></span>' + esc(rows.labels[rows.idx[r]]) + '</div><div class="wf-track"></div></div>';
+  return ["v" + k + rows.labels[rows.idx[r]], '<div class="wf-row virtual"><div class="wf-label" style="padding-left:' +
+    pad + 'px"><span class="twisty open"></span>' + esc(rows.labels[rows.idx[r]]) + '</div><div class="wf-track"></div></div>'];
 }
 
 function countBelow(R, i) {
@@ -83,7 +101,12 @@ function renderRows(force) {
   if (!R) return;
   const total = ui.rows.length;
   canvas.style.height = total * ROW_H + "px";
-  if (!total) { canvas.innerHTML = '<div class="wf-empty">no spans yet</div>'; ui.wFirst = ui.wLast = -1; return; }
+  if (!total) {
+    canvas.innerHTML = '<div class="wf-empty">no spans yet</div>';
+    S.rowEls = new Map();
+    ui.wFirst = ui.wLast = -1;
+    return;
+  }
   let first = 0, last = total;
   if (total > VIRTUAL_MIN) {
     first = Math.max(0, Math.floor(scroll.scrollTop / ROW_H) - OVERSCAN);
@@ -92,9 +115,13 @@ function renderRows(force) {
   if (!force && first === ui.wFirst && last === ui.wLast) return;
   ui.wFirst = first; ui.wLast = last;
   const [d0, d1] = domainOf(R, ui);
-  const parts = [];
-  for (let r = first; r < last; r++) parts.push(rowHtml(R, ui, r, d0, d1));
-  canvas.innerHTML = parts.join("");
+  const items = [];
+  for (let r = first; r < last; r++) items.push(rowHtml(R, ui, r, d0, d1));
+  S.rowEls = reconcile(canvas, items, S.rowEls, (el, n) => {
+    const r = first + n, top = r * ROW_H + "px";
+    if (el.style.top !== top) el.style.top = top;
+    if (el.dataset.row !== String(r)) el.dataset.row = r;
+  });
 }
 
 function rebuild(keepScroll) {
