@@ -197,8 +197,18 @@ def test_protobuf_bodies_are_walked_into_the_otlp_json_shape() -> None:
 
     doc = otlp(TID, ROOT, {**CHAT, "parent": ROOT["id"]})
     doc["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["status"] = {"code": 2, "message": "boom"}
-    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["attributes"].append(
-        {"key": "tags", "value": {"arrayValue": {"values": [{"stringValue": "x"}, {"doubleValue": 1.5}]}}})
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["attributes"] += [  # every kind of value, decoded alike
+        {"key": "tags", "value": {"arrayValue": {"values": [{"stringValue": "x"}, {"doubleValue": 1.5}]}}},
+        {"key": "flag", "value": {"boolValue": True}}, {"key": "n", "value": {"intValue": "-42"}},
+        {"key": "nan", "value": {"doubleValue": "NaN"}}, {"key": "blob", "value": {"bytesValue": "AAEC"}},
+        {"key": "empty", "value": {}}, {"key": "n", "value": {}},  # a later empty value keeps the earlier one
+        {"key": "kv", "value": {"kvlistValue": {"values": [
+            {"key": "a", "value": {"intValue": "1"}},
+            {"key": "b", "value": {"kvlistValue": {"values": [{"key": "c", "value": {"stringValue": "d"}}]}}},
+            {"key": "list", "value": {"arrayValue": {"values": [
+                {"kvlistValue": {"values": [{"key": "x", "value": {"boolValue": False}}]}}, {}]}}}]}}},
+    ]
+    doc["resourceSpans"][0]["resource"]["attributes"].append({"key": "res.n", "value": {"doubleValue": 2.0}})
     as_proto_json = orjson.loads(orjson.dumps(doc))  # the protobuf JSON mapping wants ids in base64
     for sp in as_proto_json["resourceSpans"][0]["scopeSpans"][0]["spans"]:
         for key in ("traceId", "spanId", "parentSpanId"):
@@ -206,7 +216,10 @@ def test_protobuf_bodies_are_walked_into_the_otlp_json_shape() -> None:
     msg = json_format.ParseDict(as_proto_json, ExportTraceServiceRequest())
     walked = otlp_http.parse(msg.SerializeToString(), otlp_http.PROTOBUF)
     as_json = otlp_http.parse(orjson.dumps(doc), otlp_http.JSON)
-    assert list(otlp_importer.convert([walked], "x")) == list(otlp_importer.convert([as_json], "x"))
+    mapped = list(otlp_importer.convert([walked], "x"))
+    assert mapped == list(otlp_importer.convert([as_json], "x"))
+    attrs = mapped[1]["attributes"]
+    assert (attrs["n"], attrs["flag"], attrs["nan"], attrs["kv.a"], attrs["kv.b.c"]) == (-42, True, "NaN", 1, "d")
     with pytest.raises(otlp_http.RequestError) as bad:
         otlp_http.decompress(gzip.compress(b"{}")[:-4], "gzip", 1000)
     assert bad.value.status == 400
@@ -222,11 +235,11 @@ def test_a_request_whose_store_fails_is_refused_and_its_retry_is_stored_once(tmp
     real_store = engine._store
     calls = []
 
-    def failing_once(records: list[dict[str, Any]]) -> None:
+    def failing_once(records: list[dict[str, Any]]) -> list[int]:
         calls.append(len(records))
         if len(calls) == 1:
             raise OSError("disk full")
-        real_store(records)
+        return real_store(records)  # type: ignore[arg-type]
 
     engine._store = failing_once  # type: ignore[method-assign]
     engine.start()

@@ -97,8 +97,10 @@ def key_values(items: Any) -> dict[str, Any]:
 
 
 def attributes(items: Any, prefix: str = "") -> dict[str, AttrValue]:
-    """OTLP attributes to our flat map: kvlists to dotted keys, mixed arrays as JSON text."""
-    decoded = key_values(items)
+    """OTLP attributes to our flat map: kvlists to dotted keys, mixed arrays as JSON text. `items` is OTLP/JSON's
+    list of KeyValues, or a map of values already decoded as `any_value` decodes them (`serve` decodes protobuf
+    straight to that: `serve.otlp_http`)."""
+    decoded = dict(items) if isinstance(items, dict) else key_values(items)
     for k, v in list(decoded.items()):
         if isinstance(v, list) and not all(is_scalar(x) for x in v):
             decoded[k] = json_text(v)

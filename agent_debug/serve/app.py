@@ -170,6 +170,7 @@ def create_app(engine: Engine, *, token: str | None = None,
         return readers.analyzer
 
     engine.sink = hub.publish_threadsafe
+    engine.wants_events = lambda: bool(hub.subscribers)
 
     async def receive_traces(request: Request) -> Response:
         kind = otlp_http.JSON

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+from bisect import bisect_left
 import threading
 import time
 from collections import deque
@@ -24,11 +25,10 @@ from typing import Any
 from agent_debug.analysis.buckets import Rules
 from agent_debug.errors import AgentDebugError
 from agent_debug.eval.cases import CaseFile
-from agent_debug.model import check_record
 from agent_debug.serve import otlp_http
 from agent_debug.serve.analyze import RunAnalyzer, analyze_batch, init_worker
 from agent_debug.serve.follow import StoreFollower
-from agent_debug.serve.mapping import SOURCE, LiveMapper
+from agent_debug.serve.mapping import SOURCE, LiveMapper, Mapped
 from agent_debug.serve.sessions import DEFAULT_IDLE, SessionManager, State
 from agent_debug.serve.watch import DirWatcher
 from agent_debug.store.records import RecordIngest
@@ -76,13 +76,15 @@ class Engine:
     ) -> None:
         self.db_path = Path(db_path)
         self.sink = sink
+        # whether anyone reads the events (an event stream client, tail): else no per-span event is made
+        self.wants_events: Callable[[], bool] = lambda: True
         self.poll_interval = poll_interval
         self.cases = cases or []
         self.rules = rules
         self.analysis_process = analysis_process
         self.stats = Stats()
         self._events: list[Event] = []
-        self._retry: list[dict[str, Any]] = []
+        self._retry = Mapped()
         self._events_lock = threading.Lock()
         self.sessions = SessionManager(self._emit, idle=idle)
         self.mapper = LiveMapper(forget_after=max(idle, 5.0))
@@ -149,51 +151,58 @@ class Engine:
             return jobs
 
     def _round(self, jobs: list[tuple[dict[str, Any], Future[tuple[int, str]]]], stopping: bool) -> None:
-        records: list[dict[str, Any]] = []
-        answers: list[tuple[Future[tuple[int, str]], int, str]] = []
+        records = Mapped()
+        # per request: its future, where its records are in `records`, spans the importer could not map, why
+        answers: list[tuple[Future[tuple[int, str]], int, int, int, str]] = []
         for request, fut in jobs:
-            records_before = len(records)
+            start = len(records)
             sent = otlp_http.span_count(request)
             try:
-                records.extend(self.mapper.add(request))
+                records.extend_mapped(self.mapper.add(request))
             except Exception as exc:  # an importer fault: this request's spans are rejected, the rest go on
-                del records[records_before:]
-                answers.append((fut, sent, f"could not map spans: {type(exc).__name__}: {exc}"))
+                answers.append((fut, start, start, sent, f"could not map spans: {type(exc).__name__}: {exc}"))
                 continue
             self.stats.otlp_requests += 1
             self.stats.spans_received += sent
-            mine = records[records_before:]
-            bad = sum(1 for r in mine if check_record(r) is not None) + max(0, sent - self.mapper.last_mapped)
-            answers.append((fut, bad, f"{bad} spans are not valid records" if bad else ""))
+            answers.append((fut, start, len(records), max(0, sent - self.mapper.last_mapped), ""))
         # spans released from the hold: their requests were answered already, so a failed store keeps them
         # here to try again (a request's own spans are answered 503 instead, and its exporter sends them again)
-        acknowledged = self._retry + self.mapper.due(float("inf") if stopping else None)
-        self._retry = []
+        acknowledged = self._retry
+        acknowledged.extend_mapped(self.mapper.due(float("inf") if stopping else None))
+        self._retry = Mapped()
+        rejected_at: list[int] = []
         try:
             if records or acknowledged:
-                self._store(records + acknowledged)
+                n = len(records)
+                records.extend_mapped(acknowledged)
+                rejected_at = self._store(records)
+                del records[n:]
         except Exception as exc:
-            self.mapper.unsee(records)
-            self._retry = acknowledged[-MAX_RETRY:]
+            self.mapper.unsee(records[:n])
+            self._retry = Mapped(acknowledged[-MAX_RETRY:])
+            self._retry.lines = acknowledged.lines[-MAX_RETRY:]
             if len(acknowledged) > MAX_RETRY:
                 self.stats.errors.append(f"{len(acknowledged) - MAX_RETRY} held spans dropped: the store fails")
-            for fut, _, _ in answers:
+            for fut, *_ in answers:
                 fut.set_exception(exc)
             raise
-        for fut, bad, message in answers:
+        for fut, start, end, unmapped, message in answers:
+            bad = unmapped + bisect_left(rejected_at, end) - bisect_left(rejected_at, start)
             self.stats.spans_rejected += bad
-            fut.set_result((bad, message))
+            fut.set_result((bad, message or (f"{bad} spans are not valid records" if bad else "")))
         self._ingest_watched()
         self._announce_store()
         for tid in self.sessions.due():
             self._to_analyze.put(tid)
         self._flush_events()
 
-    def _store(self, records: list[dict[str, Any]]) -> None:
-        res = self.ingester.add(records)
+    def _store(self, records: Mapped) -> list[int]:
+        """Store a round's records in one transaction; the positions of those rejected."""
+        res = self.ingester.add(records, records.lines)
         self.stats.records_stored += res.records
         self.stats.duplicates += res.duplicates
         self.stats.conflicts += res.conflicts
+        return res.rejected_at
 
     def _ingest_watched(self) -> None:
         if self.watcher is None:
@@ -215,14 +224,17 @@ class Engine:
 
     def _announce_store(self) -> None:
         while True:
-            gained = self.follower.poll()
-            if gained.spans or gained.runs:
-                self.sessions.spans_arrived(gained.spans, gained.runs)
-                with self._events_lock:
-                    self._events.extend(("span", sp) for sp in gained.spans)
-                    for tid, summary in gained.runs.items():
-                        self._events.append(("run", {**summary.as_dict(), "state": self.sessions.state_of(tid).value}))
-                self.stats.spans_announced += len(gained.spans)
+            want = self.wants_events()
+            gained = self.follower.poll(spans=want, runs=want)
+            if gained.counts:
+                self.sessions.counts_arrived(gained.counts, gained.runs)
+                if want:
+                    with self._events_lock:
+                        self._events.extend(("span", sp) for sp in gained.spans)
+                        for tid, summary in gained.runs.items():
+                            self._events.append(("run", {**summary.as_dict(),
+                                                         "state": self.sessions.state_of(tid).value}))
+                self.stats.spans_announced += sum(n for n, _ in gained.counts.values())
             if not gained.pending:
                 return
 

@@ -27,8 +27,10 @@ MAX_CHUNKS = 2000  # read per poll at most (a big backlog is announced over seve
 
 @dataclass
 class Gained:
-    """What one poll found: new spans (as `span` events carry them) and the summaries of their runs."""
+    """What one poll found: per trace, how many spans and whether a root is among them; the new spans themselves
+    (as `span` events carry them) and the summaries of their runs, when asked for."""
 
+    counts: dict[str, tuple[int, bool]]
     spans: list[dict[str, Any]]
     runs: dict[str, TraceSummary]
     pending: bool  # more chunks are waiting (the poll stopped at MAX_CHUNKS)
@@ -53,23 +55,29 @@ class StoreFollower:
             self._db = connect(self.db_path)
         return self._db
 
-    def poll(self) -> Gained:
-        spans: list[dict[str, Any]] = []
-        touched: list[str] = []
-        rows = self.db.execute("SELECT id, trace_id, cols FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
+    def poll(self, *, spans: bool = True, runs: bool = True) -> Gained:
+        """What the store gained; with `spans`, each new span (else only the counts: a server nobody watches
+        needs no per-span work), with `runs`, the summaries of the runs it touched."""
+        counts: dict[str, tuple[int, bool]] = {}
+        out: list[dict[str, Any]] = []
+        rows = self.db.execute("SELECT id, trace_id, n, cols FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
                                (self.last_chunk, MAX_CHUNKS)).fetchall()
-        for chunk_id, trace_id, cols in rows:
+        for chunk_id, trace_id, n, cols in rows:
             self.last_chunk = chunk_id
-            spans.extend(chunk_spans(trace_id, cols))
-            touched.append(trace_id)
-        runs: dict[str, TraceSummary] = {}
-        for tid in dict.fromkeys([*self._unsummarized, *touched]):
-            try:
-                runs[tid] = query.summary(self.db, tid)
-                self._unsummarized.discard(tid)
-            except TraceNotFound:  # chunks are committed before the summary: next time
-                self._unsummarized.add(tid)
-        return Gained(spans, runs, len(rows) == MAX_CHUNKS)
+            c = orjson.loads(cols)
+            had = counts.get(trace_id, (0, False))
+            counts[trace_id] = (had[0] + n, had[1] or bool(c.get("roots")))
+            if spans:
+                out.extend(_spans(trace_id, c))
+        summaries: dict[str, TraceSummary] = {}
+        if runs:
+            for tid in dict.fromkeys([*self._unsummarized, *counts]):
+                try:
+                    summaries[tid] = query.summary(self.db, tid)
+                    self._unsummarized.discard(tid)
+                except TraceNotFound:  # chunks are committed before the summary: next time
+                    self._unsummarized.add(tid)
+        return Gained(counts, out, summaries, len(rows) == MAX_CHUNKS)
 
     def close(self) -> None:
         if self._db is not None:
@@ -79,7 +87,10 @@ class StoreFollower:
 
 def chunk_spans(trace_id: str, cols: bytes) -> list[dict[str, Any]]:
     """A stored chunk's spans as small dicts (SPAN_FIELDS and the trace id), decoded as loading does."""
-    c = orjson.loads(cols)
+    return _spans(trace_id, orjson.loads(cols))
+
+
+def _spans(trace_id: str, c: dict[str, Any]) -> list[dict[str, Any]]:
     ts = TraceSpans(trace_id)
     for batch in c["batches"]:
         ts.extend_columns(batch)

@@ -25,8 +25,25 @@ import orjson
 from agent_debug.formats import otlp
 from agent_debug.formats.semconv import Draft, finalize
 from agent_debug.sdk.redact import Redactor
+from agent_debug.store.ingest import _json_default
+from agent_debug.store.records import LINE_OPTIONS
 
 SOURCE = "otlp-http"
+
+
+class Mapped(list[dict[str, Any]]):
+    """Records ready to store, and `lines`: each as the store keeps it (`store.records.record_line`)."""
+
+    lines: list[bytes]
+
+    def __init__(self, recs: Iterable[dict[str, Any]] = ()) -> None:
+        super().__init__(recs)
+        self.lines = []
+
+    def extend_mapped(self, other: Mapped) -> None:
+        self.extend(other)
+        self.lines.extend(other.lines)
+
 HOLD_SECONDS = 1.0
 FORGET_DONE_SECONDS = 5.0  # a trace whose root arrived is forgotten this long after its last span
 MAX_DEPTH = 10_000
@@ -55,8 +72,9 @@ class LiveMapper:
         self.repeats = 0  # spans sent again while their trace was live (not stored twice)
         self.last_mapped = 0  # spans the last request held that the importer could map
 
-    def add(self, request: dict[str, Any], now: float | None = None) -> list[dict[str, Any]]:
-        """Map one ExportTraceServiceRequest (OTLP/JSON shape); return the records ready to store."""
+    def add(self, request: dict[str, Any], now: float | None = None) -> Mapped:
+        """Map one ExportTraceServiceRequest (OTLP/JSON shape); return the records ready to store (redacted, with
+        their lines)."""
         now = time.monotonic() if now is None else now
         by_trace: dict[str, list[Draft]] = {}
         self.last_mapped = 0
@@ -70,10 +88,9 @@ class LiveMapper:
                 st = self.traces[tid] = _Trace()
             st.last = now
             out.extend(self._add_trace(st, drafts, now))
-        self._redact(out)
-        return out
+        return self._redacted(out)
 
-    def due(self, now: float | None = None) -> list[dict[str, Any]]:
+    def due(self, now: float | None = None) -> Mapped:
         """Records held past `hold` seconds, released now; traces quiet long enough are forgotten."""
         now = time.monotonic() if now is None else now
         out: list[dict[str, Any]] = []
@@ -85,8 +102,7 @@ class LiveMapper:
             quiet = now - st.last
             if not st.held and (quiet >= self.forget_after or (st.root_seen and quiet >= FORGET_DONE_SECONDS)):
                 del self.traces[tid]
-        self._redact(out)
-        return out
+        return self._redacted(out)
 
     def held(self) -> int:
         """Spans waiting for their parents (read from other threads: works on a copy)."""
@@ -180,32 +196,21 @@ class LiveMapper:
             st.drafts[sid] = _compact(d)
         return out
 
-    def _redact(self, recs: list[dict[str, Any]]) -> None:
-        """The SDK's redactor, as its writer applies it (a cheap scan; a walk only where a secret may be), with
-        the scan made per piece of up to `max_record_bytes` of joined records instead of per record: a piece
-        without a trigger clears all of its records at once; the records of one with a trigger are scanned one
-        by one."""
-        red = self.redactor
-        limit = red.max_record_bytes
-        piece: list[tuple[dict[str, Any], bytes]] = []
-        size = 0
-        for rec in recs:
-            data = orjson.dumps(rec, default=str)
-            if size + len(data) + 1 > limit and piece:
-                self._redact_piece(piece)
-                piece, size = [], 0
-            piece.append((rec, data))
-            size += len(data) + 1
-        if piece:
-            self._redact_piece(piece)
-
-    def _redact_piece(self, piece: list[tuple[dict[str, Any], bytes]]) -> None:
-        red = self.redactor
-        if len(piece) > 1 and not red.needs_work(b"\n".join(data for _, data in piece)):
-            return
-        for rec, data in piece:
-            if red.needs_work(data):
-                red.scrub_record(rec)
+    def _redacted(self, recs: list[dict[str, Any]]) -> Mapped:
+        """The records serialized as the store keeps them (`store.records.record_line`) and redacted with the SDK's
+        batch redactor, as its writer does: one C-level trigger scan over all of them joined; only the records
+        where a trigger hits (or that are too large) are walked, redacted and serialized again."""
+        dumps, opt = orjson.dumps, LINE_OPTIONS
+        lines = [dumps(rec, option=opt, default=_json_default) for rec in recs]
+        out, _, changed = self.redactor.redact_batch(lines)
+        if changed:
+            for i, (old, new) in enumerate(zip(lines, out, strict=True)):
+                if new is not old:
+                    recs[i] = orjson.loads(new)
+                    lines[i] = dumps(recs[i], option=opt, default=_json_default)
+        mapped = Mapped(recs)
+        mapped.lines = [line + b"\n" for line in lines]
+        return mapped
 
     def unsee(self, records: Iterable[dict[str, Any]]) -> None:
         """These records were not stored (the store failed): a retry of their request is mapped again, not

@@ -9,6 +9,7 @@ headers and turns `RequestError` into a status code.
 from __future__ import annotations
 
 import base64
+import math
 import zlib
 from typing import Any
 
@@ -80,21 +81,24 @@ def parse(body: bytes, kind: str) -> dict[str, Any]:
 
 
 def request_dict(msg: Any) -> dict[str, Any]:
-    """A protobuf ExportTraceServiceRequest walked into OTLP/JSON's shape (hex ids, lowerCamelCase keys)."""
+    """A protobuf ExportTraceServiceRequest walked into OTLP/JSON's shape (hex ids, lowerCamelCase keys), but for
+    attributes: those are maps of values decoded as the importer decodes OTLP/JSON's (`formats.otlp.any_value`),
+    which it takes as they are. (Building OTLP/JSON's KeyValue objects only for the importer to take them apart
+    again cost half of this walk and a tenth of the importer.)"""
     out = []
     for rs in msg.resource_spans:
         scopes = []
         for ss in rs.scope_spans:
             sc = ss.scope
-            scopes.append({"scope": {"name": sc.name, "version": sc.version, "attributes": _kvs(sc.attributes)},
+            scopes.append({"scope": {"name": sc.name, "version": sc.version, "attributes": _attrs(sc.attributes)},
                            "spans": [_span(s) for s in ss.spans]})
-        out.append({"resource": {"attributes": _kvs(rs.resource.attributes)}, "scopeSpans": scopes})
+        out.append({"resource": {"attributes": _attrs(rs.resource.attributes)}, "scopeSpans": scopes})
     return {"resourceSpans": out}
 
 
 def _span(s: Any) -> dict[str, Any]:
     """One span; fields at their proto3 default are left out, as the protobuf JSON mapping leaves them out."""
-    d: dict[str, Any] = {"traceId": s.trace_id.hex(), "spanId": s.span_id.hex(), "attributes": _kvs(s.attributes)}
+    d: dict[str, Any] = {"traceId": s.trace_id.hex(), "spanId": s.span_id.hex(), "attributes": _attrs(s.attributes)}
     if s.parent_span_id:
         d["parentSpanId"] = s.parent_span_id.hex()
     if s.name:
@@ -106,42 +110,48 @@ def _span(s: Any) -> dict[str, Any]:
     if s.end_time_unix_nano:
         d["endTimeUnixNano"] = s.end_time_unix_nano
     if s.events:
-        d["events"] = [{"timeUnixNano": e.time_unix_nano, "name": e.name, "attributes": _kvs(e.attributes)}
+        d["events"] = [{"timeUnixNano": e.time_unix_nano, "name": e.name, "attributes": _attrs(e.attributes)}
                        for e in s.events]
     if s.HasField("status"):
         d["status"] = {"code": s.status.code, "message": s.status.message}
     return d
 
 
-def _kvs(items: Any) -> list[dict[str, Any]]:
-    out = []
+def _attrs(items: Any) -> dict[str, Any]:
+    """KeyValues to {key: value}, as `formats.otlp.key_values` decodes them (values it drops are left out; a
+    repeated key keeps its last value)."""
+    out: dict[str, Any] = {}
     for kv in items:
         v = kv.value
         kind = v.WhichOneof("value")
         if kind == "string_value":  # the usual case, without a call
-            out.append({"key": kv.key, "value": {"stringValue": v.string_value}})
-        else:
-            out.append({"key": kv.key, "value": _any(v, kind)})
+            out[kv.key] = v.string_value
+        elif kind is not None:
+            val = _value(v, kind)
+            if val is not None:
+                out[kv.key] = val
     return out
 
 
-def _any(v: Any, kind: str | None = None) -> dict[str, Any]:
+def _value(v: Any, kind: str | None = None) -> Any:
+    """One AnyValue as `formats.otlp.any_value` decodes its OTLP/JSON form."""
     kind = kind or v.WhichOneof("value")
     if kind == "string_value":
-        return {"stringValue": v.string_value}
+        return v.string_value
     if kind == "int_value":
-        return {"intValue": v.int_value}
+        return v.int_value
     if kind == "bool_value":
-        return {"boolValue": v.bool_value}
+        return v.bool_value
     if kind == "double_value":
-        return {"doubleValue": v.double_value}
+        f = v.double_value  # not finite: as OTLP/JSON spells it (the protobuf JSON mapping), and the importer keeps
+        return f if math.isfinite(f) else "NaN" if f != f else "Infinity" if f > 0 else "-Infinity"
     if kind == "array_value":
-        return {"arrayValue": {"values": [_any(x) for x in v.array_value.values]}}
+        return [x for x in map(_value, v.array_value.values) if x is not None]
     if kind == "kvlist_value":
-        return {"kvlistValue": {"values": _kvs(v.kvlist_value.values)}}
+        return _attrs(v.kvlist_value.values)
     if kind == "bytes_value":
-        return {"bytesValue": base64.b64encode(v.bytes_value).decode()}
-    return {}
+        return base64.b64encode(v.bytes_value).decode()
+    return None
 
 
 def span_count(obj: dict[str, Any]) -> int:

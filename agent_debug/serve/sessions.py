@@ -67,6 +67,7 @@ class SessionManager:
         self.sessions: OrderedDict[str, Session] = OrderedDict()  # least recently active first
         self._lock = threading.RLock()
         self._with_results: OrderedDict[str, None] = OrderedDict()
+        self._recording: dict[str, Session] = {}  # the sessions `due` looks at
 
     # -- reads ------------------------------------------------------------------------------------------------
 
@@ -96,22 +97,29 @@ class SessionManager:
 
     def spans_arrived(self, spans: Iterable[dict[str, Any]], runs: dict[str, TraceSummary],
                       now: float | None = None) -> None:
-        """Spans the store gained (`follow.Gained`): open, record or reopen their sessions."""
-        now = time.monotonic() if now is None else now
-        per_trace: dict[str, list[dict[str, Any]]] = {}
+        """Spans the store gained (as `span` events carry them): open, record or reopen their sessions."""
+        counts: dict[str, list[Any]] = {}
         for sp in spans:
-            per_trace.setdefault(sp["trace_id"], []).append(sp)
+            c = counts.setdefault(sp["trace_id"], [0, False])
+            c[0] += 1
+            c[1] = c[1] or sp["parent_id"] is None
+        self.counts_arrived({tid: (n, root) for tid, (n, root) in counts.items()}, runs, now)
+
+    def counts_arrived(self, counts: dict[str, tuple[int, bool]], runs: dict[str, TraceSummary],
+                       now: float | None = None) -> None:
+        """Spans the store gained, per trace: how many, and whether a root is among them (`follow.Gained`)."""
+        now = time.monotonic() if now is None else now
         with self._lock:
-            for tid, group in per_trace.items():
+            for tid, (n, root) in counts.items():
                 s = self.sessions.get(tid)
                 if s is None:
                     s = self.sessions[tid] = Session(tid, State.IDLE)
                     self._announce(s, State.ATTACHED)
                 else:
                     self.sessions.move_to_end(tid)
-                s.spans += len(group)
+                s.spans += n
                 s.last_span = now
-                if any(sp["parent_id"] is None for sp in group):
+                if root:
                     s.root_seen = True
                 if s.state is not State.RECORDING:
                     if s.state in (State.ANALYZING, State.DONE):
@@ -128,9 +136,7 @@ class SessionManager:
         now = time.monotonic() if now is None else now
         out = []
         with self._lock:
-            for s in self.sessions.values():
-                if s.state is not State.RECORDING:
-                    continue
+            for s in list(self._recording.values()):  # not every session: there are thousands
                 quiet = now - s.last_span
                 if (s.root_seen and quiet >= self.settle) or quiet >= self.idle:
                     self._announce(s, State.ANALYZING)
@@ -157,6 +163,10 @@ class SessionManager:
     def _announce(self, s: Session, state: State, **extra: Any) -> None:
         previous = s.state
         s.state = state
+        if state is State.RECORDING:
+            self._recording[s.trace_id] = s
+        else:
+            self._recording.pop(s.trace_id, None)
         s.history.append((state.value, time.time()))
         if len(s.history) > 50:
             del s.history[1:-40]
