@@ -134,8 +134,18 @@ class RunAnalyzer:
 _worker: RunAnalyzer | None = None
 
 
+WORKER_NICENESS = 10  # analyses wait for spare CPU: storing what arrives comes first
+
+
 def init_worker(db_path: str, cases: list[CaseFile], rules: Rules | None) -> None:
+    """In the worker process: a lower CPU priority (on a busy machine the receiver, which must not fall behind
+    its exporters, gets the CPU; an analysis finishes a little later), and a read connection to the store."""
     global _worker
+    if hasattr(os, "nice"):
+        try:
+            os.nice(WORKER_NICENESS)
+        except OSError:
+            pass
     _worker = RunAnalyzer(db_path, cases, rules)
 
 

@@ -178,12 +178,10 @@ def create_app(engine: Engine, *, token: str | None = None,
             kind = otlp_http.media_type(request.headers.get("content-type"))
             body = await _read_body(request, max_body)
             data = otlp_http.decompress(body, request.headers.get("content-encoding"), max_body)
-            parsed = await run_in_threadpool(otlp_http.parse, data, kind)
+            rejected, message = await asyncio.wrap_future(engine.submit((data, kind)))  # decoded by the engine
         except otlp_http.RequestError as exc:
             counters["bad_requests"] += 1
             return Response(otlp_http.status_body(kind, 3, exc.message), status_code=exc.status, media_type=kind)
-        try:
-            rejected, message = await asyncio.wrap_future(engine.submit(parsed))
         except Exception as exc:  # the store failed: 503 is retryable, so the exporter sends it again
             return Response(otlp_http.status_body(kind, 14, f"could not store: {exc}"), status_code=503,
                             media_type=kind)
