@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -107,12 +108,15 @@ def attributes(items: Any, prefix: str = "") -> dict[str, AttrValue]:
     return flatten(decoded, prefix)
 
 
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
 def otlp_id(v: Any, size: int) -> str | None:
     """Hex ids (any case) to lowercase hex; base64 ids (the protobuf JSON mapping) to hex; all-zero to None."""
     if not isinstance(v, str) or not v.strip():
         return None
     s = v.strip()
-    is_hex = all(c in "0123456789abcdefABCDEF" for c in s)
+    is_hex = _HEX.fullmatch(s) is not None
     if is_hex and len(s) == 2 * size:
         out = s.lower()
     else:
@@ -204,7 +208,8 @@ def _restore(attrs: dict[str, AttrValue], fields: SpanFields) -> None:
 
 
 def _span_draft(
-    span: Mapping[str, Any], resource: dict[str, AttrValue], scope: dict[str, AttrValue], fallback_trace: str
+    span: Mapping[str, Any], resource: dict[str, AttrValue], scope: dict[str, AttrValue],
+    fallback_trace: Callable[[], str]
 ) -> Draft:
     own = attributes(span.get("attributes"))
     is_own = isinstance(own.get("agent_debug.event_type"), str)
@@ -215,9 +220,9 @@ def _span_draft(
     start = _nanos(_get(span, "startTimeUnixNano", "start_time_unix_nano"))
     end = _nanos(_get(span, "endTimeUnixNano", "end_time_unix_nano"))
     status_error, status_message = _status(span)
-    span_id = otlp_id(_get(span, "spanId", "span_id"), 8) or stable_id(fallback_trace, span)[:16]
+    span_id = otlp_id(_get(span, "spanId", "span_id"), 8) or stable_id(fallback_trace(), span)[:16]
     fields = SpanFields(
-        trace_id=otlp_id(_get(span, "traceId", "trace_id"), 16) or fallback_trace,
+        trace_id=otlp_id(_get(span, "traceId", "trace_id"), 16) or fallback_trace(),
         span_id=span_id,
         parent_id=otlp_id(_get(span, "parentSpanId", "parent_span_id"), 8),
         name=span.get("name") if isinstance(span.get("name"), str) else None,
@@ -234,7 +239,14 @@ def _span_draft(
 
 
 def _drafts(obj: Mapping[str, Any], source_file: str) -> Iterator[Draft]:
-    fallback_trace = stable_id(source_file, obj)
+    memo: list[str] = []
+
+    def fallback_trace() -> str:
+        """The id of spans without a valid one, made from the whole document: only when one needs it."""
+        if not memo:
+            memo.append(stable_id(source_file, obj))
+        return memo[0]
+
     for rs in _list(obj, "resourceSpans", "resource_spans"):
         resource = attributes(_get(rs.get("resource"), "attributes"), "resource.")
         groups = _list(rs, "scopeSpans", "scope_spans") + _list(

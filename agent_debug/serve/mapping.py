@@ -228,8 +228,9 @@ class LiveMapper:
 
 
 def _compact(d: Draft) -> Draft:
-    """What a released span's descendants still need of it (`finalize` reads these keys), a fraction of a record."""
+    """The draft of a released span, keeping of its record only what its descendants still need (`finalize`
+    reads these keys): a fraction of a record. (The record itself has been handed over.)"""
     rec = d.rec
-    small = {"trace_id": rec["trace_id"], "span_id": rec["span_id"], "parent_id": rec["parent_id"],
+    d.rec = {"trace_id": rec["trace_id"], "span_id": rec["span_id"], "parent_id": rec["parent_id"],
              "timestamp": rec["timestamp"], "attributes": {}}
-    return Draft(small, d.explicit_agent, d.agent_label, d.service, d.own_record)
+    return d
