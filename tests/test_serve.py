@@ -369,3 +369,29 @@ def test_tail_shows_runs_and_failures_from_a_store_another_process_writes(tmp_pa
     assert "tail-bad-run" in stdout and "failures analyzed" in stdout
     failure_line = next(line for line in stdout.splitlines() if "tail-bad-run" in line and "search" in line)
     assert "error" in failure_line
+
+
+def test_a_store_writer_process_that_dies_is_started_again_and_nothing_acknowledged_is_lost(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    with Server(tmp_path / "s.db") as srv:
+        assert srv.request("POST", "/v1/traces", simple_run("5" * 32), JSON)[0] == 200
+        pid = srv.get_json("/healthz")["writer_pid"]
+        assert pid and pid != srv.proc.pid
+        os.kill(pid, signal.SIGKILL)
+        statuses = []
+        for _ in range(50):  # as an exporter does: a 503 is sent again
+            status, body, _ = srv.request("POST", "/v1/traces", simple_run("6" * 32), JSON)
+            statuses.append(status)
+            if status == 200:
+                break
+            assert status == 503 and b"writer" in body, body
+            time.sleep(0.1)
+        assert statuses[-1] == 200
+        health = srv.wait_for(lambda: (h := srv.get_json("/healthz"))["records_stored"] >= 4 and h, 30, "4 spans")
+        assert health["writer_pid"] not in (None, pid)
+    con = sqlite3.connect(tmp_path / "s.db")
+    assert con.execute("SELECT trace_id, span_count FROM traces ORDER BY trace_id").fetchall() == [
+        ("5" * 32, 2), ("6" * 32, 2)]

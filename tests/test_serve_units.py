@@ -231,21 +231,25 @@ def test_protobuf_bodies_are_walked_into_the_otlp_json_shape() -> None:
 def test_a_request_whose_store_fails_is_refused_and_its_retry_is_stored_once(tmp_path: Path) -> None:
     from agent_debug.serve.engine import Engine
 
+    from agent_debug.serve.engine import StoreUnavailable
+    from agent_debug.serve.writer import StoreWriter
+
     engine = Engine(tmp_path / "s.db", lambda events: None, analysis_process=False)
-    real_store = engine._store
+    assert isinstance(engine.writer, StoreWriter)
+    real_store = engine.writer._store
     calls = []
 
-    def failing_once(records: list[dict[str, Any]]) -> list[int]:
+    def failing_once(records: Any, out: Any) -> list[int]:
         calls.append(len(records))
         if len(calls) == 1:
             raise OSError("disk full")
-        return real_store(records)  # type: ignore[arg-type]
+        return real_store(records, out)
 
-    engine._store = failing_once  # type: ignore[method-assign]
+    engine.writer._store = failing_once  # type: ignore[method-assign]
     engine.start()
     try:
         request = otlp(TID, ROOT, {**CHAT, "parent": ROOT["id"], "attrs": {"gen_ai.agent.name": "w"}})
-        with pytest.raises(OSError):
+        with pytest.raises(StoreUnavailable, match="disk full"):
             engine.submit(request).result(10)
         assert engine.submit(request).result(10) == (0, "")  # the exporter's retry: mapped again, stored
         assert engine.submit(request).result(10) == (0, "")  # a third time: a repeat, not stored again

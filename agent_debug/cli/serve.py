@@ -102,7 +102,7 @@ def serve(
     store = db_path(db)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
-    engine = Engine(store, lambda events: None, watch=watch_dirs, idle=idle, cases=case_files)
+    engine = Engine(store, lambda events: None, watch=watch_dirs, idle=idle, cases=case_files, writer_process=True)
     app, hub = create_app(engine, token=token, max_body=max_body)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     print(f"agent-debug serve: listening on {url} (store {store})")

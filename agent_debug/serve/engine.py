@@ -1,17 +1,17 @@
-"""The live engine behind `serve` and `tail`: one writer thread does every store write (OTLP batches, watched
-files) and then reads back what the store gained; one analysis thread analyzes runs whose sessions ended.
+"""The live engine behind `serve` and `tail`: one writer does every store write (OTLP batches, watched files:
+`writer`, in the engine's thread or in a process of its own) round after round, and after each round the engine
+reads back what the store gained; one analysis thread analyzes runs whose sessions ended (in a worker process).
 
 One writer keeps SQLite free of lock contention and lets concurrent OTLP requests share one ingest transaction
-under load. After each round it polls the store (`follow`), so whatever was stored, by this process or any
-other writing the same store, is announced: `span` events, `run` events (the run's summary and state) and the
-sessions' `state` events. Events go to `sink` in batches, once per round.
+under load. After each round the engine polls the store (`follow`), so whatever was stored, by this process or
+any other writing the same store, is announced: `span` events, `run` events (the run's summary and state) and
+the sessions' `state` events. Events go to `sink` in batches, once per round.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-from bisect import bisect_left
 import threading
 import time
 from collections import deque
@@ -23,20 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from agent_debug.analysis.buckets import Rules
-from agent_debug.errors import AgentDebugError
 from agent_debug.eval.cases import CaseFile
 from agent_debug.serve import otlp_http
 from agent_debug.serve.analyze import RunAnalyzer, analyze_batch, init_worker
 from agent_debug.serve.follow import StoreFollower
-from agent_debug.serve.mapping import SOURCE, LiveMapper, Mapped
 from agent_debug.serve.sessions import DEFAULT_IDLE, SessionManager, State
-from agent_debug.serve.watch import DirWatcher
-from agent_debug.store.records import RecordIngest
+from agent_debug.serve.writer import BadRequest, Round, StoreFailed, StoreWriter, WriterProcess
 
 Event = tuple[str, dict[str, Any]]
 Sink = Callable[[list[Event]], None]
 POLL_INTERVAL = 0.02
-MAX_RETRY = 100_000  # acknowledged spans kept in memory while the store fails
 
 
 @dataclass
@@ -60,6 +56,10 @@ class Stats:
         return d
 
 
+class StoreUnavailable(Exception):
+    """The store failed to take a request's spans (the receiver answers 503: the exporter sends them again)."""
+
+
 class Engine:
     def __init__(
         self,
@@ -73,6 +73,7 @@ class Engine:
         poll_interval: float = POLL_INTERVAL,
         from_start: bool = False,
         analysis_process: bool = True,
+        writer_process: bool = False,
     ) -> None:
         self.db_path = Path(db_path)
         self.sink = sink
@@ -83,15 +84,17 @@ class Engine:
         self.rules = rules
         self.analysis_process = analysis_process
         self.stats = Stats()
+        self.watch = list(watch or [])
         self._events: list[Event] = []
-        self._retry = Mapped()
         self._events_lock = threading.Lock()
+        self._held = 0  # spans the writer holds for their parents, as of its last round
         self.sessions = SessionManager(self._emit, idle=idle)
-        self.mapper = LiveMapper(forget_after=max(idle, 5.0))
-        self.watcher = DirWatcher(list(watch)) if watch else None
         self.follower = StoreFollower(self.db_path, from_start=from_start)
-        self.ingester = RecordIngest(self.db_path, source=SOURCE)  # the writer thread's
-        self._jobs: queue.SimpleQueue[tuple[dict[str, Any] | tuple[bytes, str], Future[tuple[int, str]]] | None] = queue.SimpleQueue()
+        # every store write, in this engine's thread or (serve) in a process of its own: see `writer`
+        self.writer: StoreWriter | WriterProcess = (WriterProcess(self.db_path, self.watch, idle) if writer_process
+                                                    else StoreWriter(self.db_path, self.watch, idle))
+        self._jobs: queue.SimpleQueue[tuple[dict[str, Any] | tuple[bytes, str], Future[tuple[int, str]]] | None] = \
+            queue.SimpleQueue()
         self._to_analyze: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -115,10 +118,10 @@ class Engine:
     # -- OTLP -------------------------------------------------------------------------------------------------
 
     def submit(self, request: dict[str, Any] | tuple[bytes, str]) -> Future[tuple[int, str]]:
-        """Queue one ExportTraceServiceRequest, decoded or as its body and media type (then decoded by the writer
-        thread: one thread doing the CPU work, instead of the receiver's threads taking turns at the GIL with it);
+        """Queue one ExportTraceServiceRequest, decoded or as its body and media type (decoded by the writer);
         the future gives (rejected spans, message) once its spans are stored (or held for their parents, see
-        `mapping`), or raises `otlp_http.RequestError` for a body that does not parse."""
+        `mapping`), or raises `otlp_http.RequestError` for a body that does not parse, `StoreUnavailable` when
+        the store failed."""
         fut: Future[tuple[int, str]] = Future()
         self._jobs.put((request, fut))
         return fut
@@ -130,16 +133,36 @@ class Engine:
             jobs = self._take_jobs()
             stopping = self._stop.is_set()
             try:
-                self._round(jobs, stopping)
-            except Exception as exc:  # never let the writer die: report and go on
+                done = self.writer.round(list(enumerate(req for req, _ in jobs)), stopping)
+            except Exception as exc:  # never let the loop die: report and go on
+                done = Round(errors=[f"{type(exc).__name__}: {exc}"])
+            self._answer(jobs, done)
+            try:
+                self._announce_store()
+            except Exception as exc:
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
-                for _, fut in jobs:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            for tid in self.sessions.due():
+                self._to_analyze.put(tid)
+            self._flush_events()
             if stopping:
                 self.follower.close()
-                self.ingester.close()
+                self.writer.close()
                 return
+
+    def _answer(self, jobs: list[tuple[dict[str, Any] | tuple[bytes, str], Future[tuple[int, str]]]],
+                done: Round) -> None:
+        for key, n in done.counts.items():
+            setattr(self.stats, key, getattr(self.stats, key) + n)
+        self.stats.errors.extend(done.errors)
+        self._held = done.held
+        for i, (_, fut) in enumerate(jobs):
+            answer = done.answers.get(i, StoreFailed(done.errors[-1] if done.errors else "not stored"))
+            if isinstance(answer, BadRequest):
+                fut.set_exception(otlp_http.RequestError(answer.status, answer.message))
+            elif isinstance(answer, StoreFailed):
+                fut.set_exception(StoreUnavailable(answer.message))
+            else:
+                fut.set_result(answer)
 
     def _take_jobs(self) -> list[tuple[dict[str, Any] | tuple[bytes, str], Future[tuple[int, str]]]]:
         jobs = []
@@ -151,85 +174,6 @@ class Engine:
                 job = self._jobs.get_nowait()
         except queue.Empty:
             return jobs
-
-    def _round(self, jobs: list[tuple[dict[str, Any] | tuple[bytes, str], Future[tuple[int, str]]]],
-               stopping: bool) -> None:
-        records = Mapped()
-        # per request: its future, where its records are in `records`, spans the importer could not map, why
-        answers: list[tuple[Future[tuple[int, str]], int, int, int, str]] = []
-        for request, fut in jobs:
-            start = len(records)
-            if isinstance(request, tuple):
-                try:
-                    request = otlp_http.parse(*request)
-                except otlp_http.RequestError as exc:
-                    fut.set_exception(exc)
-                    continue
-            sent = otlp_http.span_count(request)
-            try:
-                records.extend_mapped(self.mapper.add(request))
-            except Exception as exc:  # an importer fault: this request's spans are rejected, the rest go on
-                answers.append((fut, start, start, sent, f"could not map spans: {type(exc).__name__}: {exc}"))
-                continue
-            self.stats.otlp_requests += 1
-            self.stats.spans_received += sent
-            answers.append((fut, start, len(records), max(0, sent - self.mapper.last_mapped), ""))
-        # spans released from the hold: their requests were answered already, so a failed store keeps them
-        # here to try again (a request's own spans are answered 503 instead, and its exporter sends them again)
-        acknowledged = self._retry
-        acknowledged.extend_mapped(self.mapper.due(float("inf") if stopping else None))
-        self._retry = Mapped()
-        rejected_at: list[int] = []
-        try:
-            if records or acknowledged:
-                n = len(records)
-                records.extend_mapped(acknowledged)
-                rejected_at = self._store(records)
-                del records[n:]
-        except Exception as exc:
-            self.mapper.unsee(records[:n])
-            self._retry = Mapped(acknowledged[-MAX_RETRY:])
-            self._retry.lines = acknowledged.lines[-MAX_RETRY:]
-            if len(acknowledged) > MAX_RETRY:
-                self.stats.errors.append(f"{len(acknowledged) - MAX_RETRY} held spans dropped: the store fails")
-            for fut, *_ in answers:
-                fut.set_exception(exc)
-            raise
-        for fut, start, end, unmapped, message in answers:
-            bad = unmapped + bisect_left(rejected_at, end) - bisect_left(rejected_at, start)
-            self.stats.spans_rejected += bad
-            fut.set_result((bad, message or (f"{bad} spans are not valid records" if bad else "")))
-        self._ingest_watched()
-        self._announce_store()
-        for tid in self.sessions.due():
-            self._to_analyze.put(tid)
-        self._flush_events()
-
-    def _store(self, records: Mapped) -> list[int]:
-        """Store a round's records in one transaction; the positions of those rejected."""
-        res = self.ingester.add(records, records.lines)
-        self.stats.records_stored += res.records
-        self.stats.duplicates += res.duplicates
-        self.stats.conflicts += res.conflicts
-        return res.rejected_at
-
-    def _ingest_watched(self) -> None:
-        if self.watcher is None:
-            return
-        changed = self.watcher.changed()
-        if not changed:
-            return
-        try:
-            res = self.ingester.add_files(changed)
-        except (AgentDebugError, OSError) as exc:  # the store failed, say: look at them all again next time
-            self.stats.errors.append(f"{type(exc).__name__}: {exc}")
-            self.watcher.retry(changed)
-            return
-        self.stats.file_ingests += 1
-        self.stats.records_stored += res.records
-        self.stats.duplicates += res.duplicates
-        self.stats.conflicts += res.conflicts
-        self.stats.spans_rejected += res.rejected
 
     def _announce_store(self) -> None:
         while True:
@@ -311,14 +255,14 @@ class Engine:
         return [f"serve: {e}" for e in list(self.stats.errors)[-5:]]
 
     def health(self) -> dict[str, Any]:
-        return {"sessions": self.sessions.counts(), "held_spans": self.mapper.held(), **self.stats.as_dict(),
-                "watching": [str(p) for p in (self.watcher.dirs if self.watcher else [])]}
+        return {"sessions": self.sessions.counts(), "held_spans": self._held, **self.stats.as_dict(),
+                "watching": [str(p) for p in self.watch], "writer_pid": getattr(self.writer, "pid", None)}
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """For tests and benchmarks: True once nothing is queued or held."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self._jobs.empty() and not self.mapper.held():
+            if self._jobs.empty() and not self._held:
                 return True
             time.sleep(0.01)
         return False
