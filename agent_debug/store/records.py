@@ -33,7 +33,7 @@ from agent_debug.formats.reader import Batch, FileReport, ReadReport, Reject, _c
 from agent_debug.model import check_record
 from agent_debug.store.consistency import exclusive
 from agent_debug.store.db import connect
-from agent_debug.store.ingest import IngestResult, _Ingest, _json_default, _Known
+from agent_debug.store.ingest import IngestResult, _Ingest, _json_default, _Known, rejects_path
 
 MAX_LIVE_TRACES = 2_000  # traces whose span keys and running summaries stay in memory between batches
 LINE_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
@@ -208,7 +208,15 @@ class RecordIngest:
                                                (self._last_chunk,))]
         for tid in others:  # another writer gave these spans: what we hold of them is stale
             self._forget(job, tid)
-        job.rejects_committed = job._recover_rejects()  # another ingest may have appended and committed rejects
+        # another ingest appended rejects and committed them, or was stopped before its commit: as an ingest
+        # starts (but only then: it writes to the store)
+        row = db.execute("SELECT value FROM meta WHERE key = 'rejects_size'").fetchone()
+        try:
+            size = os.stat(rejects_path(self.db_path)).st_size
+        except FileNotFoundError:
+            size = 0
+        if row is None or int(row[0]) != job.rejects_committed or size != job.rejects_committed:
+            job.rejects_committed = job._recover_rejects()
         job.keys = dict(self._live)  # `flush` keeps those of the batch's traces (see `_keep`)
         return job
 
