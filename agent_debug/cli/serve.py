@@ -87,7 +87,8 @@ def serve(
                                           "(also once decompressed); larger ones get 413.")] = 32 << 20,
 ) -> None:
     """Receive OpenTelemetry traces (OTLP/HTTP at /v1/traces) and follow trace directories, run a debug session
-    per run (attached, recording, analyzing, done), and serve the runs as JSON (/api/runs) and events (/api/events).
+    per run (attached, recording, analyzing, done), and serve the runs as a live view in the browser (/), as JSON
+    (/api/runs) and as events (/api/events).
     Exit codes: 2 usage (a non-local --host without --token), 3 could not run (missing extra, port in use)."""
     if not is_loopback(host) and not token:
         fail(f"--host {host} is not a loopback address: set --token (or ${TOKEN_ENV}) so that every request must "
@@ -111,6 +112,9 @@ def serve(
         print(f"  watching {d}")
     if token:
         print("  every request needs: Authorization: Bearer <token>")
+        print(f"  live view: open {url}/?token=<token> once (it keeps a cookie)")
+    else:
+        print(f"  live view: {url}/")
     print(f"  runs: {url}/api/runs  events: {url}/api/events  health: {url}/healthz", flush=True)
     run(app, hub, sock)
 
