@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent_debug.analysis.buckets import Rules, diagnose
+from agent_debug.analysis.buckets import Rules
 from agent_debug.analysis.critical import _self_times, analyze
+from agent_debug.analysis.explain import explain_trace
 from agent_debug.analysis.source import Source
 from agent_debug.analysis.spans import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import Tree, build_tree
@@ -78,7 +79,6 @@ def build_run(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, block_size
     """One run's data: spans as columns in tree pre-order, critical path, flow, diagnosis, detail blocks."""
     tree = build_tree(ts)
     crit = analyze(ts, tree)
-    diag = diagnose(ts, summary, rules, tree)
     self_ns = _self_times(tree)
     order = preorder(tree)
     pos = {i: k for k, i in enumerate(order)}
@@ -123,7 +123,7 @@ def build_run(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, block_size
         },
         "critical": crit.as_dict(),
         "flow": message_flow(tree, bottleneck_agent=bottleneck_agent, critical_ns=crit.critical_ns, self_ns=self_ns),
-        "why": {"trace_id": ts.trace_id, "status": summary.status, "diagnosis": diag.as_dict() if diag else None},
+        "why": explain_trace(ts, summary, rules),
         "notes": _notes(tree),
         "details": detail_blocks(order, (lambda i: records[i]) if records is not None else (lambda i: None),
                                  self_ns, block_size),
