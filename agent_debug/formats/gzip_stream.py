@@ -1,0 +1,261 @@
+"""Reading gzip files that may be cut or damaged, keeping every byte that decompresses.
+
+`gzip.GzipFile` raises on a truncated member, a bad CRC or a bad length trailer, and loses what it had inflated
+of the last read. Here each member's header and trailer are parsed by hand and its deflate data inflated raw, so:
+
+- a bad CRC or length trailer loses nothing: the data is returned and the mismatch reported;
+- a member whose deflate data is corrupt returns everything up to the damaged byte (the failing piece is inflated
+  again from a copy, byte by byte), then the rest of the file is scanned for the next gzip member header and
+  reading resumes there (a break in the stream: `broke` is set on the first read after it);
+- a member cut short (a writer still busy, or a crash) returns all it holds and says so in `problem`.
+
+Every damage is described in `damage` (file offset and what), for the readers' notices.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from pathlib import Path
+
+try:  # an optional, faster inflate and crc32 (the `fast` extra); same formats as zlib
+    from isal import isal_zlib as _fast  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast = zlib
+
+READ = 1 << 16  # compressed bytes read at a time
+MAX_OUT = 1 << 20  # decompressed bytes made at a time (a small file may inflate to gigabytes)
+_MAGIC = b"\x1f\x8b\x08"
+# a member header: magic, flags without reserved bits, mtime, extra flags 0/2/4, a known OS: a random match at a
+# damaged spot is then about 1 in 2**37
+_HEADER = re.compile(rb"\x1f\x8b\x08[\x00-\x1f][\x00-\xff]{4}[\x00\x02\x04][\x00-\x0d\xff]", re.DOTALL)
+_FTEXT, _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 1, 2, 4, 8, 16
+_TRAILER = struct.Struct("<II")
+_ERRORS = (zlib.error,) if _fast is zlib else (zlib.error, _fast.error)
+
+
+class GzipStream:
+    """A read-only stream over the gzip members of a file that keeps every byte before a cut or damage."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "rb")
+        self.problem: str | None = None  # why the stream ended early (a cut member)
+        self.damage: list[str] = []  # each damaged place: compressed offset and what
+        self.broke = False  # the data the last read returned follows a break (damage skipped)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._in = b""  # compressed input not yet used
+        self._at = 0  # file offset of _in[0]
+        self._file_done = False
+        self._state = "header"
+        self._members = 0
+        self._break_pending = False
+        self._d = None
+        self._member_at = 0
+        self._body_at = 0
+        self._crc = 0
+        self._size = 0
+
+    # -- stream interface -------------------------------------------------------------------------------------
+
+    def read(self, size: int = READ) -> bytes:
+        """Some decompressed bytes (never across a break), or b"" at the end."""
+        self.broke = False
+        while self._state != "done":
+            out = self._step()
+            if out:
+                if self._break_pending:
+                    self._break_pending = False
+                    self.broke = True
+                return out
+        return b""
+
+    def seek(self, offset: int) -> None:
+        if offset:
+            raise OSError("cannot seek in a compressed stream")
+        self._fh.seek(0)
+        self._reset()
+        self.problem = None
+        self.damage = []
+        self.broke = False
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> GzipStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the states: header, body, scan -------------------------------------------------------------------------
+
+    def _more(self) -> bool:
+        """Read more compressed input; False at the end of the file."""
+        if self._file_done:
+            return False
+        data = self._fh.read(READ)
+        if not data:
+            self._file_done = True
+            return False
+        self._in = self._in + data if self._in else data
+        return True
+
+    def _take(self, n: int) -> None:
+        self._in = self._in[n:]
+        self._at += n
+
+    def _step(self) -> bytes:
+        if self._state == "header":
+            self._header()
+            return b""
+        if self._state == "scan":
+            self._scan()
+            return b""
+        return self._body()
+
+    def _header(self) -> None:
+        while True:
+            stripped = self._in.lstrip(b"\x00")  # padding between members is legal
+            self._take(len(self._in) - len(stripped))
+            if self._in or not self._more():
+                break
+        if not self._in:
+            self._state = "done"
+            return
+        n = _header_length(self._in)
+        while n == 0 and self._more():
+            n = _header_length(self._in)
+        if n < 0:
+            what = "not gzip data" if self._members == 0 else "unexpected bytes after a gzip member"
+            self._damaged(f"{what} at byte {self._at}")
+            return
+        if n == 0:
+            self.problem = f"compressed data ends early (truncated gzip member: header cut at byte {self._at})"
+            self._state = "done"
+            return
+        self._member_at = self._at
+        self._take(n)
+        self._body_at = self._at
+        self._d = _fast.decompressobj(-15)
+        self._crc = self._size = 0
+        self._state = "body"
+        self._members += 1
+
+    def _body(self) -> bytes:
+        if not self._in and not self._more():
+            self.problem = f"compressed data ends early (truncated gzip member at byte {self._member_at})"
+            self._state = "done"
+            return b""
+        raw, d = self._in, self._d
+        assert d is not None
+        try:
+            out = d.decompress(raw, MAX_OUT)
+        except _ERRORS as exc:
+            return self._salvage(exc)
+        self._take(len(raw) - len(d.unused_data if d.eof else d.unconsumed_tail))
+        self._crc = _fast.crc32(out, self._crc)
+        self._size += len(out)
+        if d.eof:
+            self._trailer()
+        return out
+
+    def _trailer(self) -> None:
+        while len(self._in) < 8 and self._more():
+            pass
+        if len(self._in) < 8:
+            self.problem = f"compressed data ends early (truncated gzip member at byte {self._member_at}: no trailer)"
+            self._state = "done"
+            return
+        crc, isize = _TRAILER.unpack_from(self._in)
+        if crc != self._crc & 0xFFFFFFFF:
+            self.damage.append(f"gzip member at byte {self._member_at}: CRC does not match its data "
+                               f"(trailer at byte {self._at}); the data is kept")
+        elif isize != self._size & 0xFFFFFFFF:
+            self.damage.append(f"gzip member at byte {self._member_at}: length trailer says {isize} bytes, "
+                               f"it holds {self._size}; the data is kept")
+        self._take(8)
+        self._state = "header"
+
+    def _salvage(self, exc: Exception) -> bytes:
+        """Inflate the member again with zlib up to the damaged byte; return what had not been returned yet."""
+        d = zlib.decompressobj(-15)
+        self._fh.seek(self._body_at)
+        at, out, made = self._body_at, [], 0  # made: bytes inflated so far (those before self._size are dropped)
+        bad = None
+        while bad is None and not d.eof:
+            piece = self._fh.read(4096)
+            if not piece:
+                break
+            saved = d.copy()
+            try:
+                got = [d.decompress(piece)]
+                at += len(piece)
+            except zlib.error:
+                d, got = saved, []
+                for k in range(len(piece)):  # the damaged piece, a byte at a time: keep up to the bad byte
+                    try:
+                        got.append(d.decompress(piece[k : k + 1]))
+                    except zlib.error:
+                        bad = at + k
+                        break
+            for chunk in got:
+                if made + len(chunk) > self._size:
+                    out.append(chunk[max(0, self._size - made) :])
+                made += len(chunk)
+        data = b"".join(out)
+        bad = bad if bad is not None else at
+        self._damaged(f"gzip member at byte {self._member_at}: corrupt data at byte {bad} ({exc}); "
+                      f"{self._size + len(data)} bytes before it kept", resume=bad + 1)
+        return data
+
+    def _damaged(self, what: str, resume: int | None = None) -> None:
+        """Note the damage and look for the next member from `resume` (default: the byte after this one)."""
+        self.damage.append(what)
+        start = resume if resume is not None else self._at + 1
+        self._fh.seek(start)
+        self._in, self._at, self._file_done = b"", start, False
+        self._state = "scan"
+        self._scan_from = start
+
+    def _scan(self) -> None:
+        while True:
+            m = _HEADER.search(self._in)
+            if m is not None:
+                self._take(m.start())
+                self.damage[-1] += f"; resumed at the gzip member at byte {self._at}"
+                self._break_pending = True
+                self._state = "header"
+                return
+            keep = len(_MAGIC) + 7  # a header may straddle two reads
+            self._take(max(0, len(self._in) - keep))
+            if not self._more():
+                skipped = self._at + len(self._in) - self._scan_from
+                self.damage[-1] += f"; the {skipped} bytes after it hold no further gzip member"
+                self._state = "done"
+                return
+
+
+def _header_length(buf: bytes) -> int:
+    """The length of the gzip member header at the start of `buf`; 0 if `buf` is too short to tell; -1 if it is
+    not a member header."""
+    if len(buf) < 10:
+        return 0 if _MAGIC.startswith(buf[:3]) else -1
+    if not buf.startswith(_MAGIC) or buf[3] & 0xE0:
+        return -1
+    flags, n = buf[3], 10
+    if flags & _FEXTRA:
+        if len(buf) < n + 2:
+            return 0
+        n += 2 + int.from_bytes(buf[n : n + 2], "little")
+    for flag in (_FNAME, _FCOMMENT):
+        if flags & flag:
+            end = buf.find(b"\x00", n)
+            if end < 0:
+                return 0
+            n = end + 1
+    if flags & _FHCRC:
+        n += 2
+    return n if len(buf) >= n else 0
