@@ -52,6 +52,7 @@ class GzipStream:
         self._state = "header"
         self._members = 0
         self._break_pending = False
+        self._break_next = False  # a break before the next member's data
         self._d = None
         self._member_at = 0
         self._body_at = 0
@@ -129,14 +130,18 @@ class GzipStream:
         while n == 0 and self._more():
             n = _header_length(self._in)
         if n < 0:
-            what = "not gzip data" if self._members == 0 else "unexpected bytes after a gzip member"
-            self._damaged(f"{what} at byte {self._at}")
+            if self._members == 0:
+                self._damaged(f"not gzip data at byte {self._at}")
+            else:  # the member before may have ended early (damaged): the next one may start inside it
+                self._damaged(f"unexpected bytes after a gzip member at byte {self._at}", resume=self._body_at)
             return
         if n == 0:
             self.problem = f"compressed data ends early (truncated gzip member: header cut at byte {self._at})"
             self._state = "done"
             return
         self._member_at = self._at
+        self._break_pending = self._break_pending or self._break_next
+        self._break_next = False
         self._take(n)
         self._body_at = self._at
         self._d = _fast.decompressobj(-15)
@@ -146,8 +151,13 @@ class GzipStream:
 
     def _body(self) -> bytes:
         if not self._in and not self._more():
-            self.problem = f"compressed data ends early (truncated gzip member at byte {self._member_at})"
-            self._state = "done"
+            later = self._next_member(self._body_at)
+            if later is None:
+                self.problem = f"compressed data ends early (truncated gzip member at byte {self._member_at})"
+                self._state = "done"
+            else:  # damaged data that ran on into the next member: the next member is read from its start
+                self._damaged(f"gzip member at byte {self._member_at}: corrupt data (it does not end before the "
+                              f"next member)", resume=later)
             return b""
         raw, d = self._in, self._d
         assert d is not None
@@ -178,6 +188,14 @@ class GzipStream:
                                f"it holds {self._size}; the data is kept")
         self._take(8)
         self._state = "header"
+        if crc != self._crc & 0xFFFFFFFF or isize != self._size & 0xFFFFFFFF:
+            # its data may be what is damaged: a line or object it leaves unfinished must not run on into the
+            # next member's; and damaged data may have run on into the next member, then read again from its start
+            self._break_next = True
+            later = self._next_member(self._body_at)
+            if later is not None and later < self._at:
+                self.damage[-1] += f"; its data ran on into the gzip member at byte {later}, read again from there"
+                self._resume(later)
 
     def _salvage(self, exc: Exception) -> bytes:
         """Inflate the member again with zlib up to the damaged byte; return what had not been returned yet."""
@@ -207,18 +225,40 @@ class GzipStream:
                 made += len(chunk)
         data = b"".join(out)
         bad = bad if bad is not None else at
+        # the next member starts after this one's header, maybe before the bad byte (damaged data can run on
+        # into it): look from this member's data on
         self._damaged(f"gzip member at byte {self._member_at}: corrupt data at byte {bad} ({exc}); "
-                      f"{self._size + len(data)} bytes before it kept", resume=bad + 1)
+                      f"{self._size + len(data)} bytes before it kept", resume=self._body_at)
         return data
 
     def _damaged(self, what: str, resume: int | None = None) -> None:
         """Note the damage and look for the next member from `resume` (default: the byte after this one)."""
         self.damage.append(what)
-        start = resume if resume is not None else self._at + 1
+        self._resume(resume if resume is not None else self._at + 1)
+
+    def _resume(self, start: int) -> None:
+        """Go on with the first gzip member header at or after file offset `start` (after a break)."""
         self._fh.seek(start)
         self._in, self._at, self._file_done = b"", start, False
         self._state = "scan"
         self._scan_from = start
+
+    def _next_member(self, start: int) -> int | None:
+        """The file offset of the first gzip member header at or after `start`, if any (reads the file again)."""
+        back = self._fh.tell()
+        self._fh.seek(start)
+        tail = b""
+        at = start
+        while data := self._fh.read(READ):
+            buf = tail + data
+            m = _HEADER.search(buf)
+            if m is not None:
+                self._fh.seek(back)
+                return at - len(tail) + m.start()
+            tail = buf[-(len(_MAGIC) + 7) :]
+            at += len(data)
+        self._fh.seek(back)
+        return None
 
     def _scan(self) -> None:
         while True:
