@@ -7,6 +7,7 @@ stored as it is, with two exceptions that make every record storable and readabl
   DEEP_MARKER. No real trace nests that deep; orjson, which the store and every `--json` output use, writes at most
   254 levels, so a record deeper than that could be read but never written back or shown. MAX_DEPTH leaves room
   for the levels a store chunk or a command's JSON puts around a record's values.
+- A foreign document is held to the same limits before its importer sees it (`within_limits`).
 - A record that did not come from JSON (MessagePack, or a foreign importer fed from it) is made JSON: map keys
   become strings, bytes UTF-8 text (invalid bytes as U+FFFD), MessagePack timestamps and extension values their
   text, integers beyond 64 bits floats, NaN and infinities null. A string holding invalid UTF-8 (MessagePack `str`
@@ -130,6 +131,13 @@ def _plain(v: Any, depth: int, strict: bool = True) -> Any:
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v).decode("utf-8", "replace")
     return _text(str(v), False)  # a MessagePack Timestamp or ExtType, or anything else a reader may meet
+
+
+def within_limits(obj: Any) -> Any:
+    """A parsed value handed to a foreign importer, under the same rule: as it is when it is plain JSON within
+    MAX_DEPTH levels (one C-level check), else a copy that is (importers may then walk, print and write it
+    freely; invalid text becomes U+FFFD, the importer's records are checked again anyway)."""
+    return obj if _probe.fits(obj) else _plain(obj, 1, strict=False)
 
 
 def safe_dumps(obj: Any) -> bytes:

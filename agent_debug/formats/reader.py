@@ -21,7 +21,7 @@ import orjson
 
 from agent_debug.errors import UsageError
 from agent_debug.formats import registry
-from agent_debug.formats.accept import MAX_DEPTH, accept, safe_dumps
+from agent_debug.formats.accept import MAX_DEPTH, accept, safe_dumps, within_limits
 from agent_debug.formats.gzip_stream import GzipStream
 from agent_debug.formats.msgpack_stream import MsgpackStream
 from agent_debug.model import MAX_DURATION_NS, MAX_TIMESTAMP, REQUIRED_FIELDS
@@ -254,7 +254,7 @@ class _Classifier:
 
 
 def _foreign(classifier: _Classifier, imp: registry.Importer, location: str, raw: bytes, obj: Any) -> None:
-    classifier.foreign.setdefault(imp.name, (imp, []))[1].append((location, raw, obj))
+    classifier.foreign.setdefault(imp.name, (imp, []))[1].append((location, raw, within_limits(obj)))
 
 
 Pair = tuple[dict[str, Any], bytes | None]  # a record, and its line (with its b"\n") when that is the record
@@ -633,6 +633,10 @@ def _convert_foreign(cls: _Classifier, frep: FileReport, report: ReadReport) -> 
         frep.format = imp.name
         try:
             converted = list(imp.convert([obj for _, _, obj in items], base))
+        except registry.NotThisFormat as exc:
+            for loc, raw, obj in items:
+                _reject(report, frep, loc, f"not {imp.name} data: {exc}", raw or safe_dumps(obj))
+            continue
         except Exception as exc:  # an importer bug must not lose the file silently
             for loc, raw, obj in items:
                 _reject(report, frep, loc, f"{imp.name} import failed: {type(exc).__name__}: {exc}",
