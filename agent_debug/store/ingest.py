@@ -920,5 +920,5 @@ def ingest(
     db.close()
     res.readable = sum(f.records for f in report.files)
     res.nothing_readable = res.readable == 0 and res.files > 0 and res.files_skipped == 0 and (
-        res.rejected > 0 or any(f.truncated or f.skipped for f in report.files))
+        res.rejected > 0 or any(f.damaged or f.skipped for f in report.files))
     return res
