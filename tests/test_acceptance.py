@@ -29,7 +29,7 @@ from agent_debug.analysis.source import FileSource, StoreSource
 from agent_debug.analysis.tree import build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
 from agent_debug.formats.accept import DEEP_MARKER
-from agent_debug.formats.reader import read_paths
+from agent_debug.formats.reader import ReadReport, read_file, read_paths
 from agent_debug.formats.validate import validate_paths
 from agent_debug.store.ingest import ingest
 from agent_debug.store.query import TraceFilter
@@ -301,3 +301,20 @@ def test_nesting_beyond_what_a_parser_reads_is_a_reject_with_its_reason(tmp_path
     v = validate_paths([tmp_path])
     assert v.records == 1 and v.rejected == 2  # the MessagePack object after the deep one is read
     assert set(v.rejects_by_reason) == {"invalid JSON", "invalid MessagePack"}
+
+
+def test_a_messagepack_object_that_cannot_be_decoded_is_one_reject_and_reading_goes_on(tmp_path: Path) -> None:
+    good = [msgpack.packb({**BASE, "span_id": f"g{i}"}) for i in range(4)]
+    keyed_by_map = b"\x81\x81\xa1a\x01\x02"  # {{"a": 1}: 2}: a key Python cannot hash
+    not_utf8 = to_msgpack({**BASE, "span_id": "bad", "name": BadText()})
+    too_deep = b"\x91" * 1100 + b"\x01"
+    path = tmp_path / "t.msgpack"
+    path.write_bytes(good[0] + keyed_by_map + good[1] + not_utf8 + good[2] + too_deep + good[3])
+    report = ReadReport()
+    got = [r["span_id"] for r in read_file(path, report)]
+    assert got == ["g0", "g1", "g2", "g3"]
+    reasons = [r.reason for r in report.rejects]
+    assert reasons[0].startswith("invalid MessagePack: TypeError") and reasons[2].startswith("invalid MessagePack")
+    assert reasons[1] == "invalid UTF-8 in a string"
+    assert report.rejects[0].raw == keyed_by_map and report.rejects[2].raw == too_deep  # kept verbatim
+    assert report.rejects[0].location == f"offset {len(good[0])}"

@@ -489,10 +489,10 @@ def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Cla
         fed += len(chunk)
         for item in stream.items():
             where = f"offset {item.start}"
+            frep.end_offset = item.end  # a growing file is read on from here next time
             if item.error is not None:
                 _reject(report, frep, where, item.error, stream.raw(item))
                 continue
-            frep.end_offset = item.end
             obj = item.value
             rec, taken = cls.classify(obj)
             if taken:
