@@ -47,23 +47,25 @@ import orjson  # noqa: E402
 
 from agent_debug.analysis.spans import TraceSpans, envelope_of  # noqa: E402
 from agent_debug.formats import registry  # noqa: E402
-from agent_debug.formats.accept import MAX_DEPTH, ORJSON_DEPTH  # noqa: E402
+from agent_debug.formats.accept import MAX_DEPTH, _Probe  # noqa: E402
 from agent_debug.formats.reader import ReadReport, read_file_batches  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
+_PROBE = _Probe()
 SLOW_S = 1.0
-MAX_SEED_LIST = 4  # foreign documents' lists are cut to this many items: every shape, a small input
+MAX_SEED_LIST = 2  # foreign documents' lists are cut to this many items (strings to 200 characters, objects to 40
+MAX_SEED_KEYS = 40  # keys): every shape, small inputs
 
 # -- seeds ---------------------------------------------------------------------------------------------------------
 
 
 def _shrink(v: Any, depth: int = 0) -> Any:
     if isinstance(v, dict):
-        return {k: _shrink(x, depth + 1) for k, x in v.items()}
+        return {k: _shrink(x, depth + 1) for k, x in list(v.items())[:MAX_SEED_KEYS]}
     if isinstance(v, list):
         return [_shrink(x, depth + 1) for x in v[:MAX_SEED_LIST]]
-    if isinstance(v, str) and len(v) > 400:
-        return v[:400]
+    if isinstance(v, str) and len(v) > 200:
+        return v[:200]
     return v
 
 
@@ -331,13 +333,8 @@ class Crash(Exception):
 
 def _storable(rec: dict[str, Any]) -> None:
     """What ingest does with a record's content must work: plain JSON within the depth limit, columns, envelope."""
-    inner: Any = rec
-    for _ in range(ORJSON_DEPTH - MAX_DEPTH):
-        inner = [inner]
-    try:
-        orjson.dumps(inner, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise Crash(f"a record that is not plain JSON within {MAX_DEPTH} levels: {exc}") from None
+    if not _PROBE.fits(rec):  # orjson.dumps inside ORJSON_DEPTH - MAX_DEPTH lists
+        raise Crash(f"a record that is not plain JSON within {MAX_DEPTH} levels")
     ts = TraceSpans(rec["trace_id"])
     ts.add(rec)
     orjson.dumps(envelope_of(rec))
