@@ -1,8 +1,11 @@
 """Tolerant, streaming readers for trace files (spec: "Files").
 
-Every complete record is kept; a partial last line or a truncated gzip member is reported, never fatal; an
-invalid record becomes a `Reject` (source, line or offset, reason, the raw bytes) and reading goes on. Memory
-stays constant for our own formats (foreign whole-document formats are loaded one document at a time).
+Every complete record is kept; a partial last line or a truncated gzip member is reported, never fatal; damaged
+compressed data is skipped to the next gzip member and reported (`gzip_stream`), an undecodable MessagePack object
+is skipped (`msgpack_stream`); an invalid record becomes a `Reject` (source, line or offset, reason, the raw
+bytes) and reading goes on. What is a record and what it may hold is decided by one rule for every reader
+(`accept`). Memory stays constant for our own formats (foreign whole-document formats are loaded one document at
+a time).
 """
 
 from __future__ import annotations
