@@ -99,7 +99,7 @@ def records(draw: Any) -> dict[str, Any]:
 
 
 def to_json(v: Any) -> str:
-    """JSON text of `v`, with Deep nesting and BadText markers (NaN/Infinity written as JSON cannot: as text)."""
+    """JSON text of `v`, with Deep nesting and BadText markers, NaN and infinities as bare tokens."""
     if isinstance(v, Deep):
         return ("[" * v.depth + "1" + "]" * v.depth) if v.kind == "list" else ('{"a":' * v.depth + "1" + "}" * v.depth)
     if isinstance(v, BadText):
@@ -108,8 +108,8 @@ def to_json(v: Any) -> str:
         return "{" + ",".join(f"{json.dumps(str(k))}:{to_json(x)}" for k, x in v.items()) + "}"
     if isinstance(v, list):
         return "[" + ",".join(map(to_json, v)) + "]"
-    if isinstance(v, float) and not math.isfinite(v):
-        return json.dumps(str(v))
+    if isinstance(v, float) and not math.isfinite(v):  # as Python's json module writes them: not JSON
+        return "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"
     return json.dumps(v)
 
 
