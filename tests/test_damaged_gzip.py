@@ -156,8 +156,8 @@ def test_damage_with_no_later_member_keeps_what_came_before(tmp_path: Path) -> N
     (what,) = frep.damage
     # the decoder notices when the length check is complete (the byte after the flipped one); its message varies
     assert what.startswith(f"gzip member at byte 0: corrupt data at byte {bad + 1} (")
-    assert what.endswith(f"); {first_block} bytes before it kept; the {len(member) - 10} bytes after it hold no "
-                         "further gzip member")
+    assert what.endswith(f"); {first_block} bytes before it kept; no further gzip member in the file "
+                         f"({len(member) - 10} bytes searched)")
 
 
 def test_a_file_that_is_not_gzip_at_all(tmp_path: Path) -> None:
@@ -165,8 +165,8 @@ def test_a_file_that_is_not_gzip_at_all(tmp_path: Path) -> None:
     path.write_bytes(_lines(3))
     report = ReadReport()
     assert _ids(path, report) == []
-    assert report.files[0].damage == [f"not gzip data at byte 0; the {len(_lines(3)) - 1} bytes after it hold no "
-                                      "further gzip member"]
+    assert report.files[0].damage == [f"not gzip data at byte 0; no further gzip member in the file "
+                                      f"({len(_lines(3)) - 1} bytes searched)"]
     assert run_cli("validate", str(path)).returncode == 3
 
 

@@ -273,7 +273,7 @@ class GzipStream:
             self._take(max(0, len(self._in) - keep))
             if not self._more():
                 skipped = self._at + len(self._in) - self._scan_from
-                self.damage[-1] += f"; the {skipped} bytes after it hold no further gzip member"
+                self.damage[-1] += f"; no further gzip member in the file ({skipped} bytes searched)"
                 self._state = "done"
                 return
 
