@@ -318,3 +318,15 @@ def test_a_messagepack_object_that_cannot_be_decoded_is_one_reject_and_reading_g
     assert reasons[1] == "invalid UTF-8 in a string"
     assert report.rejects[0].raw == keyed_by_map and report.rejects[2].raw == too_deep  # kept verbatim
     assert report.rejects[0].location == f"offset {len(good[0])}"
+
+
+def test_a_run_of_messagepack_garbage_is_one_reject(tmp_path: Path) -> None:
+    """Garbage decodes as one small value per byte or so: one reject for the run, not thousands."""
+    garbage = bytes(range(0x00, 0x7F)) * 40  # positive fixints: 5,080 values
+    path = tmp_path / "t.msgpack"
+    path.write_bytes(msgpack.packb({**BASE, "span_id": "a"}) + garbage + msgpack.packb({**BASE, "span_id": "b"}))
+    report = ReadReport()
+    assert [r["span_id"] for r in read_file(path, report)] == ["a", "b"]
+    (reject,) = report.rejects
+    assert reject.reason == f"not a map: {len(garbage)} values that are not maps ({len(garbage)} bytes)"
+    assert reject.raw == garbage and dict(report.reject_reasons) == {"not a map": 1}

@@ -479,11 +479,14 @@ def _batched(pairs: Iterable[Pair], size: int = 0) -> Iterator[Batch]:
 
 def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier) -> Iterator[Pair]:
     """The objects of a MessagePack stream; one that cannot be decoded is a reject and reading goes on after it
-    (`MsgpackStream`); an object cut by damaged compressed data is a reject too."""
+    (`MsgpackStream`); an object cut by damaged compressed data is a reject too. Consecutive top-level values
+    that are not maps (garbage decodes as one value per byte or so) are one reject, not one per value."""
     stream = MsgpackStream(frep.end_offset, MAX_LINE)
     fed = frep.end_offset  # stream offset after the last chunk
+    run = _NotMaps()
     for chunk, broke in _chunks(fh, frep):
         if broke and stream.pending:
+            run.flush(report, frep)
             where = f"offset {stream.base}"
             _reject(report, frep, where, "object cut by damaged compressed data", bytes(stream.buf))
         if broke:
@@ -491,12 +494,18 @@ def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Cla
         stream.feed(chunk)
         fed += len(chunk)
         for item in stream.items():
-            where = f"offset {item.start}"
             frep.end_offset = item.end  # a growing file is read on from here next time
+            obj = item.value
+            if item.error is None and type(obj) is not dict and cls.forced is None:  # not a record (nor foreign)
+                if run.end != item.start:
+                    run.flush(report, frep)
+                run.add(item, stream.raw(item))
+                continue
+            run.flush(report, frep)
+            where = f"offset {item.start}"
             if item.error is not None:
                 _reject(report, frep, where, item.error, stream.raw(item))
                 continue
-            obj = item.value
             rec, taken = cls.classify(obj)
             if taken:
                 imp = cls.forced or registry.sniff(obj)
@@ -507,12 +516,43 @@ def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Cla
             else:
                 yield from _yield_checked(rec, report, frep, where, lambda: stream.raw(item))  # noqa: B023
         if stream.corrupt:
+            run.flush(report, frep)
             _reject(report, frep, f"offset {stream.base}", f"invalid MessagePack: {stream.corrupt}; "
                     "rest of file not readable", b"")
             return
+    run.flush(report, frep)
     if stream.pending:
         note = f"partial last object at offset {stream.base} ({stream.pending} bytes) not read"
         frep.truncated = f"{frep.truncated}; {note}" if frep.truncated else note
+
+
+class _NotMaps:
+    """A run of consecutive top-level MessagePack values that are not maps, rejected as one."""
+
+    KEPT = 1 << 16  # bytes of the run kept verbatim in the reject
+
+    def __init__(self) -> None:
+        self.start = self.end = -1
+        self.count = 0
+        self.raw: list[bytes] = []
+        self.kept = 0
+
+    def add(self, item: Any, raw: bytes) -> None:
+        if self.count == 0:
+            self.start = item.start
+        self.end = item.end
+        self.count += 1
+        if self.kept < self.KEPT:
+            self.raw.append(raw)
+            self.kept += len(raw)
+
+    def flush(self, report: ReadReport, frep: FileReport) -> None:
+        if not self.count:
+            return
+        reason = "not a map" if self.count == 1 else (
+            f"not a map: {self.count} values that are not maps ({self.end - self.start} bytes)")
+        _reject(report, frep, f"offset {self.start}", reason, b"".join(self.raw)[: self.KEPT])
+        self.__init__()  # type: ignore[misc]
 
 
 def _read_document(
