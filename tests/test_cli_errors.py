@@ -140,6 +140,7 @@ def _damaged_copies(w: Path) -> None:
             data[off: off + 400] = b"\xff" * 400
     (w / "pages.db").write_bytes(bytes(data))
     shutil.copy(w / "clean.db", w / "chunks.db")
+    shutil.copy(w / "clean.db", w / "marks.db")  # `mark` writes verdicts: into a copy of its own
     with connect(w / "chunks.db") as db:
         db.execute("UPDATE chunks SET cols = x'c1ffee', records = x'0011223344'")
     db.close()
@@ -459,7 +460,7 @@ NO_JSON = {"export": "writes OTLP/JSON lines: its output is the document",
            "serve": "a server: its results are its API's JSON (each with `notices`)",
            "tail": "a live terminal view, until Ctrl-C"}
 READS_TRACES = {"traces", "tree", "critical-path", "bucket", "why", "session", "packet", "eval", "dataset add",
-                "report"}
+                "report", "patterns"}
 
 
 def _json_runs(w: Path, source: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -478,6 +479,8 @@ def _json_runs(w: Path, source: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
         "packet": ("packet", "aa1", "-o", f"out-{tag}/p.json", *source),
         "replay": ("replay", "pk/ok.json"),
         "report": ("report", "aa1", "-o", f"out-{tag}/r.html", *source),
+        "mark": ("mark", "aa1", "--failed", "--db", "marks.db"),  # the store only: files are never changed
+        "patterns": ("patterns", *source),
         "eval": ("eval", "cases/ok.toml", *source),
         "eval calibrate": ("eval", "calibrate", "calibrate-labels.jsonl"),
         "dataset add": ("dataset", "add", "aa1", "--case", "c", "--label", "fail", "--dataset",

@@ -133,6 +133,10 @@ def test_the_done_when_scenario(tmp_path: Path) -> None:
     # the run page has what the CLI's --json has
     assert detail["state"] == "done" and detail["summary"]["status"] == "error"
     assert detail["why"]["diagnosis"]["bucket"] == by_trace[detail["trace_id"]]["bucket"]
+    why = orjson.loads(run_cli("why", detail["trace_id"], "--db", str(db), "--json").stdout)
+    crit = orjson.loads(run_cli("critical-path", detail["trace_id"], "--db", str(db), "--json").stdout)
+    why.pop("notices"), crit.pop("notices")
+    assert detail["why"] == why and detail["critical_path"] == crit
     assert detail["critical_path"]["bottleneck"] and len(detail["tree"]["roots"]) == 1
     assert [h["state"] for h in detail["session"]["history"]][:4] == ["attached", "recording", "analyzing", "done"]
 

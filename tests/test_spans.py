@@ -29,7 +29,7 @@ def test_odd_values_take_the_slow_path_without_losing_anything() -> None:
     ts = TraceSpans("t")
     odd = [{"prompt_tokens": None, "completion_tokens": "7"}, {"prompt_tokens": "lots", "cost_usd": "0.5"}, None]
     ts.extend_columns(_cols(name=[["a", "list"], None, 3], token_cost=odd, status=["ok", "error", None]))
-    assert ts.name == [["a", "list"], "LLM_CALL", 3]
+    assert ts.name == ['["a","list"]', "LLM_CALL", "3"]  # a name is a string (spec): others as their JSON text
     assert ts.status == ["ok", "error", "ok"]
     assert (ts.prompt_tokens, ts.completion_tokens, ts.cost_usd) == ([0, 0, 0], [7, 0, 0], [0.0, 0.5, 0.0])
 

@@ -13,6 +13,8 @@ from itertools import compress
 from operator import methodcaller
 from typing import Any
 
+import orjson
+
 COLUMNS: tuple[str, ...] = (
     "span_id",
     "parent_id",
@@ -33,19 +35,86 @@ _GET_PROMPT = methodcaller("get", "prompt_tokens", 0)
 _GET_COMPLETION = methodcaller("get", "completion_tokens", 0)
 _GET_COST = methodcaller("get", "cost_usd", 0.0)
 
+# What a token_cost value counts for (the record keeps it as written, whatever it is): a token count is a number
+# (or the text of one) from 0 to MAX_TOKENS, its fraction dropped; a cost a number (or its text) from 0 to
+# MAX_COST; anything else (other text, an object, a bool, a negative or absurd number, NaN) counts as absent.
+# Sums are kept within SQLite's 64 bits.
+MAX_TOKENS = 1 << 53
+MAX_COST = 1e12
+INT64_MAX = (1 << 63) - 1
+_INT = {int}
+_NUMBER = {int, float}
+_NAME_TYPES = {str, type(None)}
 
-def _as_int(v: Any) -> int:
+
+def _number(s: str) -> int | float | None:
     try:
-        return int(v or 0)
-    except (TypeError, ValueError):
-        return 0
+        return int(s)
+    except ValueError:
+        try:
+            return float(s)
+        except ValueError:
+            return None
 
 
-def _as_float(v: Any) -> float:
+def token_count(v: Any) -> int:
+    """A token count as the store and every summary count it (see MAX_TOKENS)."""
+    if type(v) is str:
+        v = _number(v)
+    if type(v) is int or type(v) is float:
+        return int(v) if 0 <= v <= MAX_TOKENS else 0  # NaN compares false
+    return 0
+
+
+def cost_value(v: Any) -> float:
+    """A cost in US dollars as the store and every summary count it (see MAX_COST)."""
+    if type(v) is str:
+        v = _number(v)
+    if type(v) is int or type(v) is float:
+        return float(v) if 0 <= v <= MAX_COST else 0.0
+    return 0.0
+
+
+def token_counts(values: list[Any]) -> list[int]:
+    """`token_count` of each: a C-level check for the usual column (all ints in range), else one by one."""
+    if set(map(type, values)) <= _INT and (not values or min(values) >= 0 and max(values) <= MAX_TOKENS):
+        return values
+    return list(map(token_count, values))
+
+
+def cost_values(values: list[Any]) -> list[float]:
+    """`cost_value` of each, like `token_counts`."""
+    if set(map(type, values)) <= _NUMBER and (not values or min(values) >= 0 and max(values) <= MAX_COST
+                                              and sum(values) == sum(values)):  # no NaN (min and max skip it)
+        return list(map(float, values))
+    return list(map(cost_value, values))
+
+
+def token_columns(costs: list[Any]) -> tuple[list[int], list[int], list[float]]:
+    """Prompt tokens, completion tokens and cost of each `token_cost` object (absent keys count 0), in C for the
+    usual columns. Shared by loading (`TraceSpans.extend_columns`) and ingest's running summary."""
     try:
-        return float(v or 0.0)
-    except (TypeError, ValueError):
-        return 0.0
+        return (token_counts(list(map(_GET_PROMPT, costs))), token_counts(list(map(_GET_COMPLETION, costs))),
+                cost_values(list(map(_GET_COST, costs))))
+    except AttributeError:  # not every one is an object (an older store's columns)
+        costs = [tc if isinstance(tc, dict) else {} for tc in costs]
+        return token_columns(costs)
+
+
+def saturated(total: int) -> int:
+    """An integer sum as SQLite can hold it."""
+    return min(total, INT64_MAX)
+
+
+def text_of(v: Any, limit: int = 256) -> str:
+    """A value the spec says is a string, as one: itself, or its compact JSON (cut to `limit` characters)."""
+    if type(v) is str:
+        return v
+    try:
+        out = orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    except TypeError:  # too deep or too big an integer: a reader's records never are, other callers' may be
+        out = repr(type(v).__name__)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def start_ns_of(rec: dict[str, Any]) -> int:
@@ -53,32 +122,35 @@ def start_ns_of(rec: dict[str, Any]) -> int:
 
 
 def columns_of(rec: dict[str, Any]) -> tuple[Any, ...]:
-    """One record's values in COLUMNS order."""
+    """One record's values in COLUMNS order (a checked record: see `formats.accept`)."""
     tc = rec.get("token_cost") or {}
+    name = rec.get("name") or rec["event_type"]
     return (
         rec["span_id"],
         rec.get("parent_id"),
         rec["agent_name"],
         rec["event_type"],
-        rec.get("name") or rec["event_type"],
+        name if type(name) is str else text_of(name),
         rec.get("status") or "ok",
         start_ns_of(rec),
         int(rec["duration_ns"]),
-        int(tc.get("prompt_tokens") or 0),
-        int(tc.get("completion_tokens") or 0),
-        float(tc.get("cost_usd") or 0.0),
+        token_count(tc.get("prompt_tokens")),
+        token_count(tc.get("completion_tokens")),
+        cost_value(tc.get("cost_usd")),
     )
 
 
 def envelope_of(rec: dict[str, Any]) -> dict[str, Any]:
-    """What a root record says about its run (kept beside the columns so listing needs no JSON)."""
+    """What a root record says about its run (kept beside the columns so listing needs no JSON). The run
+    envelope's values are strings (spec); any other value is kept as its JSON text (`text_of`)."""
     attrs = rec.get("attributes") or {}
-    env = {k: rec.get(k) for k in ENVELOPE_KEYS if rec.get(k) is not None}
+    env = {k: text_of(rec[k]) for k in ENVELOPE_KEYS if rec.get(k) is not None}
     if "outcome.passed" in attrs:
-        env["passed"] = attrs["outcome.passed"]
+        passed = attrs["outcome.passed"]
+        env["passed"] = passed if passed is None or type(passed) is bool else text_of(passed)
     for key in ("source.file", "source.format"):
-        if key in attrs:
-            env[key] = attrs[key]
+        if attrs.get(key) is not None:
+            env[key] = text_of(attrs[key])
     return env
 
 
@@ -127,8 +199,10 @@ class TraceSpans:
         et = _shared_values(share, cols["event_type"])
         try:
             names = _shared_values(share, cols["name"])
-        except TypeError:  # a name the spec does not constrain may be any JSON value, a list say
+        except TypeError:  # a name that is not a string (an older store kept any JSON value)
             names = list(cols["name"])
+        if not set(map(type, names)) <= _NAME_TYPES:
+            names = [nm if nm is None or type(nm) is str else text_of(nm) for nm in names]
         status = cols["status"]
         tc = cols["token_cost"]
         n = len(et)
@@ -159,16 +233,7 @@ class TraceSpans:
         prompt, completion, cost = [0] * n, [0] * n, [0.0] * n
         at = list(compress(range(n), tc))
         got = list(compress(tc, tc))
-        try:
-            p_vals = list(map(int, map(_GET_PROMPT, got)))
-            c_vals = list(map(int, map(_GET_COMPLETION, got)))
-            u_vals = list(map(float, map(_GET_COST, got)))
-        except (TypeError, ValueError, AttributeError):
-            p_vals, c_vals, u_vals = [], [], []
-            for t in got:
-                p_vals.append(_as_int(t.get("prompt_tokens") if isinstance(t, dict) else None))
-                c_vals.append(_as_int(t.get("completion_tokens") if isinstance(t, dict) else None))
-                u_vals.append(_as_float(t.get("cost_usd") if isinstance(t, dict) else None))
+        p_vals, c_vals, u_vals = token_columns(got)
         deque(map(prompt.__setitem__, at, p_vals), maxlen=0)
         deque(map(completion.__setitem__, at, c_vals), maxlen=0)
         deque(map(cost.__setitem__, at, u_vals), maxlen=0)
@@ -268,13 +333,13 @@ def summarize(ts: TraceSpans) -> TraceSummary:
         status=status,
         start_ns=start,
         end_ns=end,
-        duration_ns=(ts.duration_ns[root] if root is not None else end - start),
+        duration_ns=(ts.duration_ns[root] if root is not None else saturated(end - start)),
         span_count=n,
         roots=len(roots),
         agents=sorted(set(ts.agent_name)),
         error_spans=sum(1 for s in ts.status if s == "error"),
-        prompt_tokens=sum(ts.prompt_tokens),
-        completion_tokens=sum(ts.completion_tokens),
+        prompt_tokens=saturated(sum(ts.prompt_tokens)),
+        completion_tokens=saturated(sum(ts.completion_tokens)),
         cost_usd=round(sum(ts.cost_usd), 6),
         source_file=env.get("source.file"),
         source_format=env.get("source.format"),

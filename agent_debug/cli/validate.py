@@ -24,7 +24,7 @@ def validate(
     json: JsonOption = False,
 ) -> None:
     """Read trace files and report files, records, traces and rejects by reason. Exits 1 if anything was
-    rejected, 3 if nothing could be read."""
+    rejected, cut or damaged, 3 if nothing could be read."""
     from agent_debug.formats.validate import validate_paths
 
     result = validate_paths(paths, format=format)
@@ -44,10 +44,10 @@ def validate(
         for r in result.rejects[:10]:
             err.print(f"  {r['source']} {r['location']}: {r['reason']}", highlight=False, markup=False,
                       soft_wrap=True)
-    if result.records == 0 and (result.rejected or result.files == 0):
+    if result.records == 0 and (result.rejected or result.damaged or result.files == 0):
         where = ", ".join(map(str, paths))
         fail(f"no trace files found in {where}" if result.files == 0 else f"nothing could be read from {where}", 3)
-    if result.rejected:
+    if not result.complete:
         raise typer.Exit(1)
 
 

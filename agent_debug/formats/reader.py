@@ -1,34 +1,33 @@
 """Tolerant, streaming readers for trace files (spec: "Files").
 
-Every complete record is kept; a partial last line or a truncated gzip member is reported, never fatal; an
-invalid record becomes a `Reject` (source, line or offset, reason, the raw bytes) and reading goes on. Memory
-stays constant for our own formats (foreign whole-document formats are loaded one document at a time).
+Every complete record is kept; a partial last line or a truncated gzip member is reported, never fatal; damaged
+compressed data is skipped to the next gzip member and reported (`gzip_stream`), an undecodable MessagePack object
+is skipped (`msgpack_stream`); an invalid record becomes a `Reject` (source, line or offset, reason, the raw
+bytes) and reading goes on. What is a record and what it may hold is decided by one rule for every reader
+(`accept`). Memory stays constant for our own formats (foreign whole-document formats are loaded one document at
+a time).
 """
 
 from __future__ import annotations
 
 import os
-import zlib
 from io import BytesIO
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import add, itemgetter, not_
 from pathlib import Path
 from typing import IO, Any
 
-import msgpack
 import orjson
 
 from agent_debug.errors import UsageError
 from agent_debug.formats import registry
-from agent_debug.model import MAX_DURATION_NS, MAX_TIMESTAMP, REQUIRED_FIELDS, check_record
-
-try:  # an optional, faster inflate (the `fast` extra); same interface as zlib
-    from isal import isal_zlib as _zlib_impl  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the environment
-    _zlib_impl = zlib
+from agent_debug.formats.accept import MAX_DEPTH, accept, safe_dumps, within_limits
+from agent_debug.formats.gzip_stream import GzipStream
+from agent_debug.formats.msgpack_stream import MsgpackStream
+from agent_debug.model import MAX_DURATION_NS, MAX_TIMESTAMP, REQUIRED_FIELDS
 
 CHUNK = 1 << 18
 MAX_LINE = 64 << 20  # a single line longer than this is rejected without being held in memory
@@ -61,6 +60,12 @@ class FileReport:
     end_offset: int = 0  # byte offset after the last complete record (plain files only)
     truncated: str | None = None  # why the file ended early (a cut gzip member, a partial last line)
     skipped: str | None = None  # why the whole file was not read
+    damage: list[str] = field(default_factory=list)  # damaged places in it (compressed data), each kept around
+
+    @property
+    def damaged(self) -> bool:
+        """Was anything cut or damaged (so something may be missing)?"""
+        return bool(self.truncated or self.damage)
 
 
 @dataclass
@@ -87,9 +92,16 @@ class ReadReport:
         for f in self.files:
             if f.skipped:
                 out.append(f"{f.path}: skipped: {f.skipped}")
+            for what in f.damage:
+                out.append(f"{f.path}: damaged: {what}")
             if f.truncated:
                 out.append(f"{f.path}: {f.truncated}")
         return out
+
+    @property
+    def damaged(self) -> int:
+        """Files with something cut or damaged."""
+        return sum(1 for f in self.files if f.damaged)
 
 
 def is_trace_file(path: Path) -> bool:
@@ -140,67 +152,6 @@ def file_kind(path: Path) -> str:
     return "msgpack" if name.endswith(MSGPACK_SUFFIXES) else "json"
 
 
-class GzipStream:
-    """A read-only stream over gzip members that keeps every byte before a cut or corruption.
-
-    `gzip.GzipFile` raises on a truncated member and loses what it had inflated of the last read; inflating
-    raw chunks ourselves returns all of it, and says afterwards why the stream ended (`problem`)."""
-
-    def __init__(self, path: Path, raw: IO[bytes] | None = None) -> None:
-        self._fh = raw if raw is not None else open(path, "rb")
-        self._d = _zlib_impl.decompressobj(31)
-        self._started = False
-        self.problem: str | None = None
-        self._done = False
-
-    def read(self, size: int = CHUNK) -> bytes:
-        while not self._done:
-            raw = self._fh.read(size // 4 or 1)
-            if not raw:
-                self._done = True
-                if self._started and not self._d.eof:
-                    self.problem = "compressed data ends early (truncated gzip member)"
-                return b""
-            out = self._inflate(raw)
-            if out:
-                return out
-        return b""
-
-    def _inflate(self, raw: bytes) -> bytes:
-        out = []
-        while raw:
-            self._started = True
-            try:
-                out.append(self._d.decompress(raw))
-            except (zlib.error, _zlib_impl.error) as exc:
-                self.problem = f"corrupt compressed data ({exc})"
-                self._done = True
-                break
-            if not self._d.eof:
-                break
-            raw = self._d.unused_data.lstrip(b"\x00")  # next member (padding between members is legal)
-            self._d = _zlib_impl.decompressobj(31)
-            self._started = False
-        return b"".join(out)
-
-    def seek(self, offset: int) -> None:
-        if offset:
-            raise OSError("cannot seek in a compressed stream")
-        self._fh.seek(0)
-        self._d = _zlib_impl.decompressobj(31)
-        self._started = self._done = False
-        self.problem = None
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self) -> GzipStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class _Skipped:
     """A stream whose first `n` bytes are read and dropped (a compressed stream cannot seek)."""
 
@@ -208,6 +159,8 @@ class _Skipped:
         self._fh = fh
         self._left = n
         self.problem: str | None = None
+        self.damage: list[str] = getattr(fh, "damage", [])
+        self.broke = False
 
     def read(self, size: int = CHUNK) -> bytes:
         while self._left > 0:
@@ -222,6 +175,7 @@ class _Skipped:
             self._left -= len(chunk)
         data = self._fh.read(size)
         self.problem = getattr(self._fh, "problem", None)
+        self.broke = getattr(self._fh, "broke", False)
         return data
 
 
@@ -232,20 +186,25 @@ def open_binary(path: Path, raw: IO[bytes] | None = None) -> IO[bytes]:
     return raw if raw is not None else open(path, "rb")
 
 
-def _chunks(fh: IO[bytes], frep: FileReport) -> Iterator[bytes]:
-    """Yield decompressed chunks; a cut or corrupt gzip stream ends the file with a note, never an exception."""
+def _chunks(fh: IO[bytes], frep: FileReport) -> Iterator[tuple[bytes, bool]]:
+    """Yield (decompressed chunk, whether it follows a break): a cut gzip stream ends the file with a note, damaged
+    compressed data is skipped with one (`GzipStream`), never an exception."""
     while True:
         try:
             chunk = fh.read(CHUNK)
         except OSError as exc:
             frep.truncated = f"read error ({exc}); complete records kept"
             return
+        finally:
+            damage = getattr(fh, "damage", None)
+            if damage:
+                frep.damage = list(damage)
         if not chunk:
             problem = getattr(fh, "problem", None)
             if problem:
                 frep.truncated = f"{problem}; complete records kept"
             return
-        yield chunk
+        yield chunk, getattr(fh, "broke", False)
 
 
 def _reject(
@@ -299,7 +258,7 @@ class _Classifier:
 
 
 def _foreign(classifier: _Classifier, imp: registry.Importer, location: str, raw: bytes, obj: Any) -> None:
-    classifier.foreign.setdefault(imp.name, (imp, []))[1].append((location, raw, obj))
+    classifier.foreign.setdefault(imp.name, (imp, []))[1].append((location, raw, within_limits(obj)))
 
 
 Pair = tuple[dict[str, Any], bytes | None]  # a record, and its line (with its b"\n") when that is the record
@@ -362,12 +321,12 @@ def _checked_columns(objs: list[Any]) -> Columns | None:
 def _yield_checked(
     rec: dict[str, Any], report: ReadReport, frep: FileReport, location: str, raw: bytes | Callable[[], bytes]
 ) -> Iterator[Pair]:
-    reason = check_record(rec)
-    if reason is None:
+    kept, reason = accept(rec)
+    if kept is not None:
         frep.records += 1
-        yield rec, None
+        yield kept, None
     else:
-        _reject(report, frep, location, reason, raw)
+        _reject(report, frep, location, str(reason), raw)
 
 
 def _read_json_lines(
@@ -385,7 +344,13 @@ def _read_json_lines(
     offset = frep.end_offset
     overlong = False
     fast = cls.forced is None
-    for chunk in _chunks(fh, frep):
+    for chunk, broke in _chunks(fh, frep):
+        if broke:  # damaged compressed data was skipped: a line it cut is lost (and counted)
+            if rest.strip() and not overlong:
+                _reject(report, frep, f"line {lineno + 1}", "line cut by damaged compressed data", rest[:4096])
+                lineno += 1
+            offset += len(rest)
+            rest, overlong = b"", False
         lines = BytesIO(chunk).readlines()  # each keeps its b"\n" (memchr: faster than bytes.split)
         if rest:  # the start of the first line came with the chunk before
             lines[0] = rest + lines[0]
@@ -397,6 +362,12 @@ def _read_json_lines(
             offset += len(lines[0])
             lines = lines[1:]
             overlong = False
+        n_lines, n_bytes = len(lines), sum(map(len, lines))
+        numbers: Sequence[int] = range(lineno + 1, lineno + n_lines + 1)
+        blank = list(map(bytes.isspace, lines))
+        if True in blank:  # blank lines are dropped here, with C-level passes: a tiny fraction of a record's cost
+            numbers = list(compress(numbers, map(not_, blank)))
+            lines = list(compress(lines, map(not_, blank)))
         for j in range(0, len(lines), BATCH):
             part = lines[j : j + BATCH] if len(lines) > BATCH else lines
             objs: list[Any] | None = None
@@ -405,7 +376,7 @@ def _read_json_lines(
                     objs = list(map(loads, part))
                 except orjson.JSONDecodeError:
                     objs = None
-                if objs is not None:
+                if objs is not None and not _maybe_deep(part):
                     cols = _checked_columns(objs)
                     if cols is not None:  # every one is a valid record of ours
                         frep.records += len(objs)
@@ -413,11 +384,11 @@ def _read_json_lines(
                         continue
             recs: list[dict[str, Any]] = []
             raws: list[bytes | None] = []
-            _lines_one_by_one(part, objs, lineno + j, report, frep, cls, recs, raws)
+            _lines_one_by_one(part, objs, numbers[j : j + BATCH], report, frep, cls, recs, raws)
             if recs:
                 yield recs, raws, None
-        lineno += len(lines)
-        offset += sum(map(len, lines))
+        lineno += n_lines
+        offset += n_bytes
         frep.end_offset = offset
         frep.lines = lineno
         if len(rest) > MAX_LINE:
@@ -436,22 +407,27 @@ def _read_json_lines(
             frep.truncated = f"{frep.truncated}; {note}" if frep.truncated else note
             return
         recs, raws = [], []
-        _lines_one_by_one([rest + b"\n"], [obj], lineno, report, frep, cls, recs, raws)
+        _lines_one_by_one([rest + b"\n"], [obj], [lineno + 1], report, frep, cls, recs, raws)
         if recs:
             yield recs, raws, None
         frep.end_offset = offset + len(rest)
         frep.lines = lineno + 1
 
 
+def _maybe_deep(part: list[bytes]) -> bool:
+    """Could a line of `part` nest deeper than the acceptance rule keeps (see `accept.may_be_deep`)?"""
+    return max(map(add, map(bytes.count, part, repeat(b"{")), map(bytes.count, part, repeat(b"[")))) > MAX_DEPTH
+
+
 def _lines_one_by_one(
-    lines: list[bytes], objs: list[Any] | None, lineno: int, report: ReadReport, frep: FileReport,
+    lines: list[bytes], objs: list[Any] | None, numbers: Sequence[int], report: ReadReport, frep: FileReport,
     cls: _Classifier, recs: list[dict[str, Any]], raws: list[bytes | None],
 ) -> None:
-    """Lines `lineno + 1`... (each ending in b"\\n") one at a time (`objs`: their parsed values, when all parsed):
-    records go to `recs`/`raws`, rejects to the report, foreign values to the classifier."""
+    """Lines (each ending in b"\\n", numbered `numbers`) one at a time (`objs`: their parsed values, when all
+    parsed): records go to `recs`/`raws`, rejects to the report, foreign values to the classifier."""
     fast = cls.forced is None
     for k, line in enumerate(lines):
-        where = f"line {lineno + k + 1}"
+        where = f"line {numbers[k]}"
         verbatim = line[:-1] if line[-1:] == b"\n" else line  # as the file has it, for rejects
         if objs is not None:
             obj = objs[k]
@@ -463,13 +439,13 @@ def _lines_one_by_one(
                     _reject(report, frep, where, f"invalid JSON: {exc}", verbatim)
                 continue
         if fast and type(obj) is dict and "span_id" in obj:  # one of our records
-            reason = check_record(obj)
-            if reason is None:
+            kept, reason = accept(obj, line)
+            if kept is not None:
                 frep.records += 1
-                recs.append(obj)
-                raws.append(line)
+                recs.append(kept)
+                raws.append(line if kept is obj else None)  # a record cut short is stored as it was kept
             else:
-                _reject(report, frep, where, reason, verbatim)
+                _reject(report, frep, where, str(reason), verbatim)
             continue
         rec, taken = cls.classify(obj)
         if taken:
@@ -479,13 +455,13 @@ def _lines_one_by_one(
         elif rec is None:
             _reject(report, frep, where, "not an object", verbatim)
         else:
-            reason = check_record(rec)
-            if reason is None:
+            kept, reason = accept(rec)
+            if kept is not None:
                 frep.records += 1
-                recs.append(rec)
+                recs.append(kept)
                 raws.append(None)  # an envelope: the line is not the record itself
             else:
-                _reject(report, frep, where, reason, verbatim)
+                _reject(report, frep, where, str(reason), verbatim)
 
 
 def _batched(pairs: Iterable[Pair], size: int = 0) -> Iterator[Batch]:
@@ -503,44 +479,81 @@ def _batched(pairs: Iterable[Pair], size: int = 0) -> Iterator[Batch]:
 
 
 def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Classifier) -> Iterator[Pair]:
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MAX_LINE)
-    base = frep.end_offset
-    fed = 0
-    for chunk in _chunks(fh, frep):
-        try:
-            unpacker.feed(chunk)
-        except msgpack.BufferFull:
-            _reject(report, frep, f"offset {base + unpacker.tell()}", f"object larger than {MAX_LINE} bytes", b"")
-            return
+    """The objects of a MessagePack stream; one that cannot be decoded is a reject and reading goes on after it
+    (`MsgpackStream`); an object cut by damaged compressed data is a reject too. Consecutive top-level values
+    that are not maps (garbage decodes as one value per byte or so) are one reject, not one per value."""
+    stream = MsgpackStream(frep.end_offset, MAX_LINE)
+    fed = frep.end_offset  # stream offset after the last chunk
+    run = _NotMaps()
+    for chunk, broke in _chunks(fh, frep):
+        if broke and stream.pending:
+            run.flush(report, frep)
+            where = f"offset {stream.base}"
+            _reject(report, frep, where, "object cut by damaged compressed data", bytes(stream.buf))
+        if broke:
+            stream.restart(fed)
+        stream.feed(chunk)
         fed += len(chunk)
-        while True:
-            start = base + unpacker.tell()
-            try:
-                obj = unpacker.unpack()
-            except msgpack.OutOfData:
-                break
-            except Exception as exc:  # corrupt stream: MessagePack has no framing to resynchronise on
-                _reject(report, frep, f"offset {start}", f"invalid MessagePack: {exc}; rest of file not readable", b"")
-                return
-            frep.end_offset = base + unpacker.tell()
-            raw = _packer(obj)
+        for item in stream.items():
+            frep.end_offset = item.end  # a growing file is read on from here next time
+            obj = item.value
+            if item.error is None and type(obj) is not dict and cls.forced is None:  # not a record (nor foreign)
+                if run.end != item.start:
+                    run.flush(report, frep)
+                run.add(item, stream.raw(item))
+                continue
+            run.flush(report, frep)
+            where = f"offset {item.start}"
+            if item.error is not None:
+                _reject(report, frep, where, item.error, stream.raw(item))
+                continue
             rec, taken = cls.classify(obj)
             if taken:
                 imp = cls.forced or registry.sniff(obj)
                 assert imp is not None
-                _foreign(cls, imp, f"offset {start}", raw, obj)
+                _foreign(cls, imp, where, stream.raw(item), obj)
             elif rec is None:
-                _reject(report, frep, f"offset {start}", "not a map", raw)
+                _reject(report, frep, where, "not a map", stream.raw(item))
             else:
-                yield from _yield_checked(rec, report, frep, f"offset {start}", raw)
-    pending = fed - unpacker.tell()
-    if pending > 0:
-        note = f"partial last object at offset {base + unpacker.tell()} ({pending} bytes) not read"
+                yield from _yield_checked(rec, report, frep, where, lambda: stream.raw(item))  # noqa: B023
+        if stream.corrupt:
+            run.flush(report, frep)
+            _reject(report, frep, f"offset {stream.base}", f"invalid MessagePack: {stream.corrupt}; "
+                    "rest of file not readable", b"")
+            return
+    run.flush(report, frep)
+    if stream.pending:
+        note = f"partial last object at offset {stream.base} ({stream.pending} bytes) not read"
         frep.truncated = f"{frep.truncated}; {note}" if frep.truncated else note
 
 
-def _packer(obj: Any) -> Callable[[], bytes]:
-    return lambda: msgpack.packb(obj, default=str)
+class _NotMaps:
+    """A run of consecutive top-level MessagePack values that are not maps, rejected as one."""
+
+    KEPT = 1 << 16  # bytes of the run kept verbatim in the reject
+
+    def __init__(self) -> None:
+        self.start = self.end = -1
+        self.count = 0
+        self.raw: list[bytes] = []
+        self.kept = 0
+
+    def add(self, item: Any, raw: bytes) -> None:
+        if self.count == 0:
+            self.start = item.start
+        self.end = item.end
+        self.count += 1
+        if self.kept < self.KEPT:
+            self.raw.append(raw)
+            self.kept += len(raw)
+
+    def flush(self, report: ReadReport, frep: FileReport) -> None:
+        if not self.count:
+            return
+        reason = "not a map" if self.count == 1 else (
+            f"not a map: {self.count} values that are not maps ({self.end - self.start} bytes)")
+        _reject(report, frep, f"offset {self.start}", reason, b"".join(self.raw)[: self.KEPT])
+        self.__init__()  # type: ignore[misc]
 
 
 def _read_document(
@@ -560,6 +573,11 @@ def _read_document(
     except orjson.JSONDecodeError:
         return None
 
+    if getattr(fh, "damage", None):
+        frep.damage = list(fh.damage)  # type: ignore[attr-defined]
+    if getattr(fh, "problem", None):
+        frep.truncated = f"{fh.problem}; complete records kept"  # type: ignore[attr-defined]
+
     def gen() -> Iterator[Pair]:
         frep.end_offset = len(data)
         items = obj if isinstance(obj, list) and cls.forced is None and registry.sniff(obj) is None else [obj]
@@ -571,9 +589,9 @@ def _read_document(
                 assert imp is not None
                 _foreign(cls, imp, loc, b"", item)
             elif rec is None:
-                _reject(report, frep, loc, "not a trace record or a known format", orjson.dumps(item))
+                _reject(report, frep, loc, "not a trace record or a known format", lambda: safe_dumps(item))
             else:
-                yield from _yield_checked(rec, report, frep, loc, lambda: orjson.dumps(item, default=str))
+                yield from _yield_checked(rec, report, frep, loc, lambda: safe_dumps(item))
 
     return gen()
 
@@ -661,15 +679,17 @@ def _convert_foreign(cls: _Classifier, frep: FileReport, report: ReadReport) -> 
         frep.format = imp.name
         try:
             converted = list(imp.convert([obj for _, _, obj in items], base))
+        except registry.NotThisFormat as exc:
+            for loc, raw, obj in items:
+                _reject(report, frep, loc, f"not {imp.name} data: {exc}", raw or safe_dumps(obj))
+            continue
         except Exception as exc:  # an importer bug must not lose the file silently
             for loc, raw, obj in items:
                 _reject(report, frep, loc, f"{imp.name} import failed: {type(exc).__name__}: {exc}",
-                        raw or orjson.dumps(obj, default=str))
+                        raw or safe_dumps(obj))
             continue
         for i, rec in enumerate(converted):
-            yield from _yield_checked(
-                rec, report, frep, f"{imp.name} span {i}", lambda: orjson.dumps(rec, default=str)
-            )
+            yield from _yield_checked(rec, report, frep, f"{imp.name} span {i}", lambda: safe_dumps(rec))
 
 
 def read_paths(

@@ -18,6 +18,10 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 
+class NotThisFormat(ValueError):
+    """An importer was given (under `--format`) a file with nothing of its format in it."""
+
+
 class Importer(Protocol):
     name: str
 

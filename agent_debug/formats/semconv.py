@@ -43,6 +43,9 @@ from typing import Any
 
 import orjson
 
+from agent_debug.formats.accept import safe_dumps
+from agent_debug.formats.registry import NotThisFormat
+
 Scalar = str | int | float | bool
 AttrValue = Scalar | list[Scalar]
 
@@ -108,7 +111,7 @@ class FunctionImporter:
         file: when none is of this format, fail, so the reader reports the file instead of reading nothing."""
         mine = [o for o in objs if self.sniff(o)]
         if objs and not mine:
-            raise ValueError(f"nothing in this file is {self.name} data")
+            raise NotThisFormat(f"nothing in this file is {self.name} data")
         return self.convert_fn(mine, source_file)
 
 
@@ -147,10 +150,20 @@ def is_scalar(v: Any) -> bool:
 
 def json_text(v: Any) -> str:
     """Non-scalar attribute values are kept as JSON text, never dropped."""
+    return _dumps(v, sort=False).decode()
+
+
+def _dumps(v: Any, *, sort: bool) -> bytes:
+    """JSON of any value a parser gives: orjson; the standard library for integers beyond 64 bits; and for what
+    neither writes (nesting deeper than they go), `accept.safe_dumps`, which cuts it."""
     try:
-        return orjson.dumps(v, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # integers beyond 64 bits: the standard library writes them
-        return json.dumps(v, default=str)
+        return orjson.dumps(v, default=str, option=orjson.OPT_NON_STR_KEYS | (orjson.OPT_SORT_KEYS if sort else 0))
+    except TypeError:
+        pass
+    try:
+        return json.dumps(v, default=str, sort_keys=sort).encode()
+    except (RecursionError, TypeError, ValueError):
+        return safe_dumps(v)
 
 
 def flatten(obj: Mapping[str, Any] | None, prefix: str = "") -> dict[str, AttrValue]:
@@ -281,10 +294,7 @@ def stable_id(*parts: Any) -> str:
     """32 hex digits from canonical JSON: the same input always gives the same id (re-import changes nothing)."""
     h = hashlib.sha256()
     for p in parts:
-        try:
-            h.update(orjson.dumps(p, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
-        except TypeError:  # integers beyond 64 bits
-            h.update(json.dumps(p, default=str, sort_keys=True).encode())
+        h.update(_dumps(p, sort=True))
         h.update(b"\0")
     return h.hexdigest()[:32]
 

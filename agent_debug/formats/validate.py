@@ -24,6 +24,12 @@ class ValidationResult:
     formats: dict[str, int]
     rejects: list[dict[str, Any]] = field(default_factory=list)
     orphans: int = 0
+    damaged: int = 0  # files with something cut or damaged (each named in `notices`)
+
+    @property
+    def complete(self) -> bool:
+        """Nothing rejected, cut or damaged: every byte of every file was read into records."""
+        return not self.rejected and not self.damaged
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -60,4 +66,5 @@ def validate_paths(paths: Iterable[str | os.PathLike[str]], *, format: str | Non
             for r in report.rejects[:max_rejects_listed]
         ],
         orphans=orphans,
+        damaged=report.damaged,
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from agent_debug.analysis.buckets import Rules, diagnose, load_rules
 from agent_debug.analysis.critical import analyze as critical_path, critical_times
+from agent_debug.analysis.explain import explain_run
 from agent_debug.analysis.source import StoreSource
 from agent_debug.analysis.spans import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import build_tree
@@ -98,13 +99,12 @@ class RunAnalyzer:
         summary = self.src.summary(tid)
         ts = self.src.load(tid, records=True)
         tree = build_tree(ts)
-        d = diagnose(ts, summary, self.rules, tree)
         return {
             "trace_id": tid,
             "summary": summary.as_dict(),
             "tree": nested_json(tree, critical_times(tree)),
             "critical_path": critical_path(ts, tree).as_dict(),
-            "why": {"trace_id": tid, "status": summary.status, "diagnosis": d.as_dict() if d else None},
+            "why": explain_run(self.src, tid, self.rules, loaded=ts),
             "eval": self._eval(summary, ts),
         }
 

@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any
 
 from agent_debug.analysis.critical import _self_times
+from agent_debug.analysis.explain import explain_run
 from agent_debug.analysis.spans import TraceSummary
 from agent_debug.analysis.tree import build_tree
 from agent_debug.errors import TraceNotFound
@@ -66,8 +67,8 @@ def run_report(analyzer: RunAnalyzer, sessions: SessionManager, trace_id: str) -
     src = analyzer.src
     tid = src.resolve(trace_id)
     summary = src.summary(tid)
-    ts = src.load(tid, records="lazy")
-    run = build_run(ts, summary, analyzer.rules)
+    ts = src.load(tid, records=True)
+    run = build_run(ts, summary, analyzer.rules, why=explain_run(src, tid, analyzer.rules, loaded=ts))
     session = sessions.get(tid)
     state = sessions.state_of(tid)
     run["state"] = page_state(state)

@@ -48,7 +48,15 @@ from typing import IO, Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary, envelope_of, summarize
+from agent_debug.analysis.spans import (
+    TraceSpans,
+    TraceSummary,
+    envelope_of,
+    saturated,
+    summarize,
+    text_of,
+    token_columns,
+)
 from agent_debug.analysis.tree import gc_paused
 from agent_debug.errors import NothingReadable, StoreError
 from agent_debug.formats.reader import (
@@ -103,9 +111,7 @@ _COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "duration
 
 _MICRO = 1_000_000.0
 _THOUSANDS = repeat(1000)  # endless: zipped by map against each batch's timestamps
-_PROMPT = itemgetter("prompt_tokens")
-_COMPLETION = itemgetter("completion_tokens")
-_COST = itemgetter("cost_usd")
+_NAME_TYPES = {str, type(None)}
 
 
 def rejects_path(db_path: Path) -> Path:
@@ -373,20 +379,10 @@ class _Agg:
                 v.append(col[i] if col is not None else "ok")  # None: a status column of all "ok"
 
     def _add_tokens(self, costs: list[dict[str, Any]]) -> None:
-        try:  # the usual shape, summed in C: every key present, counts are ints, the cost a number
-            p, c = sum(map(_PROMPT, costs)), sum(map(_COMPLETION, costs))
-            usd = sum(map(_COST, costs), 0.0)
-            if type(p) is int and type(c) is int and type(usd) is float:
-                self.ptok += p
-                self.ctok += c
-                self.cost += usd
-                return
-        except (KeyError, TypeError):
-            pass
-        for tc in costs:  # anything else, as `TraceSpans.extend_columns` reads it
-            self.ptok += int(tc.get("prompt_tokens") or 0)
-            self.ctok += int(tc.get("completion_tokens") or 0)
-            self.cost += float(tc.get("cost_usd") or 0.0)
+        p, c, usd = token_columns(costs)  # what counts, as loading counts it (summed in C)
+        self.ptok += sum(p)
+        self.ctok += sum(c)
+        self.cost += sum(usd)
 
     def summary(self, trace_id: str) -> TraceSummary:
         ts = TraceSpans(trace_id)
@@ -396,11 +392,12 @@ class _Agg:
         s.start_ns = self.start
         s.end_ns = self.end
         if s.root_span_id is None:
-            s.duration_ns = s.end_ns - s.start_ns
+            s.duration_ns = saturated(s.end_ns - s.start_ns)
         s.span_count = self.n
         s.agents = sorted(self.agents)
         s.error_spans = self.errors
-        s.prompt_tokens, s.completion_tokens, s.cost_usd = self.ptok, self.ctok, round(self.cost, 6)
+        s.prompt_tokens, s.completion_tokens = saturated(self.ptok), saturated(self.ctok)
+        s.cost_usd = round(self.cost, 6)
         return s
 
 
@@ -632,6 +629,8 @@ class _Ingest:
             recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
             cols = {k: _take(v, keep) for k, v in cols.items()}
         out: dict[str, Any] = {k: cols[k] for k in _COPIED}
+        if not set(map(type, out["name"])) <= _NAME_TYPES:  # the spec's name is a string: kept as its JSON text
+            out["name"] = [nm if nm is None or type(nm) is str else text_of(nm) for nm in out["name"]]
         status = cols["status"]
         out["status"] = status if "error" in status else None  # all ok: nothing to store or load
         # analysis.spans.start_ns_of, in C: round(t * 1e6) * 1000 (t * 1_000_000 is t * 1e6 for an int or float)
@@ -853,6 +852,6 @@ def ingest(
         db.close()
     res.readable = sum(f.records for f in report.files)
     res.nothing_readable = res.readable == 0 and res.files > 0 and res.files_skipped == 0 and (
-        res.rejected > 0 or any(f.truncated or f.skipped for f in report.files))
+        res.rejected > 0 or any(f.damaged or f.skipped for f in report.files))
     return res
 

@@ -1,0 +1,303 @@
+"""Reading gzip files that may be cut or damaged, keeping every byte that decompresses.
+
+`gzip.GzipFile` raises on a truncated member, a bad CRC or a bad length trailer, and loses what it had inflated
+of the last read. Here each member's header and trailer are parsed by hand and its deflate data inflated raw, so:
+
+- a bad CRC or length trailer loses nothing: the data is returned and the mismatch reported;
+- a member whose deflate data is corrupt returns everything up to the damaged byte (the failing piece is inflated
+  again from a copy, byte by byte), then the rest of the file is scanned for the next gzip member header and
+  reading resumes there (a break in the stream: `broke` is set on the first read after it);
+- a member cut short (a writer still busy, or a crash) returns all it holds and says so in `problem`.
+
+Every damage is described in `damage` (file offset and what), for the readers' notices.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import IO
+
+try:  # an optional, faster inflate and crc32 (the `fast` extra); same formats as zlib
+    from isal import isal_zlib as _fast  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast = zlib
+
+READ = 1 << 16  # compressed bytes read at a time
+MAX_OUT = 1 << 20  # decompressed bytes made at a time (a small file may inflate to gigabytes)
+_MAGIC = b"\x1f\x8b\x08"
+# a member header: magic, flags without reserved bits, mtime, extra flags 0/2/4, a known OS: a random match at a
+# damaged spot is then about 1 in 2**37
+_HEADER = re.compile(rb"\x1f\x8b\x08[\x00-\x1f][\x00-\xff]{4}[\x00\x02\x04][\x00-\x0d\xff]", re.DOTALL)
+_FTEXT, _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 1, 2, 4, 8, 16
+_TRAILER = struct.Struct("<II")
+_ERRORS = (zlib.error,) if _fast is zlib else (zlib.error, _fast.error)
+
+
+class GzipStream:
+    """A read-only stream over the gzip members of a file that keeps every byte before a cut or damage."""
+
+    def __init__(self, path: Path, raw: IO[bytes] | None = None) -> None:
+        """`raw`: the file already open (at its start), read instead of opening `path` again."""
+        self._fh = raw if raw is not None else open(path, "rb")
+        self.problem: str | None = None  # why the stream ended early (a cut member)
+        self.damage: list[str] = []  # each damaged place: compressed offset and what
+        self.broke = False  # the data the last read returned follows a break (damage skipped)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._in = b""  # compressed input not yet used
+        self._at = 0  # file offset of _in[0]
+        self._file_done = False
+        self._state = "header"
+        self._members = 0
+        self._break_pending = False
+        self._break_next = False  # a break before the next member's data
+        self._d = None
+        self._member_at = 0
+        self._body_at = 0
+        self._crc = 0
+        self._size = 0
+
+    # -- stream interface -------------------------------------------------------------------------------------
+
+    def read(self, size: int = READ) -> bytes:
+        """Some decompressed bytes (never across a break), or b"" at the end."""
+        self.broke = False
+        while self._state != "done":
+            out = self._step()
+            if out:
+                if self._break_pending:
+                    self._break_pending = False
+                    self.broke = True
+                return out
+        return b""
+
+    def seek(self, offset: int) -> None:
+        if offset:
+            raise OSError("cannot seek in a compressed stream")
+        self._fh.seek(0)
+        self._reset()
+        self.problem = None
+        self.damage = []
+        self.broke = False
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> GzipStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the states: header, body, scan -------------------------------------------------------------------------
+
+    def _more(self) -> bool:
+        """Read more compressed input; False at the end of the file."""
+        if self._file_done:
+            return False
+        data = self._fh.read(READ)
+        if not data:
+            self._file_done = True
+            return False
+        self._in = self._in + data if self._in else data
+        return True
+
+    def _take(self, n: int) -> None:
+        self._in = self._in[n:]
+        self._at += n
+
+    def _step(self) -> bytes:
+        if self._state == "header":
+            self._header()
+            return b""
+        if self._state == "scan":
+            self._scan()
+            return b""
+        return self._body()
+
+    def _header(self) -> None:
+        while True:
+            stripped = self._in.lstrip(b"\x00")  # padding between members is legal
+            self._take(len(self._in) - len(stripped))
+            if self._in or not self._more():
+                break
+        if not self._in:
+            self._state = "done"
+            return
+        n = _header_length(self._in)
+        while n == 0 and self._more():
+            n = _header_length(self._in)
+        if n < 0:
+            if self._members == 0:
+                self._damaged(f"not gzip data at byte {self._at}")
+            else:  # the member before may have ended early (damaged): the next one may start inside it
+                self._damaged(f"unexpected bytes after a gzip member at byte {self._at}", resume=self._body_at)
+            return
+        if n == 0:
+            self.problem = f"compressed data ends early (truncated gzip member: header cut at byte {self._at})"
+            self._state = "done"
+            return
+        self._member_at = self._at
+        self._break_pending = self._break_pending or self._break_next
+        self._break_next = False
+        self._take(n)
+        self._body_at = self._at
+        self._d = _fast.decompressobj(-15)
+        self._crc = self._size = 0
+        self._state = "body"
+        self._members += 1
+
+    def _body(self) -> bytes:
+        if not self._in and not self._more():
+            later = self._next_member(self._body_at)
+            if later is None:
+                self.problem = f"compressed data ends early (truncated gzip member at byte {self._member_at})"
+                self._state = "done"
+            else:  # damaged data that ran on into the next member: the next member is read from its start
+                self._damaged(f"gzip member at byte {self._member_at}: corrupt data (it does not end before the "
+                              f"next member)", resume=later)
+            return b""
+        raw, d = self._in, self._d
+        assert d is not None
+        try:
+            out = d.decompress(raw, MAX_OUT)
+        except _ERRORS as exc:
+            return self._salvage(exc)
+        self._take(len(raw) - len(d.unused_data if d.eof else d.unconsumed_tail))
+        self._crc = _fast.crc32(out, self._crc)
+        self._size += len(out)
+        if d.eof:
+            self._trailer()
+        return out
+
+    def _trailer(self) -> None:
+        while len(self._in) < 8 and self._more():
+            pass
+        if len(self._in) < 8:
+            self.problem = f"compressed data ends early (truncated gzip member at byte {self._member_at}: no trailer)"
+            self._state = "done"
+            return
+        crc, isize = _TRAILER.unpack_from(self._in)
+        if crc != self._crc & 0xFFFFFFFF:
+            self.damage.append(f"gzip member at byte {self._member_at}: CRC does not match its data "
+                               f"(trailer at byte {self._at}); the data is kept")
+        elif isize != self._size & 0xFFFFFFFF:
+            self.damage.append(f"gzip member at byte {self._member_at}: length trailer says {isize} bytes, "
+                               f"it holds {self._size}; the data is kept")
+        self._take(8)
+        self._state = "header"
+        if crc != self._crc & 0xFFFFFFFF or isize != self._size & 0xFFFFFFFF:
+            # its data may be what is damaged: a line or object it leaves unfinished must not run on into the
+            # next member's; and damaged data may have run on into the next member, then read again from its start
+            self._break_next = True
+            later = self._next_member(self._body_at)
+            if later is not None and later < self._at:
+                self.damage[-1] += f"; its data ran on into the gzip member at byte {later}, read again from there"
+                self._resume(later)
+
+    def _salvage(self, exc: Exception) -> bytes:
+        """Inflate the member again with zlib up to the damaged byte; return what had not been returned yet."""
+        d = zlib.decompressobj(-15)
+        self._fh.seek(self._body_at)
+        at, out, made = self._body_at, [], 0  # made: bytes inflated so far (those before self._size are dropped)
+        bad = None
+        while bad is None and not d.eof:
+            piece = self._fh.read(4096)
+            if not piece:
+                break
+            saved = d.copy()
+            try:
+                got = [d.decompress(piece)]
+                at += len(piece)
+            except zlib.error:
+                d, got = saved, []
+                for k in range(len(piece)):  # the damaged piece, a byte at a time: keep up to the bad byte
+                    try:
+                        got.append(d.decompress(piece[k : k + 1]))
+                    except zlib.error:
+                        bad = at + k
+                        break
+            for chunk in got:
+                if made + len(chunk) > self._size:
+                    out.append(chunk[max(0, self._size - made) :])
+                made += len(chunk)
+        data = b"".join(out)
+        bad = bad if bad is not None else at
+        # the next member starts after this one's header, maybe before the bad byte (damaged data can run on
+        # into it): look from this member's data on
+        self._damaged(f"gzip member at byte {self._member_at}: corrupt data at byte {bad} ({exc}); "
+                      f"{self._size + len(data)} bytes before it kept", resume=self._body_at)
+        return data
+
+    def _damaged(self, what: str, resume: int | None = None) -> None:
+        """Note the damage and look for the next member from `resume` (default: the byte after this one)."""
+        self.damage.append(what)
+        self._resume(resume if resume is not None else self._at + 1)
+
+    def _resume(self, start: int) -> None:
+        """Go on with the first gzip member header at or after file offset `start` (after a break)."""
+        self._fh.seek(start)
+        self._in, self._at, self._file_done = b"", start, False
+        self._state = "scan"
+        self._scan_from = start
+
+    def _next_member(self, start: int) -> int | None:
+        """The file offset of the first gzip member header at or after `start`, if any (reads the file again)."""
+        back = self._fh.tell()
+        self._fh.seek(start)
+        tail = b""
+        at = start
+        while data := self._fh.read(READ):
+            buf = tail + data
+            m = _HEADER.search(buf)
+            if m is not None:
+                self._fh.seek(back)
+                return at - len(tail) + m.start()
+            tail = buf[-(len(_MAGIC) + 7) :]
+            at += len(data)
+        self._fh.seek(back)
+        return None
+
+    def _scan(self) -> None:
+        while True:
+            m = _HEADER.search(self._in)
+            if m is not None:
+                self._take(m.start())
+                self.damage[-1] += f"; resumed at the gzip member at byte {self._at}"
+                self._break_pending = True
+                self._state = "header"
+                return
+            keep = len(_MAGIC) + 7  # a header may straddle two reads
+            self._take(max(0, len(self._in) - keep))
+            if not self._more():
+                skipped = self._at + len(self._in) - self._scan_from
+                self.damage[-1] += f"; no further gzip member in the file ({skipped} bytes searched)"
+                self._state = "done"
+                return
+
+
+def _header_length(buf: bytes) -> int:
+    """The length of the gzip member header at the start of `buf`; 0 if `buf` is too short to tell; -1 if it is
+    not a member header."""
+    if len(buf) < 10:
+        return 0 if _MAGIC.startswith(buf[:3]) else -1
+    if not buf.startswith(_MAGIC) or buf[3] & 0xE0:
+        return -1
+    flags, n = buf[3], 10
+    if flags & _FEXTRA:
+        if len(buf) < n + 2:
+            return 0
+        n += 2 + int.from_bytes(buf[n : n + 2], "little")
+    for flag in (_FNAME, _FCOMMENT):
+        if flags & flag:
+            end = buf.find(b"\x00", n)
+            if end < 0:
+                return 0
+            n = end + 1
+    if flags & _FHCRC:
+        n += 2
+    return n if len(buf) >= n else 0
