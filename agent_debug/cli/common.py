@@ -14,10 +14,11 @@ import typer
 from agent_debug.errors import CouldNotRun
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="The store (SQLite). Default: $AGENT_DEBUG_DB, else ./.agent-debug/traces.db.",
+        help="The store: a SQLite file, chdb:///DIR or clickhouse://[user[:password]@]host[:port]/database "
+        "(the last two need the clickhouse extra). Default: $AGENT_DEBUG_DB, else ./.agent-debug/traces.db.",
         show_default=False,
     ),
 ]
@@ -32,11 +33,12 @@ FormatOption = Annotated[
 ]
 
 
-def db_path(db: Path | None) -> Path:
+def db_path(db: str | None) -> str:
+    """The store `--db` names (a file path or a URL: see `store.api`), else $AGENT_DEBUG_DB, else the default."""
     if db is not None:
         return db
     env = os.environ.get("AGENT_DEBUG_DB")
-    return Path(env) if env else Path(".agent-debug") / "traces.db"
+    return env if env else str(Path(".agent-debug") / "traces.db")
 
 
 def print_json(obj: Any) -> None:

@@ -25,20 +25,19 @@ def mark(
 ) -> None:
     """Record your verdict on runs (the store keeps it; trace files are never changed): bucket, why, eval, the
     clusters and traces then treat it as the runs' outcome. For `--from` files, write a verdict file instead."""
-    from agent_debug.store import query
     from agent_debug.store import verdicts as vs
-    from agent_debug.store.db import connect
+    from agent_debug.store.api import open_store
 
     if clear == (failed or passed) or (failed and passed):
         raise UsageError("give exactly one of --failed, --passed or --clear")
-    conn = connect(db_path(db), create=False)
-    ids = list(dict.fromkeys(query.resolve_trace(conn, t) for t in traces))
+    store = open_store(db_path(db), create=False)
+    ids = list(dict.fromkeys(store.resolve(t) for t in traces))
     if clear:
-        n = vs.clear(conn, ids)
+        n = store.clear_verdicts(ids)
         doc: dict[str, Any] = {"cleared": ids, "count": n}
     else:
         marked = [vs.Verdict(t, passed, reason) for t in ids]
-        vs.put(conn, marked)
+        store.put_verdicts(marked)
         doc = {"marked": [{"trace_id": v.trace_id, **v.as_dict()} for v in marked], "count": len(marked)}
     if json:
         print_result(doc, [])

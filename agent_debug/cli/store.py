@@ -31,7 +31,7 @@ def ingest(
 ) -> None:
     """Ingest trace files into the store (append-only, idempotent, incremental). Exit codes: 0 all kept,
     1 some records rejected (everything readable kept), 2 usage error, 3 nothing could be read."""
-    from agent_debug.store.ingest import ingest as run_ingest
+    from agent_debug.store.api import open_store
 
     progress = None
     bar = None
@@ -49,7 +49,7 @@ def ingest(
             bar.update(task, records=seen, rate=int(seen / elapsed))
 
     try:
-        result = run_ingest(paths, db_path(db), format=format, progress=progress)
+        result = open_store(db_path(db)).ingest(paths, format=format, progress=progress)
     finally:
         if bar is not None:
             bar.stop()
@@ -112,6 +112,65 @@ def traces(
     stdout_console().print(table)
 
 
+def ddl(
+    cluster: Annotated[str | None, typer.Option("--cluster", help="The cluster form: Replicated local tables and "
+                                                "Distributed tables sharded by trace id over this cluster.")] = None,
+    database: Annotated[str, typer.Option("--database", help="The database the tables go in.")] = "agent_debug",
+    ttl_days: Annotated[int | None, typer.Option("--ttl-days", min=1, help="Drop spans and runs this many days "
+                                                 "after they started.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Print the ClickHouse schema's statements (what `ingest --db clickhouse://...` creates), for one node or a
+    cluster, to review or apply by hand."""
+    from agent_debug.store.clickhouse.schema import Target, ddl as make_ddl
+
+    try:
+        target = Target(database=database, cluster=cluster, ttl_days=ttl_days)
+    except ValueError as exc:
+        from agent_debug.errors import UsageError
+
+        raise UsageError(str(exc)) from None
+    statements = make_ddl(target)
+    if json:
+        print_result({"database": database, "cluster": cluster, "ttl_days": ttl_days, "statements": statements}, [])
+        return
+    sys.stdout.write("".join(stmt + ";\n\n" for stmt in statements))
+
+
+def copy(
+    source: Annotated[str, typer.Option("--from", help="The store to copy (a SQLite file, chdb:///DIR or "
+                                        "clickhouse://...).", show_default=False)],
+    target: Annotated[str, typer.Option("--to", help="The store to copy into (must hold no traces).",
+                                        show_default=False)],
+    json: JsonOption = False,
+) -> None:
+    """Copy a store into another, on any backend, losing nothing (spans, conflicts, rejects, file offsets,
+    verdicts), then compare the two: counts, and a sample of traces span by span."""
+    from agent_debug.store.api import open_store
+    from agent_debug.store.copy import copy_store
+
+    src = open_store(source, create=False)
+    try:
+        dst = open_store(target)
+        try:
+            result = copy_store(src, dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    if json:
+        print_result(result.as_dict(), [])
+        return
+    counts = ", ".join(f"{v} {k}" for k, v in result.counts.items())
+    stdout_console().print(f"copied {result.source} -> {result.target}: {counts}; {len(result.checked)} traces "
+                           f"compared span by span, {result.seconds:.2f}s", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("traces")(traces)
+    store_app = typer.Typer(help="The store itself: its ClickHouse schema, copying it between backends.",
+                            no_args_is_help=True)
+    store_app.command("ddl")(ddl)
+    store_app.command("copy")(copy)
+    app.add_typer(store_app, name="store")

@@ -104,12 +104,10 @@ class SqliteStore:
             return verdict_store.load(self.db)
 
     def put_verdicts(self, verdicts: list[Verdict]) -> int:
-        with self._reading():
-            return verdict_store.put(self.db, verdicts)
+        return verdict_store.put(self.db, verdicts)
 
     def clear_verdicts(self, trace_ids: list[str]) -> int:
-        with self._reading():
-            return verdict_store.clear(self.db, trace_ids)
+        return verdict_store.clear(self.db, trace_ids)
 
     # -- bookkeeping ----------------------------------------------------------------------------------------------
 
