@@ -9,7 +9,9 @@ engine (`param_NAME` over HTTP), never pasted into SQL.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,9 +52,15 @@ def connect(location: Location, *, create: bool) -> Conn:
     return HttpConn(location)
 
 
+_REFUSED = re.compile(r"\[Errno -?\d+\] ([^\"')(]+)")
+
+
 def one_line(exc: BaseException) -> str:
-    """An engine's error as one line: its first line, without the stack trace chdb and servers append."""
+    """An engine's error as one line: its first line, without the stack trace chdb and servers append; a
+    connection that failed as the system's reason (not urllib3's retry story)."""
     text = str(exc).strip()
+    if "Code: " not in text and (found := _REFUSED.search(text)):
+        return f"cannot connect: {found.group(1).strip()}"
     at = text.find("Code: ")
     if at > 0:
         text = text[at:]
@@ -209,6 +217,8 @@ class HttpConn:
         except ImportError:
             raise StoreError(f"--db {location.shown} needs clickhouse-connect, which is not installed: "
                              f"{EXTRA_HINT}") from None
+        # the client logs a warning before raising what we report ourselves: not on the user's stderr
+        logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
         self.location = location
         self._errors = (ClickHouseError,)
         timeout = float(location.options.get("timeout", 300))
