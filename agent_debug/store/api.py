@@ -51,7 +51,8 @@ class Location:
         if self.kind == "sqlite":
             return str(self.path)
         if self.kind == "chdb":
-            return f"chdb://{self.path}"
+            database = self.options.get("database")
+            return f"chdb://{self.path}" + (f"?database={database}" if database else "")
         scheme = "clickhouses" if self.secure else "clickhouse"
         return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
 

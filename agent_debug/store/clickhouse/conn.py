@@ -124,7 +124,7 @@ class ChdbConn:
                 raise StoreError(f"cannot create store {location.shown}: {exc.strerror or exc}") from None
         elif not path.is_dir():
             raise StoreError(f"cannot open store {location.shown}: {path} is not a directory")
-        self._lock_fd = _lock(path, location)
+        self._lock_key: str | None = _lock(path, location)
         self._path = str(path.resolve())
         try:
             self._session = chdb_session.Session(self._path)
@@ -141,8 +141,8 @@ class ChdbConn:
 
         out = cls.__new__(cls)
         out.location = conn.location
-        out._lock_fd = None
         out._path = conn._path
+        out._lock_key = _lock(Path(conn._path), conn.location)
         out._session = chdb_session.Session(conn._path)
         for key, value in SETTINGS.items():
             out._session.query(f"SET {key} = {value}")
@@ -173,35 +173,54 @@ class ChdbConn:
         self._unlock()
 
     def _unlock(self) -> None:
-        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
-        if fd is not None:
-            os.close(fd)  # releases the flock
+        key, self._lock_key = getattr(self, "_lock_key", None), None
+        if key is not None:
+            _unlock(key)
 
 
 def _texts(params: dict[str, Any] | None) -> dict[str, str] | None:
     return {k: param_text(v) for k, v in params.items()} if params else None
 
 
-def _lock(path: Path, location: Location) -> int | None:
-    """Hold an exclusive flock on DIR/agent-debug.lock (waiting for another process to let go)."""
-    if fcntl is None:  # pragma: no cover
-        return None
+_held: dict[str, list[int]] = {}  # directory -> [lock fd, users in this process]
+
+
+def _lock(path: Path, location: Location) -> str:
+    """Hold an exclusive flock on DIR/agent-debug.lock (waiting for another process to let go); stores of one
+    directory opened again in this process share it (chdb shares its engine between them)."""
+    key = str(path.resolve())
+    held = _held.get(key)
+    if held is not None:
+        held[1] += 1
+        return key
     try:
         fd = os.open(path / "agent-debug.lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise StoreError(f"cannot open store {location.shown}: {exc.strerror or exc}") from None
     wait = float(os.environ.get(LOCK_WAIT_ENV) or 30)
     deadline = time.monotonic() + wait
-    while True:
+    while fcntl is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
+            break
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 os.close(fd)
                 raise StoreError(f"store {location.shown} is open in another process (chdb opens a store in one "
                                  f"process at a time; waited {wait:g}s)") from None
             time.sleep(0.05)
+    _held[key] = [fd, 1]
+    return key
+
+
+def _unlock(key: str) -> None:
+    held = _held.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _held[key]
+        os.close(held[0])  # releases the flock
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------------------
