@@ -13,6 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The major version of the trace format (docs/trace-format.md) this code writes and reads. The SDK writes it on
+# every record as `format_version`; a record without it is version 1 (every file written before it existed). A
+# reader rejects a record of a newer major version by name; older versions, when there are any, are migrated.
 FORMAT_VERSION = 1
 # Containers nested deeper than this in a record (the record itself is level 1) are cut by every reader
 # (`formats.accept`), and the SDK cuts before writing, so what it writes is read back as it was written.
@@ -100,6 +103,8 @@ class TraceRecord(BaseModel):
     workflow: str | None = Field(None, description="run envelope: the workflow this run belongs to")
     actor: str | None = Field(None, description="run envelope: who or what started the run")
     attributes: dict[str, Any] = Field(default_factory=dict, description="flat key -> scalar or list of scalars")
+    format_version: int | None = Field(None, description="the trace format's major version the writer followed; "
+                                       "absent means 1 (extension, docs/trace-format.md)")
 
     @property
     def is_known_event_type(self) -> bool:
@@ -143,6 +148,7 @@ def check_record(rec: Any) -> str | None:
             and type(rec.get("payload", _EMPTY)) is dict
             and type(rec.get("token_cost", _EMPTY)) is dict
             and type(rec.get("error", _EMPTY)) is dict
+            and ((fv := rec.get("format_version")) is None or (type(fv) is int and fv == FORMAT_VERSION))
         ):
             return None
     except (KeyError, TypeError):
@@ -192,6 +198,15 @@ def _check_record_slow(rec: Any) -> str | None:
     status = rec.get("status", "ok")
     if status not in ("ok", "error"):
         return "status must be ok or error"
+    version = rec.get("format_version")
+    if version is not None:
+        if type(version) is not int:
+            return "format_version must be an integer"
+        if version > FORMAT_VERSION:
+            return (f"format_version {version} is newer than this agent-debug reads ({FORMAT_VERSION}): "
+                    "upgrade agent-debug")
+        if version < 1:
+            return f"format_version {version} is not a version (the first is 1)"
     for key in ("attributes", "payload", "token_cost", "error"):
         v = rec.get(key)
         if v is None and key in rec:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from agent_debug.model import RunEnvelope
+from agent_debug.model import FORMAT_VERSION, RunEnvelope
 from agent_debug.sdk import runtime
 from agent_debug.sdk.safe import dumps_record
 from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT
@@ -183,7 +183,7 @@ class Span:
             trace_id = self.trace_id
             rec = {"trace_id": trace_id, "span_id": self.span_id, "parent_id": self.parent_id,
                    "agent_name": self.agent_name, "event_type": self.event_type, "timestamp": self.timestamp,
-                   "duration_ns": dur, "name": self.name}
+                   "duration_ns": dur, "name": self.name, "format_version": FORMAT_VERSION}
             if self.payload is not None:
                 rec["payload"] = self.payload
             if self.token_cost is not None:
@@ -370,6 +370,7 @@ class Span:
             "timestamp": self.timestamp,
             "duration_ns": self.duration_ns,
             "name": self.name,
+            "format_version": FORMAT_VERSION,
         }
         if self.status != "ok":
             rec["status"] = self.status
