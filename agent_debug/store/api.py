@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import StoreError, UsageError
 from agent_debug.store.query import TraceFilter
 from agent_debug.store.verdicts import Verdict

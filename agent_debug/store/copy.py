@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_debug.analysis.spans import COLUMNS
+from agent_debug.columns import COLUMNS
 from agent_debug.errors import StoreError
 from agent_debug.store.api import Store, StoreCounts
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import StoreError
 from agent_debug.store import query
 from agent_debug.store import verdicts as verdict_store
 from agent_debug.store.api import Conflict, FileOffset, Location, StoreCounts
 from agent_debug.store.db import connect
-from agent_debug.store.load import _lines_of
+from agent_debug.store.chunks import record_lines
 from agent_debug.store.query import TraceFilter
 from agent_debug.store.verdicts import Verdict
 
@@ -81,7 +81,7 @@ class SqliteStore:
         out: list[bytes] = []
         with self._reading():
             for (blob,) in self.db.execute("SELECT records FROM chunks WHERE trace_id = ? ORDER BY id", (trace_id,)):
-                lines = _lines_of(blob)
+                lines = record_lines(blob)
                 lines.pop()  # after the last line's newline
                 out.extend(lines)
         return out

@@ -20,7 +20,6 @@ import hashlib
 import os
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import deque
@@ -31,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from agent_debug.analysis.spans import envelope_of, text_of, token_columns
-from agent_debug.analysis.tree import gc_paused
+from agent_debug.columns import envelope_of, text_of, token_columns
 from agent_debug.errors import NothingReadable
 from agent_debug.formats.reader import (
     GZ,
@@ -44,17 +42,14 @@ from agent_debug.formats.reader import (
     read_file_batches,
     record_columns,
 )
+from agent_debug.gcpause import gc_paused
+from agent_debug.store.chunks import crc32 as _crc32
+from agent_debug.store.chunks import json_default as _json_default
 from agent_debug.store.consistency import exclusive
-from agent_debug.store.ingest import IngestResult, _head, _json_default
+from agent_debug.store.ingest import IngestResult, _head
 
 if TYPE_CHECKING:
     from agent_debug.store.clickhouse.store import ClickHouseStore
-
-try:  # the same crc32 as zlib's, several times faster (store.ingest.content_hash)
-    from isal import isal_zlib as _zlib  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover
-    _zlib = zlib
-_crc32 = _zlib.crc32
 
 FLUSH_RECORDS = 20_000
 MAX_PENDING_TRACES = 1000

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans
-from agent_debug.analysis.tree import gc_paused
+from agent_debug.columns import TraceSpans
 from agent_debug.errors import StoreError, TraceNotFound
+from agent_debug.gcpause import gc_paused
 from agent_debug.store.clickhouse.conn import Conn
 
 _COLUMNS = ("pos, span_id, parent_id, agent_name, event_type, name, status, start_ns, duration_ns, prompt_tokens, "
@@ -36,7 +36,7 @@ def _load(conn: Conn, spans: str, trace_id: str, records: bool | str) -> TraceSp
         raise TraceNotFound(f"no spans for trace {trace_id!r}")
     pos, sid, pid, agent, et, name, status, start, dur, ptok, ctok, cost = cols
     ts = TraceSpans(trace_id)
-    share = ts._shared.setdefault
+    share = ts.shared.setdefault
     ts.span_id = sid
     ts.parent_id = pid
     ts.agent_name = list(map(share, agent, agent))

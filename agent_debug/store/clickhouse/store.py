@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import StoreError, TraceNotFound, UsageError
 from agent_debug.store.api import Conflict, FileOffset, Location, StoreCounts
 from agent_debug.store.clickhouse import schema
