@@ -14,6 +14,7 @@ import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 from typing import Any, Protocol
 
 from agent_debug.errors import StoreError
@@ -30,6 +31,10 @@ SETTINGS: dict[str, Any] = {
     "output_format_json_quote_64bit_integers": 0,
     "output_format_json_quote_denormals": 0,
     "throw_on_max_partitions_per_insert_block": 0,
+    # the cluster form: an insert into a Distributed table is on its shards when it returns (ingest reads what it
+    # wrote), and a query naming one trace goes to that trace's shard only
+    "distributed_foreground_insert": 1,
+    "optimize_skip_unused_shards": 1,
 }
 LOCK_WAIT_ENV = "AGENT_DEBUG_LOCK_WAIT"  # seconds to wait for a chdb store another process has open (default 30)
 
@@ -126,6 +131,8 @@ class ChdbConn:
             raise StoreError(f"cannot open store {location.shown}: {path} is not a directory")
         self._lock_key: str | None = _lock(path, location)
         self._path = str(path.resolve())
+        if location.options.get("config"):  # a ClickHouse config file for the engine (clusters, macros)
+            self._path += "?" + urlencode({"config-file": str(Path(location.options["config"]).resolve())})
         try:
             self._session = chdb_session.Session(self._path)
             for key, value in SETTINGS.items():
@@ -142,7 +149,7 @@ class ChdbConn:
         out = cls.__new__(cls)
         out.location = conn.location
         out._path = conn._path
-        out._lock_key = _lock(Path(conn._path), conn.location)
+        out._lock_key = _lock(Path(conn._path.partition("?")[0]), conn.location)
         out._session = chdb_session.Session(conn._path)
         for key, value in SETTINGS.items():
             out._session.query(f"SET {key} = {value}")
