@@ -310,3 +310,23 @@ def test_a_trace_loads_and_sums_up_as_its_files_say(store_db: str, tmp_path: Pat
             assert getattr(got, name) == getattr(expected, name), name
         assert store.summary("mix") == summarize(expected)
         assert store.list_traces()[0] == summarize(expected)
+
+
+def test_records_are_stored_byte_for_byte_whatever_they_hold(store_db: str, tmp_path: Path) -> None:
+    """Backslashes, quotes, escaped and raw whitespace (a tab between tokens, a CRLF line end), non-ASCII text:
+    each record is stored and read back as the line it was."""
+    recs = [rec("a", trace_id="odd", name='quote " back \\ slash \\n not a newline'),
+            rec("b", "a", trace_id="odd", name="tab\tin a string, ünïcode ✓, \u2028"),
+            rec("c", "a", trace_id="odd", name="\\\\\\\"")]
+    lines = [orjson.dumps(recs[0]), orjson.dumps(recs[1]).replace(b'{"trace_id"', b'{\t"trace_id"'),
+             orjson.dumps(recs[2]) + b"\r"]
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert ingest([path], store_db).records == 3
+    with opened(store_db, create=False) as store:
+        stored = store.record_lines("odd")
+        full = store.load("odd", records=True)
+        lazy = store.load("odd", records="lazy")
+        assert [lazy.records[i] for i in (2, 0, 1)] == [full.records[i] for i in (2, 0, 1)]  # type: ignore[index]
+    assert [line.rstrip(b"\r") for line in stored] == [line.rstrip(b"\r") for line in lines]
+    assert full.records == recs and full.name == [r["name"] for r in recs]

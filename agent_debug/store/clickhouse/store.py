@@ -54,7 +54,8 @@ def target_of(loc: Location) -> schema.Target:
     try:
         ttl = int(opts["ttl_days"]) if opts.get("ttl_days") else None
         return schema.Target(database=database, cluster=opts.get("cluster") or None, ttl_days=ttl,
-                             replicated=opts.get("replicated", "1") not in ("0", "false", "no"))
+                             replicated=opts.get("replicated", "1") not in ("0", "false", "no"),
+                             stored_attributes=opts.get("attributes") == "stored")
     except ValueError as exc:
         raise UsageError(f"--db {loc.shown}: {exc}") from None
 
