@@ -92,6 +92,23 @@ def test_runs_trees_and_critical_paths_are_byte_identical(stores: dict[str, dict
         assert docs["http"] == docs["sqlite"], tid
 
 
+@pytest.mark.parametrize("corpus", ["demo", "fixtures", "shared"])
+def test_pattern_dimensions_found_in_sql_equal_those_found_in_the_records(stores: dict[str, dict[str, Store]],
+                                                                          corpus: str) -> None:
+    """`patterns` on ClickHouse asks the engine what each run has (one aggregation); the answer is what
+    `analysis.patterns.run_values` finds in the loaded records, run by run."""
+    from agent_debug.analysis.patterns import run_values
+
+    if corpus not in stores:
+        pytest.skip(f"no {SHARED_DATA}")
+    sqlite = stores[corpus]["sqlite"]
+    ids = [s.trace_id for s in sqlite.list_traces()]
+    want = {tid: run_values(sqlite.load(tid, records=True)) for tid in ids}
+    assert any(v["model"] or v["tool"] or v["route"] for v in want.values()) or corpus != "demo"
+    for backend in ("chdb", "http"):
+        assert stores[corpus][backend].run_values(ids) == want  # type: ignore[attr-defined]
+
+
 # -- every command, through the real CLI ----------------------------------------------------------------------
 
 

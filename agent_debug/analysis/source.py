@@ -74,6 +74,12 @@ class StoreSource:
     def summary(self, trace_id: str) -> TraceSummary:
         return verdict_store.apply(self.store.summary(trace_id), self.verdicts().get(trace_id))
 
+    def __getattr__(self, name: str) -> object:
+        """What only some stores offer, offered when the store does (`run_values`: the ClickHouse store)."""
+        if name == "run_values" and hasattr(self.store, "run_values"):
+            return self.store.run_values
+        raise AttributeError(name)
+
 
 class FileSource:
     """Traces read straight from files and directories, held in memory. A file among `paths` that is a verdict

@@ -85,6 +85,38 @@ FROM (
 )"""
 
 
+def _attr_str(key: str) -> str:
+    """The attribute `key` of a span's record when it is a string, else NULL."""
+    return (f"if(JSONType(record, 'attributes', '{key}') = 'String', JSONExtractString(record, 'attributes', "
+            f"'{key}'), NULL)")
+
+
+# `analysis.patterns.run_values` in SQL: a span's modality is the record's `modality` when that is truthy (as
+# Python's `or` sees JSON: not null, false, 0, "", [] or {}), else its attribute's; counted when a string other
+# than "" and "text"
+_MODALITY = """if(JSONExtractRaw(record, 'modality') NOT IN ('', 'null', 'false', '""', '[]', '{}')
+                  AND NOT (JSONType(record, 'modality') IN ('Int64', 'UInt64', 'Double')
+                           AND JSONExtractFloat(record, 'modality') = 0),
+                  if(JSONType(record, 'modality') = 'String', JSONExtractString(record, 'modality'), NULL),
+                  """ + _attr_str("modality") + ")"
+_RUN_VALUES = f"""
+SELECT trace_id,
+    arraySort(groupUniqArrayIf(modality, modality IS NOT NULL AND modality NOT IN ('', 'text'))),
+    groupUniqArrayIf(toString(agent_name), agent_name != 'transcript' OR parent_id IS NOT NULL),
+    groupUniqArrayIf(model, event_type = 'LLM_CALL' AND model IS NOT NULL),
+    groupUniqArrayIf(tool, event_type IN ('TOOL_CALL', 'RETRIEVAL')),
+    groupUniqArrayIf(lane, lane IS NOT NULL)
+FROM (
+    SELECT trace_id, agent_name, parent_id, event_type,
+        {_MODALITY} AS modality,
+        coalesce({_attr_str('route.model')}, {_attr_str('gen_ai.request.model')}, {_attr_str('llm.model_name')}) AS model,
+        ifNull({_attr_str('tool.name')}, name) AS tool,
+        {_attr_str('route.lane')} AS lane
+    FROM {{spans}} FINAL WHERE trace_id IN {{ids:Array(String)}}
+)
+GROUP BY trace_id"""
+
+
 class ClickHouseStore:
     """A ClickHouse store (`--db chdb:///DIR` or `--db clickhouse://...`)."""
 
@@ -207,6 +239,17 @@ class ClickHouseStore:
 
     def load(self, trace_id: str, *, records: bool | str = False) -> TraceSpans:
         return load_trace(self.conn, self.names.spans, trace_id, records)
+
+    def run_values(self, trace_ids: list[str]) -> dict[str, dict[str, set[str]]]:
+        """What each run has of every `patterns` dimension, in one aggregation in the engine (as
+        `analysis.patterns.run_values` finds it in the loaded records: the same rules, type checks included)."""
+        rows = self._rows(_RUN_VALUES.replace("{spans}", self.names.spans), {"ids": trace_ids})
+        out = {tid: {"modality": set(), "agent": set(), "model": set(), "tool": set(), "route": set()}
+               for tid in trace_ids}
+        for tid, media, agents, models, tools, routes in rows:
+            out[tid] = {"modality": {"multimodal" if len(media) > 1 else media[0]} if media else {"text"},
+                        "agent": set(agents), "model": set(models), "tool": set(tools), "route": set(routes)}
+        return out
 
     def record_lines(self, trace_id: str) -> list[bytes]:
         return record_lines(self.conn, self.names.spans, trace_id)
