@@ -96,14 +96,26 @@ class LazyRecords(Sequence[dict[str, Any]]):
         return self._n
 
     def _fetch(self, positions: list[int]) -> dict[int, bytes]:
+        """The stored lines at these positions: a key range when they are consecutive (a block: the usual case),
+        every line of the trace in order when they are most of it, else the set of them."""
+        if not positions:
+            return {}
+        lo, hi = min(positions), max(positions)
+        if hi - lo + 1 == len(positions) or len(positions) > self._n // 4:
+            where, params = "pos >= {lo:UInt32} AND pos <= {hi:UInt32}", {"lo": lo, "hi": hi}
+        else:
+            where, params = "pos IN {p:Array(UInt32)}", {"p": positions}
         data = self._conn.query(
-            f"SELECT pos, record FROM {self._spans} WHERE trace_id = {{t:String}} AND pos IN {{p:Array(UInt32)}} "
-            "ORDER BY pos LIMIT 1 BY pos", {"t": self._trace_id, "p": positions}, "TSVRaw")
+            f"SELECT concat(toString(pos), '\t', record) FROM {self._spans} FINAL WHERE trace_id = {{t:String}} "
+            f"AND {where} ORDER BY pos", {"t": self._trace_id, **params}, "TSVRaw")
+        wanted = set(positions)
         out: dict[int, bytes] = {}
         for line in data.split(b"\n"):
             if line:
                 p, _, rec = line.partition(b"\t")
-                out[int(p)] = rec
+                k = int(p)
+                if k in wanted:
+                    out[k] = rec
         return out
 
     def prefetch(self, indices: Iterable[int], *, background: bool = False) -> None:
@@ -122,9 +134,16 @@ class LazyRecords(Sequence[dict[str, Any]]):
 
     def _read(self, wanted: list[int]) -> None:
         try:
-            got = self._fetch([self._pos[i] for i in wanted])
+            pos = self._pos
+            if len(wanted) > self._n // 4 and pos[0] == 0 and pos[-1] == self._n - 1:  # positions 0..n-1: in order
+                lines = record_lines(self._conn, self._spans, self._trace_id)
+                if len(lines) != self._n:
+                    raise ValueError(f"{len(lines)} records for {self._n} spans")
+                self._parsed.update(zip(wanted, map(orjson.loads, map(lines.__getitem__, wanted))))
+                return
+            got = self._fetch([pos[i] for i in wanted])
             for i in wanted:
-                self._parsed[i] = orjson.loads(got[self._pos[i]])
+                self._parsed[i] = orjson.loads(got[pos[i]])
         except Exception as exc:  # raised to the caller on its next access
             self._error = exc if isinstance(exc, StoreError) else _missing(self._trace_id, exc)
 

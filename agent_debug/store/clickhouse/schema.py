@@ -1,13 +1,15 @@
 """The ClickHouse schema: tables made for the engine, created through ordered, named migrations, in one node's
 form or a cluster's, both generated here (`agent-debug store ddl [--cluster NAME]` prints them).
 
-- `spans`: one row per span, a ReplacingMergeTree ordered by (trace_id, span_id): one trace's rows are
-  contiguous (a trace is read with one primary-key range), and a span stored twice (two writers, a retried
-  insert) collapses to one row in merges and is never seen twice by reads, which use FINAL. Ingest also dedupes
-  before inserting (against the keys already stored), so re-ingesting inserts nothing. `pos` is the span's
-  position in its trace (the order it was first stored: what loading reads back, so trees come out as from
-  SQLite). The analysis columns are typed; `record` keeps the record verbatim (one JSON line, ZSTD), and
-  `attributes` is a Map of its attributes (values as JSON text, strings unquoted) computed by the engine.
+- `spans`: one row per span, a ReplacingMergeTree ordered by (trace_id, pos), `pos` being the span's position in
+  its trace (the order it was first stored, what loading reads back, so trees come out as from SQLite): one
+  trace's rows are contiguous and in the order they are read, a trace loads with one primary-key range and no
+  sort, and a lazily read record is found by its (trace_id, pos) key. Spans are deduplicated when inserted:
+  ingest looks up the keys stored for each flush's traces and inserts only new spans (so re-ingesting inserts
+  nothing); a block inserted twice at the same positions (a retried insert) collapses in merges and is read
+  once (reads use FINAL). The analysis columns are typed; `record` keeps the record verbatim (one JSON line,
+  ZSTD), and `attributes` is a Map of its attributes (values as JSON text, strings unquoted), computed from the
+  record by the engine when read (or stored: `Target.stored_attributes`).
 - `runs`: a run's summary, maintained at insert by the materialized view `runs_mv` (an AggregatingMergeTree of
   partial states: counts, sums, min/max, the root chosen by argMin, the agents' set), merged when read.
 - `verdicts`, `conflicts`, `files`, `ingests`, `rejects`: what SQLite keeps beside its chunks, one table each.
@@ -128,7 +130,7 @@ def _tables(t: Target) -> list[Table]:
     return [
         Table("spans", SPANS_COLUMNS.format(attributes="MATERIALIZED" if t.stored_attributes else "ALIAS",
                                             codec=" CODEC(ZSTD(1))" if t.stored_attributes else ""),
-              "ReplacingMergeTree", "(trace_id, span_id)", "cityHash64(trace_id)",
+              "ReplacingMergeTree", "(trace_id, pos)", "cityHash64(trace_id)",
               partition_by=f"toYYYYMM({_START_SECOND})", ttl=span_ttl,
               settings="non_replicated_deduplication_window = 1000"),
         Table("runs", RUNS_COLUMNS, "AggregatingMergeTree", "trace_id", "cityHash64(trace_id)", ttl=span_ttl),

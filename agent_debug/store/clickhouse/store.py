@@ -63,25 +63,28 @@ def target_of(loc: Location) -> schema.Target:
 # a run's summary from its partial states (schema.RUNS_SELECT), then as `analysis.spans.summarize` gives it
 _RUNS = f"""
 SELECT trace_id, if(roots > 0, r.1, NULL) AS root_span_id,
-    JSONExtract(r.4, 'run_id', 'Nullable(String)') AS run_id,
-    JSONExtract(r.4, 'session_id', 'Nullable(String)') AS session_id,
-    JSONExtract(r.4, 'workflow', 'Nullable(String)') AS workflow,
-    JSONExtract(r.4, 'actor', 'Nullable(String)') AS actor,
-    multiIf(roots = 0, 'unknown', r.2 = 'error', 'error',
-            JSONType(r.4, 'passed') = 'Bool' AND NOT JSONExtractBool(r.4, 'passed'), 'failed',
-            JSONType(r.4, 'passed') = 'Bool', 'passed', 'ok') AS status,
+    tupleElement(env, 'run_id'), tupleElement(env, 'session_id') AS session_id,
+    tupleElement(env, 'workflow') AS workflow, tupleElement(env, 'actor'),
+    multiIf(roots = 0, 'unknown', r.2 = 'error', 'error', passed = 'false', 'failed', passed = 'true', 'passed',
+            'ok') AS status,
     start_ns, end_ns,
     if(roots > 0, r.3, toInt64(least(toInt128(end_ns) - start_ns, {INT64_MAX}))) AS duration_ns,
     spans, roots, agents, error_spans, prompt_tokens, completion_tokens, cost_usd,
-    JSONExtract(r.4, 'source.file', 'Nullable(String)') AS source_file,
-    JSONExtract(r.4, 'source.format', 'Nullable(String)') AS source_format
+    tupleElement(env, 'source.file'), tupleElement(env, 'source.format')
 FROM (
-    SELECT trace_id, argMinMerge(root) AS r, sum(spans) AS spans, min(start_ns) AS start_ns,
-        max(end_ns) AS end_ns, sum(roots) AS roots, arraySort(groupUniqArrayArray(agents)) AS agents,
-        sum(error_spans) AS error_spans, toInt64(least(sum(prompt_tokens), {INT64_MAX})) AS prompt_tokens,
-        toInt64(least(sum(completion_tokens), {INT64_MAX})) AS completion_tokens, sum(cost_usd) AS cost_usd
-    FROM {{runs}} {{where}}
-    GROUP BY trace_id
+    SELECT *,
+        -- the root's envelope, parsed once (its values are strings; `passed` a JSON bool when it says anything)
+        JSONExtract(r.4, 'Tuple(run_id Nullable(String), session_id Nullable(String), workflow Nullable(String),
+            actor Nullable(String), `source.file` Nullable(String), `source.format` Nullable(String))') AS env,
+        JSONExtractRaw(r.4, 'passed') AS passed
+    FROM (
+        SELECT trace_id, argMinMerge(root) AS r, sum(spans) AS spans, min(start_ns) AS start_ns,
+            max(end_ns) AS end_ns, sum(roots) AS roots, arraySort(groupUniqArrayArray(agents)) AS agents,
+            sum(error_spans) AS error_spans, toInt64(least(sum(prompt_tokens), {INT64_MAX})) AS prompt_tokens,
+            toInt64(least(sum(completion_tokens), {INT64_MAX})) AS completion_tokens, sum(cost_usd) AS cost_usd
+        FROM {{runs}} {{where}}
+        GROUP BY trace_id
+    )
 )"""
 
 
