@@ -35,6 +35,8 @@ SETTINGS: dict[str, Any] = {
     # ingest inserts no span twice (it dedupes first): no collapsing pass over each inserted block (merges and
     # FINAL still collapse what two writers insert)
     "optimize_on_insert": 0,
+    # a record (a JSON object) inserted into a String column is kept as its text (store.clickhouse.ingest._block)
+    "input_format_json_read_objects_as_strings": 1,
     # the cluster form: an insert into a Distributed table is on its shards when it returns (ingest reads what it
     # wrote), and a query naming one trace goes to that trace's shard only
     "distributed_foreground_insert": 1,

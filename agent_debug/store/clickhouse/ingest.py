@@ -403,14 +403,18 @@ def _token_values(costs: list[Any], out: dict[str, list[Any]]) -> None:
 
 
 def _block(out: dict[str, list[Any]]) -> bytes:
-    """The flush's rows as JSONColumns. The records go in as they were read, without a step per record: each is
-    one line of JSON, so escaping the joined lines for a JSON string (backslash, quote, and the whitespace JSON
-    allows raw between tokens: tab, CR) makes every line one string, and each line's newline the place where one
-    string ends and the next begins."""
+    """The flush's rows as JSONColumns, the records put in as they were read, without a step per record.
+
+    Each record is one line holding a JSON object, and the engine keeps an object given for a String column as
+    its text, byte for byte (`input_format_json_read_objects_as_strings`): the joined lines with each newline
+    made a comma are the column. Whitespace around an object would not be kept, so a block with a line that
+    starts or ends in some (a CRLF file) has its records escaped as JSON strings instead."""
     raw = b"".join(out.pop("record"))
     head = _dumps(out)
     if not raw:
         return head[:-1] + b',"record":[]}'
+    if not _padded(raw):
+        return b"".join((memoryview(head)[:-1], b',"record":[', memoryview(raw.replace(b"\n", b","))[:-1], b"]}"))
     if b"\\" in raw:  # each replace is a pass over the whole block: only those that find something
         raw = raw.replace(b"\\", b"\\\\")
     raw = raw.replace(b'"', b'\\"')
@@ -420,6 +424,14 @@ def _block(out: dict[str, list[Any]]) -> bytes:
         raw = raw.replace(b"\r", b"\\r")
     raw = raw.replace(b"\n", b'","')
     return b"".join((memoryview(head)[:-1], b',"record":["', memoryview(raw)[:-3], b'"]}'))
+
+
+_PADS = (b" \n", b"\t\n", b"\r\n", b"\n ", b"\n\t", b"\n\r")
+
+
+def _padded(raw: bytes) -> bool:
+    """Does a line start or end with whitespace (or not hold an object)?"""
+    return raw[:1] != b"{" or raw[-2:-1] != b"}" or any(p in raw for p in _PADS) or b"\n\n" in raw
 
 
 def _dumps(cols: dict[str, list[Any]]) -> bytes:
