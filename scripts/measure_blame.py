@@ -56,7 +56,7 @@ from agent_debug.analysis.blame_model import (  # noqa: E402
 from agent_debug.analysis.buckets import load_rules  # noqa: E402
 from agent_debug.analysis.explain import explain_trace  # noqa: E402
 from agent_debug.analysis.source import FileSource  # noqa: E402
-from agent_debug.analysis.spans import TraceSpans, TraceSummary  # noqa: E402
+from agent_debug.columns import TraceSpans, TraceSummary  # noqa: E402
 from agent_debug.analysis.suspects import trace_features  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -130,7 +130,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def measure_demo(runs: int, seed: int) -> dict[str, Any]:
     """The generated runs: bucket and root-cause accuracy of `bucket`, passing runs bucketed (plain and with
     `--suspects`)."""
-    from agent_debug.analysis.buckets import bucket_runs
+    from agent_debug.analysis.batch import bucket_runs
     from agent_debug.demo.runner import run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -425,7 +425,7 @@ def measure_judge(trail: list[TrailTrace], ww: list[LabelledTranscript], model: 
     step accuracy; TRAIL location recall and precision of the one step it names."""
     import asyncio
 
-    from agent_debug.analysis.blame_judge import BlameJudge, condense
+    from agent_debug.eval.blame_judge import BlameJudge, condense
     from agent_debug.eval.judge_cache import JudgeCache
 
     judge = BlameJudge(model=model, base_url=os.environ.get("AGENT_DEBUG_JUDGE_BASE_URL") or None,

@@ -16,7 +16,7 @@ from agent_debug.analysis.blame import blame_transcript
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.explain import explain_trace
 from agent_debug.analysis.source import FileSource
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from conftest import ROOT, SHARED_DATA, run_cli
 
 WHO_AND_WHEN = SHARED_DATA / "who_and_when"

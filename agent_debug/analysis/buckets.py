@@ -35,9 +35,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agent_debug.analysis.blame import transcript_suspect
+from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+from agent_debug.analysis.findings import RunDiagnosis, Suspect
 from agent_debug.analysis.rules_check import check_rules_file
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import Tree, build_tree
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import UsageError
 
 CALL_TYPES = frozenset({"TOOL_CALL", "RETRIEVAL"})
@@ -102,50 +105,6 @@ def load_rules(path: str | Path | None = None) -> Rules:
     for rule in rules:
         buckets.setdefault(rule.bucket, {})
     return Rules(dict(base.get("thresholds", {})), buckets, rules)
-
-
-# -- results ----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Suspect:
-    span_id: str
-    agent_name: str
-    name: str
-    event_type: str
-    bucket: str
-    rule: str
-    reason: str
-    strength: str
-    start_ns: int
-    index: int = field(repr=False, default=-1)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("index", "start_ns")}
-
-
-@dataclass
-class RunDiagnosis:
-    """One failed run: its bucket, root cause, chain, evidence, suspects and next action."""
-
-    trace_id: str
-    workflow: str | None
-    session_id: str | None
-    start_ns: int
-    bucket: str
-    root_cause: dict[str, Any]
-    chain: list[str]
-    visible_failure: dict[str, Any]
-    evidence: list[str]
-    suspects: list[dict[str, Any]]
-    next_action: str
-    source: dict[str, Any] | None = None
-    fingerprint: str = ""
-    flag: str | None = None  # set when the run was bucketed for its suspects, not for a recorded failure
-    session: dict[str, Any] | None = None  # the earlier turn whose state corrupted this one (sessions.py)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 # -- detectors --------------------------------------------------------------------------------------------------
@@ -287,8 +246,6 @@ def _d_unrecovered_error(c: _Ctx) -> list[int]:
 
 
 def _d_unreconciled_disagreement(c: _Ctx) -> list[int]:
-    from agent_debug.analysis.disagreement import blamed_span, find_disagreements
-
     return sorted({blamed_span(d) for d in find_disagreements(c.ts)})
 
 
@@ -414,7 +371,7 @@ def _visible_failure(ts: TraceSpans, tree: Tree, root: int) -> int:
     return root
 
 
-def _chain(tree: Tree, a: int, b: int) -> list[int]:
+def causal_chain(tree: Tree, a: int, b: int) -> list[int]:
     """Spans from a up to the common ancestor and down to b."""
     ts = tree.spans
     by_id = {sid: k for k, sid in enumerate(ts.span_id)}
@@ -473,8 +430,6 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     suspects = find_suspects(ts, tree, rules, failed=True)
     strong = [s for s in suspects if s.strength == "strong"]
     if summary.source_format == "transcript":  # chat logs have no attributes for the rules: blame a message
-        from agent_debug.analysis.blame import transcript_suspect
-
         if (blamed := transcript_suspect(ts)) is not None:
             suspects, strong = [blamed, *suspects], [blamed]
     visible = _visible_failure(ts, tree, root)
@@ -498,8 +453,6 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     if rec.get("error"):
         evidence.append(f"error {rec['error'].get('type')}: {rec['error'].get('message')}")
     if cause.rule == "unreconciled_disagreement":
-        from agent_debug.analysis.disagreement import blamed_span, find_disagreements
-
         evidence.extend(d.evidence(ts) for d in find_disagreements(ts) if blamed_span(d) == i)
     vis_attrs = ts.attributes(visible)
     if visible != i:
@@ -508,7 +461,7 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     root_attrs = ts.attributes(root)
     if root_attrs.get("outcome.reason"):
         evidence.append(f"outcome: {root_attrs['outcome.reason']}")
-    chain = [ts.span_id[k] for k in _chain(tree, i, visible)]
+    chain = [ts.span_id[k] for k in causal_chain(tree, i, visible)]
     source = None
     if summary.source_file or summary.source_format:
         source = {"file": summary.source_file, "format": summary.source_format}
@@ -578,36 +531,6 @@ def cluster(runs: list[RunDiagnosis]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: (-c["count"], -c["last_seen_ns"]))
 
 
-def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, span_model: Any = None
-                ) -> BucketReport:
-    """Diagnose every failed run the filter selects from a Source; with `suspects`, also every run not marked
-    failed that carries a strong suspect (flagged as such)."""
-    summaries = source.list(flt)
-    diagnoses = []
-    passing = 0
-    sessions: dict[str, Any] = {}
-    for s in summaries:
-        if not s.failed:
-            passing += 1
-            if suspects:
-                d = diagnose_suspected(source.load(s.trace_id, records=True), s, rules, span_model)
-                if d is not None:
-                    diagnoses.append(d)
-            continue
-        ts = source.load(s.trace_id, records=True)
-        d = diagnose(ts, s, rules)
-        if d is not None:
-            if s.session_id:
-                from agent_debug.analysis.sessions import session_origin
-
-                origin = session_origin(source, s, d.root_cause["span_id"], sessions)
-                if origin is not None:
-                    blame_earlier_turn(d, origin, rules)
-            diagnoses.append(d)
-    return BucketReport(diagnoses, summarize_buckets(diagnoses, rules), cluster(diagnoses), passing,
-                        list(getattr(source, "notices", [])))
-
-
 def blame_earlier_turn(d: RunDiagnosis, found: dict[str, Any], rules: Rules) -> None:
     """Move a failed turn's bucket and root cause to the earlier turn whose output introduced the fact its
     failing step names (`sessions.session_origin`); the turn's own root cause stays in the evidence."""
@@ -625,37 +548,3 @@ def blame_earlier_turn(d: RunDiagnosis, found: dict[str, Any], rules: Rules) -> 
     d.next_action = rules.next_action(d.bucket)
     d.fingerprint = "|".join([d.bucket, o["agent_name"], o["event_type"], o["name"], found["fact"][:40],
                               d.workflow or "", "", ""])
-
-
-def diagnose_suspected(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: Any = None
-                       ) -> RunDiagnosis | None:
-    """A run not marked failed, bucketed by its top strong suspect (`suspects.run_suspects`); None when it has no
-    strong suspect. The diagnosis says it is a suspicion (`flag`), not a recorded failure."""
-    from agent_debug.analysis.suspects import run_suspects
-
-    tree = build_tree(ts)
-    strong = [x for x in run_suspects(ts, rules, span_model=span_model, tree=tree).suspects if x.strong]
-    if not strong or summary.root_span_id is None:
-        return None
-    top = strong[0]
-    i = top.index
-    root = ts.span_id.index(summary.root_span_id)
-    chain = [ts.span_id[k] for k in _chain(tree, i, root)]
-    attrs = ts.attributes(i)
-    return RunDiagnosis(
-        trace_id=ts.trace_id, workflow=summary.workflow, session_id=summary.session_id, start_ns=summary.start_ns,
-        bucket=top.bucket,
-        root_cause={"span_id": top.span_id, "agent_name": top.agent_name, "name": top.name,
-                    "event_type": top.event_type, "attributes": attrs},
-        chain=chain,
-        visible_failure={"span_id": ts.span_id[root], "agent_name": ts.agent_name[root], "name": ts.name[root],
-                         "event_type": ts.event_type[root]},
-        evidence=[f"{e}: {top.agent_name} {top.name} ({top.span_id})" for e in top.evidence[:3]],
-        suspects=[x.as_dict() for x in strong],
-        next_action=rules.next_action(top.bucket),
-        source={"file": summary.source_file, "format": summary.source_format}
-        if summary.source_file or summary.source_format else None,
-        fingerprint="|".join([top.bucket, top.agent_name, top.event_type, top.name, top.signal,
-                              summary.workflow or "", "", ""]),
-        flag=f"suspected: not marked failed (status {summary.status}); top suspect score {top.score:.2f}",
-    )

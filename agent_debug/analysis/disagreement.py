@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from agent_debug.analysis.span_context import span_io
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 
 TEXT_CAP = 8000
 # each pattern finds a separator and a value; the key is read back from the few words before it (one pass over

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_debug.analysis.buckets import Rules, diagnose
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.analysis.blame import TranscriptModel
+from agent_debug.analysis.blame_model import SpanModel
+from agent_debug.analysis.buckets import Rules, blame_earlier_turn, diagnose
+from agent_debug.analysis.findings import RunDiagnosis
+from agent_debug.analysis.sessions import session_origin
+from agent_debug.analysis.source import Source
 from agent_debug.analysis.suspects import SpanSuspect, SuspectList, run_suspects
 from agent_debug.analysis.tree import build_tree
+from agent_debug.columns import TraceSpans, TraceSummary
 
 
-def _root_cause_first(lst: SuspectList, ts: TraceSpans, diagnosis: Any) -> None:
+def _root_cause_first(lst: SuspectList, ts: TraceSpans, diagnosis: RunDiagnosis) -> None:
     """A failed run's diagnosed root cause leads its suspects (the rule engine's answer, explained in
     `diagnosis`), whatever its score."""
     rc = diagnosis.root_cause["span_id"]
@@ -33,8 +38,8 @@ def _root_cause_first(lst: SuspectList, ts: TraceSpans, diagnosis: Any) -> None:
     lst.suspects.insert(0, found)
 
 
-def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_model: Any = None,
-                  transcript_model: Any = None) -> dict[str, Any]:
+def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_model: SpanModel | None = None,
+                  transcript_model: TranscriptModel | None = None) -> dict[str, Any]:
     """The `why --json` document of one run (records loaded): status, whether it was marked failed, the diagnosis
     of a failed run, and the ranked suspects of every run."""
     tree = build_tree(ts)
@@ -43,7 +48,7 @@ def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_m
                        tree=tree)
     if d is not None:
         _root_cause_first(lst, ts, d)
-    verdict = getattr(summary, "verdict", None)
+    verdict = summary.verdict
     if summary.failed:
         note = "marked failed by a verdict" if verdict else f"run failed (status {summary.status})"
     else:
@@ -52,8 +57,9 @@ def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_m
             "note": note, "diagnosis": d.as_dict() if d else None, **lst.as_dict()}
 
 
-def explain_run(source: Any, trace_id: str, rules: Rules, *, span_model: Any = None,
-                transcript_model: Any = None, loaded: TraceSpans | None = None) -> dict[str, Any]:
+def explain_run(source: Source, trace_id: str, rules: Rules, *, span_model: SpanModel | None = None,
+                transcript_model: TranscriptModel | None = None, loaded: TraceSpans | None = None
+                ) -> dict[str, Any]:
     """`explain_trace` for a run of a Source (the store or files); a failed turn of a session whose failing step
     names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`). `loaded`: the
     run's spans with their records, when the caller has them already."""
@@ -62,9 +68,6 @@ def explain_run(source: Any, trace_id: str, rules: Rules, *, span_model: Any = N
     doc = explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
     d = doc["diagnosis"]
     if d is not None and summary.session_id:
-        from agent_debug.analysis.buckets import RunDiagnosis, blame_earlier_turn
-        from agent_debug.analysis.sessions import session_origin
-
         found = session_origin(source, summary, d["root_cause"]["span_id"])
         if found is not None:
             moved = RunDiagnosis(**d)

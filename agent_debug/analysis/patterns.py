@@ -28,7 +28,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 
 DIMENSIONS: tuple[str, ...] = ("modality", "agent", "model", "tool", "route")
 ALPHA = 0.05

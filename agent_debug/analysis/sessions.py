@@ -22,9 +22,12 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.buckets import Rules, diagnose
+from agent_debug.analysis.buckets import Rules, blame_earlier_turn, diagnose
+from agent_debug.analysis.findings import RunDiagnosis
+from agent_debug.analysis.source import Source
 from agent_debug.analysis.span_context import span_io
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
+from agent_debug.analysis.suspects import run_suspects
 from agent_debug.analysis.tree import build_tree
 from agent_debug.errors import TraceNotFound
 from agent_debug.store.query import TraceFilter
@@ -140,12 +143,12 @@ def state_corruption(turns: list[Turn], failed: Turn, failing_span: int | None) 
             "relied_on_by": [c["turn"] for c in chain[1:]], "propagation": chain}
 
 
-def _turns(source: Any, session_id: str) -> list[Turn]:
+def _turns(source: Source, session_id: str) -> list[Turn]:
     summaries = sorted(source.list(TraceFilter(session_id=session_id)), key=lambda s: (s.start_ns, s.trace_id))
     return [read_turn(n, s, source.load(s.trace_id, records=True)) for n, s in enumerate(summaries, 1)]
 
 
-def session_origin(source: Any, summary: TraceSummary, failing_span_id: str | None,
+def session_origin(source: Source, summary: TraceSummary, failing_span_id: str | None,
                    cache: dict[str, list[Turn]] | None = None) -> dict[str, Any] | None:
     """For a failed turn: the state corruption its failing step names (its error or output states a fact an
     earlier turn introduced), else None."""
@@ -163,9 +166,7 @@ def session_origin(source: Any, summary: TraceSummary, failing_span_id: str | No
     return found if found is not None and found["named_by_failure"] else None
 
 
-def analyze_session(source: Any, session_id: str, rules: Rules) -> dict[str, Any]:
-    from agent_debug.analysis.suspects import run_suspects
-
+def analyze_session(source: Source, session_id: str, rules: Rules) -> dict[str, Any]:
     turns = _turns(source, session_id)
     if not turns:
         raise TraceNotFound(f"no runs with session id {session_id!r}")
@@ -180,8 +181,6 @@ def analyze_session(source: Any, session_id: str, rules: Rules) -> dict[str, Any
         if d is not None:  # as `bucket` does: a failure that names a fact an earlier turn introduced moves there
             moved = session_origin(source, t.summary, d.root_cause["span_id"], cache)
             if moved is not None:
-                from agent_debug.analysis.buckets import RunDiagnosis, blame_earlier_turn
-
                 d = RunDiagnosis(**d.as_dict())
                 blame_earlier_turn(d, moved, rules)
         rows.append({

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary, summarize
+from agent_debug.columns import TraceSpans, TraceSummary, summarize
 from agent_debug.errors import AmbiguousTrace, NothingReadable, StoreError, TraceNotFound, UsageError
 from agent_debug.formats.reader import ReadReport, read_paths
 from agent_debug.store import query

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 
 TEXT_CAP = 20_000
 CANDIDATE_TYPES = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL"})

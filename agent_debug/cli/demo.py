@@ -58,7 +58,8 @@ def demo(
 
 def _tour(out: Any, result: Any, store: Path, ingested: Any) -> None:
     """What an engineer on call does next: ingest, look at the slowest failure, bucket the batch, replay."""
-    from agent_debug.analysis.buckets import bucket_runs, load_rules
+    from agent_debug.analysis.batch import bucket_runs
+    from agent_debug.analysis.buckets import load_rules
     from agent_debug.analysis.critical import analyze
     from agent_debug.analysis.source import StoreSource
     from agent_debug.analysis.tree import build_tree

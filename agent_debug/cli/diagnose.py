@@ -38,7 +38,8 @@ def bucket(
     json: JsonOption = False,
 ) -> None:
     """Give every failed run one bucket and a root cause; a table per bucket and clusters ranked by impact."""
-    from agent_debug.analysis.buckets import bucket_runs, load_rules
+    from agent_debug.analysis.batch import bucket_runs
+    from agent_debug.analysis.buckets import load_rules
     from agent_debug.analysis.source import open_source
     from agent_debug.store.query import TraceFilter
 
@@ -119,7 +120,7 @@ def ask_judge(ts: Any, failed: bool, model: str) -> dict[str, Any]:
     """The Gemini judge's blame (cached); `AGENT_DEBUG_JUDGE_BASE_URL` points it elsewhere, as for eval."""
     import os
 
-    from agent_debug.analysis.blame_judge import BlameJudge, judge_run
+    from agent_debug.eval.blame_judge import BlameJudge, judge_run
     from agent_debug.eval.judge_cache import JudgeCache
 
     judge = BlameJudge(model=model, base_url=os.environ.get("AGENT_DEBUG_JUDGE_BASE_URL") or None,

@@ -26,7 +26,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel
 
-from agent_debug.analysis.spans import summarize
+from agent_debug.columns import summarize
 from agent_debug.errors import CaseFileError, CouldNotRun, OutputError, UsageError
 from agent_debug.eval.cases import Case, parse_case_data
 from agent_debug.eval.harness import final_output, recorded_task, root_record

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent_debug.analysis.spans import TraceSpans, summarize
+from agent_debug.columns import TraceSpans, summarize
 from agent_debug.errors import OutputError, PacketError
 from agent_debug.model import check_record
 from agent_debug.sdk.redact import Redactor

@@ -1,5 +1,6 @@
-"""Process-wide SDK state: the configuration, the writer, internal-error accounting, and what happens when a
-run finishes (packets). `configure` and `shutdown` are the public entry points."""
+"""Process-wide SDK state: the configuration, the writer, internal-error accounting, and the hooks called when a
+run finishes and at shutdown (replay's packets hook in there: `replay.autopacket`). `configure` and `shutdown`
+are the public entry points (`agent_debug.configure` adds the packets)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ _writer: Writer | None = None
 _internal_errors = 0
 _unconfigured_warned = False
 _run_listeners: list[Callable[[Run, dict[str, Any]], None]] = []
+_shutdown_hooks: list[Callable[[float], None]] = []
 
 
 def configure(
@@ -83,7 +85,9 @@ def configure(
     - `redact_keys` / `redact_patterns` add to the default secret key names and value patterns; `allow_keys`
       are never redacted by name. Strings over `max_string_chars` and payloads over `max_payload_bytes` are
       truncated (with a hash) after redaction.
-    - `packets`: write a replay packet for every failed run to `packet_dir/YYYY-MM-DD/<trace_id>.json`.
+    - `packets`: write a replay packet for every failed run to `packet_dir/YYYY-MM-DD/<trace_id>.json` (the
+      packet writer is replay's: `agent_debug.configure` hooks it in, `agent_debug.sdk.runtime.configure` alone
+      does not).
     """
     global _config, _writer
     if format not in ("jsonl", "msgpack"):
@@ -131,10 +135,6 @@ def configure(
             on_error=_log_internal,
         )
         _config = cfg
-    if cfg.packets:
-        from agent_debug.replay.autopacket import on_run_finished
-
-        add_run_listener(on_run_finished)
     return cfg
 
 
@@ -224,10 +224,11 @@ def flush(timeout: float = 10.0) -> bool:
 def shutdown(timeout: float = 10.0) -> dict[str, Any]:
     """Flush and close the writer (also registered at exit). Returns the final counters."""
     global _writer
-    if _config is not None and _config.packets:
-        from agent_debug.replay.autopacket import wait
-
-        wait(timeout)
+    for hook in list(_shutdown_hooks):
+        try:
+            hook(timeout)
+        except Exception as exc:
+            internal_error_quiet(exc)
     with _lock:
         w = _writer
         _writer = None
@@ -289,6 +290,13 @@ def add_run_listener(fn: Callable[[Run, dict[str, Any]], None]) -> None:
     """Called with (run, root record) when a run's root span ends (packets hook in here)."""
     if fn not in _run_listeners:
         _run_listeners.append(fn)
+
+
+def add_shutdown_hook(fn: Callable[[float], None]) -> None:
+    """Called with the timeout by `shutdown`, before the writer closes (packets being written finish here).
+    Parts above the SDK (replay) hook in through this and `add_run_listener`: the SDK imports none of them."""
+    if fn not in _shutdown_hooks:
+        _shutdown_hooks.append(fn)
 
 
 def run_finished(run: Run, root_record: dict[str, Any]) -> None:
