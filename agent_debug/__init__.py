@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    **dict.fromkeys(("Bucket", "EventType", "RunEnvelope", "TraceRecord"), "agent_debug.model"),
+    **dict.fromkeys(("Bucket", "EventType"), "agent_debug.model"),
+    **dict.fromkeys(("RunEnvelope", "TraceRecord"), "agent_debug.schema"),
     **dict.fromkeys(("allm_call", "atool_call", "llm_call", "replaying", "request_hash", "tool_call"),
                     "agent_debug.sdk.intercept"),
     **dict.fromkeys(("profile_async", "profile_stats", "reset_profile"), "agent_debug.sdk.profiler"),
@@ -51,8 +52,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from agent_debug.model import Bucket, EventType, RunEnvelope, TraceRecord
+    from agent_debug.model import Bucket, EventType
     from agent_debug.replay.autopacket import configure
+    from agent_debug.schema import RunEnvelope, TraceRecord
     from agent_debug.sdk.intercept import allm_call, atool_call, llm_call, replaying, request_hash, tool_call
     from agent_debug.sdk.profiler import profile_async, profile_stats, reset_profile
     from agent_debug.sdk.runtime import Config, flush, shutdown, stats

@@ -1,7 +1,8 @@
 """The package's layers import one way, and no import forms a cycle.
 
-    cli -> (eval, replay, report, serve, demo) -> analysis -> store -> formats -> (model, errors, columns, gcpause)
-    sdk -> model;  the package itself (`agent_debug/__init__.py`) -> sdk, model, replay (`configure`), lazily
+    cli -> (eval, replay, report, serve, demo) -> analysis -> store -> formats -> (model, schema, errors, columns,
+    gcpause)
+    sdk -> model, schema;  the package itself (`agent_debug/__init__.py`) -> sdk, model, replay (`configure`), lazily
 
 Every `import` in every module is read with `ast`, including imports inside functions (lazy ones run too, just
 later); imports under `if TYPE_CHECKING:` are left out (they never run). A module that imports a submodule also
@@ -20,12 +21,13 @@ import networkx as nx
 PKG = Path(__file__).resolve().parents[1] / "agent_debug"
 
 # what each unit (a subpackage or a top-level module of agent_debug) may import, besides itself
-_GROUND = {"errors", "model", "columns", "gcpause"}
+_GROUND = {"errors", "model", "schema", "columns", "gcpause"}
 _LOW = _GROUND | {"formats", "store", "analysis"}
 _TIER = {"eval", "replay", "report", "serve", "demo"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "model": set(),
+    "schema": {"model"},
     "columns": set(),
     "gcpause": set(),
     "formats": {"errors", "model", "columns"},
@@ -33,10 +35,10 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": _GROUND | {"formats", "store"},
     **{unit: _LOW | _TIER | {"sdk", "root"} for unit in _TIER},
     "cli": _LOW | _TIER | {"sdk", "root"},
-    "sdk": {"model"},
+    "sdk": {"model", "schema"},
     # the public names, resolved lazily (PEP 562): the SDK's, and `configure` from replay.autopacket (the SDK's
     # configure with the packet writer hooked in)
-    "root": {"sdk", "model", "replay"},
+    "root": {"sdk", "model", "schema", "replay"},
 }
 
 # allowed exceptions: (importer, imported) -> why. Keep this empty if you can.

@@ -26,6 +26,7 @@ FromOption = Annotated[
     list[Path] | None,
     typer.Option("--from", help="Read these trace files or directories directly instead of the store."),
 ]
+RulesOption = Annotated[Path | None, typer.Option("--rules", help="A TOML file merged over the default rules.")]
 FormatOption = Annotated[
     str | None,
     typer.Option("--format", help="Force the input format instead of detecting it (e.g. otlp, langfuse)."),

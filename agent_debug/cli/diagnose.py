@@ -12,6 +12,7 @@ from agent_debug.cli.common import (
     DbOption,
     FormatOption,
     FromOption,
+    RulesOption,
     JsonOption,
     db_path,
     print_result,
@@ -20,7 +21,6 @@ from agent_debug.cli.common import (
 )
 from agent_debug.cli.render import parse_since
 
-RulesOption = Annotated[Path | None, typer.Option("--rules", help="A TOML file merged over the default rules.")]
 VerdictsOption = Annotated[Path | None, typer.Option(
     "--verdicts", help="A verdict file (JSON Lines of {trace_id, passed, reason}) applied to the runs' status.")]
 

@@ -14,14 +14,17 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from agent_debug.model import FORMAT_VERSION, RunEnvelope
+from agent_debug.model import FORMAT_VERSION
 from agent_debug.sdk import runtime
 from agent_debug.sdk.safe import dumps_record
 from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT
+
+if TYPE_CHECKING:
+    from agent_debug.schema import RunEnvelope
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -461,6 +464,9 @@ class Run:
 
     @property
     def envelope(self) -> RunEnvelope:
+        """The run envelope as its pydantic model (imported here: the SDK does not load pydantic otherwise)."""
+        from agent_debug.schema import RunEnvelope
+
         return RunEnvelope(
             trace_id=self.trace_id,
             run_id=self.run_id,

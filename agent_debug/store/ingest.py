@@ -60,7 +60,7 @@ from agent_debug.formats.reader import (
     record_columns,
 )
 from agent_debug.store.consistency import FAULT_ENV, Fault, InjectedFault, exclusive, write_summary
-from agent_debug.store.db import connect
+from agent_debug.store.db import connect, rejects_path
 from agent_debug.store.chunks import (
     STORED_COLUMNS,
     ChunkBuilder,
@@ -83,10 +83,6 @@ __all__ = ["FAULT_ENV", "IngestResult", "InjectedFault", "LazyRecords", "content
 HEAD = 4096
 FLUSH_RECORDS = 20_000
 MAX_PENDING_TRACES = 1000  # traces with spans waiting for a flush (each holds a compressor of ~70 KB)
-
-
-def rejects_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.stem + ".rejects.jsonl")
 
 
 @dataclass
