@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_debug.sdk.redact import Redactor
-from agent_debug.sdk.writer import WAKE_AT, Writer
+from agent_debug.sdk.writer import Writer
 
 if TYPE_CHECKING:
     from agent_debug.sdk.tracer import Run
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Config:
-    """What `configure` set. Every field has a sane default."""
+    """What `configure` set. Every field has a sane default: `configure`'s defaults are these."""
 
     directory: str = "logs"
     format: str = "jsonl"
@@ -55,26 +55,26 @@ _shutdown_hooks: list[Callable[[float], None]] = []
 
 
 def configure(
-    directory: str | os.PathLike[str] = "logs",
-    format: str = "jsonl",
+    directory: str | os.PathLike[str] = Config.directory,
+    format: str = Config.format,
     *,
-    prefix: str = "traces",
-    rotation: str | int = "20 MB",
-    retention: str | int | None = "14 days",
-    compression: str | Callable[[str], None] | None = "gz",
-    buffer_size: int = 100_000,
-    flush_interval: float = 0.1,
-    sample_rate: float = 1.0,
-    slow_threshold_s: float = 30.0,
-    redact: bool = True,
-    redact_keys: tuple[str, ...] | list[str] = (),
-    redact_patterns: tuple[str, ...] | list[str] = (),
-    allow_keys: tuple[str, ...] | list[str] = (),
-    max_string_chars: int = 4096,
-    max_payload_bytes: int = 16384,
-    packets: bool = False,
-    packet_dir: str | os.PathLike[str] = "packets",
-    raise_internal_errors: bool | None = None,
+    prefix: str = Config.prefix,
+    rotation: str | int = Config.rotation,
+    retention: str | int | None = Config.retention,
+    compression: str | Callable[[str], None] | None = Config.compression,
+    buffer_size: int = Config.buffer_size,
+    flush_interval: float = Config.flush_interval,
+    sample_rate: float = Config.sample_rate,
+    slow_threshold_s: float = Config.slow_threshold_s,
+    redact: bool = Config.redact,
+    redact_keys: tuple[str, ...] | list[str] = Config.redact_keys,
+    redact_patterns: tuple[str, ...] | list[str] = Config.redact_patterns,
+    allow_keys: tuple[str, ...] | list[str] = Config.allow_keys,
+    max_string_chars: int = Config.max_string_chars,
+    max_payload_bytes: int = Config.max_payload_bytes,
+    packets: bool = Config.packets,
+    packet_dir: str | os.PathLike[str] = Config.packet_dir,
+    raise_internal_errors: bool | None = Config.raise_internal_errors,
 ) -> Config:
     """Start (or restart) writing traces. Safe to call again: the previous writer is flushed and closed.
 
@@ -194,14 +194,7 @@ def emit(trace_id: str, flags: int, data: bytes) -> None:
             return
         _unconfigured()
         return
-    # Writer.emit, inlined (this is the caller's hot path)
-    q = w._q
-    if len(q) >= w.buffer_size:
-        w.stats.dropped += 1
-        return
-    q.append(data if flags == 0 or w.keep_all else (trace_id, flags, data))
-    if len(q) == WAKE_AT:  # a burst: wake the writer once
-        w._wake.set()
+    w.emit(trace_id, flags, data)
 
 
 def dropped() -> int:

@@ -1,6 +1,13 @@
 """Spans and the run envelope. Parents propagate through contextvars: correct under asyncio tasks and gather,
 and across threads with `handoff`. Nothing here raises into the agent: SDK faults are counted and logged
 (re-raised under pytest so bugs surface); the agent's own exceptions pass through untouched.
+
+The caller's hot path is inlined, by measurement (a call costs a sizeable share of a span's few microseconds):
+`span()` builds a Span without `__init__`, `Span.__enter__` starts a child without `_start`, and `Span.__exit__`
+serializes and enqueues an ok child without `_exit`/`_emit`/`runtime.emit`/`Writer.emit`. The other paths
+(roots, errors, retries, spans outside a run) go through those methods. tests/test_sdk_paths.py emits spans
+through every path and compares their bytes with the documented format, and checks that both enqueues drop
+alike, so a change to one copy that misses the other fails there.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import orjson
 from agent_debug.model import FORMAT_VERSION
 from agent_debug.sdk import runtime
 from agent_debug.sdk.safe import dumps_record
-from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT
+from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT, WAKE_AT
 
 if TYPE_CHECKING:
     from agent_debug.schema import RunEnvelope
@@ -202,10 +209,10 @@ class Span:
             if w is None or runtime._collectors:
                 runtime.emit(trace_id, 0, data)
             else:
-                q = w._q
+                q = w._q  # Writer.emit for flags 0, inlined (tests/test_sdk_paths.py checks both drop alike)
                 if len(q) < w.buffer_size:
                     q.append(data)
-                    if len(q) == 4096:  # a burst: wake the writer once (writer.WAKE_AT)
+                    if len(q) == _WAKE_AT:  # a burst: wake the writer once
                         w._wake.set()
                 else:
                     w.stats.dropped += 1
@@ -417,6 +424,7 @@ class Span:
 
 
 _dumps = orjson.dumps
+_WAKE_AT = WAKE_AT
 _getrandbits = _rng.getrandbits
 _time = time.time
 _perf_ns = time.perf_counter_ns
