@@ -28,7 +28,7 @@ import orjson
 from agent_debug.model import FORMAT_VERSION
 from agent_debug.sdk import runtime
 from agent_debug.sdk.safe import dumps_record
-from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT, WAKE_AT
+from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT, WAKE_AT, YIELD_MASK
 
 if TYPE_CHECKING:
     from agent_debug.schema import RunEnvelope
@@ -212,8 +212,9 @@ class Span:
                 q = w._q  # Writer.emit for flags 0, inlined (tests/test_sdk_paths.py checks both drop alike)
                 if len(q) < w.buffer_size:
                     q.append(data)
-                    if len(q) == _WAKE_AT:  # a burst: wake the writer once
+                    if len(q) & YIELD_MASK == 0 and len(q) >= _WAKE_AT:  # a burst: see Writer.emit
                         w._wake.set()
+                        _yield(0)
                 else:
                     w.stats.dropped += 1
             if run.records is not None:
@@ -425,6 +426,7 @@ class Span:
 
 _dumps = orjson.dumps
 _WAKE_AT = WAKE_AT
+_yield = time.sleep
 _getrandbits = _rng.getrandbits
 _time = time.time
 _perf_ns = time.perf_counter_ns
