@@ -140,7 +140,7 @@ def measure_demo(runs: int, seed: int) -> dict[str, Any]:
         flagged = bucket_runs(src, None, load_rules(), suspects=True)
         from agent_debug.analysis.patterns import failure_patterns
 
-        rows = failure_patterns(src, None)["patterns"]
+        rows = failure_patterns(src, None).as_dict()["patterns"]
         patterns = rows[:3] + [r for r in rows[3:] if r["dimension"] == "modality"][:1]
     by_trace = {d.trace_id: d for d in report.runs}
     failed = [lab for lab in result.runs if not lab.passed]
@@ -224,7 +224,7 @@ Predictor = Callable[[TrailTrace, Any], list[tuple[str, str]]]
 
 
 def predict_why(t: TrailTrace, model: SpanModel) -> list[tuple[str, str]]:
-    doc = explain_trace(t.ts, t.summary, load_rules(), span_model=model)
+    doc = explain_trace(t.ts, t.summary, load_rules(), span_model=model).as_dict()
     return [(s["span_id"], s["bucket"]) for s in doc["suspects"]]
 
 
@@ -334,7 +334,7 @@ def same_agent(a: str | None, b: str) -> bool:
 
 
 def why_pick(r: LabelledTranscript, model: TranscriptModel) -> tuple[str | None, int | None]:
-    doc = explain_trace(r.ts, r.summary, load_rules(), transcript_model=model)
+    doc = explain_trace(r.ts, r.summary, load_rules(), transcript_model=model).as_dict()
     top = doc["suspects"][0] if doc["suspects"] else None
     return (top["agent_name"], top.get("step")) if top else (None, None)
 

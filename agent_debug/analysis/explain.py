@@ -6,6 +6,7 @@ against labelled runs (with the model fitted in each cross-validation fold), so 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent_debug.analysis.blame import TranscriptModel
@@ -38,10 +39,47 @@ def _root_cause_first(lst: SuspectList, ts: TraceSpans, diagnosis: RunDiagnosis)
     lst.suspects.insert(0, found)
 
 
+@dataclass
+class SpanRef:
+    """A span as a story names it."""
+
+    span_id: str
+    agent_name: str
+    event_type: str
+    name: str
+
+
+@dataclass
+class Explanation:
+    """One run explained (`agent-debug why`): its status, the diagnosis of a failed run, the ranked suspects of
+    every run, and, when asked, the judge's answer. `as_dict` is the `why --json` document."""
+
+    trace_id: str
+    status: str
+    failed: bool
+    verdict: dict[str, Any] | None
+    note: str
+    diagnosis: RunDiagnosis | None
+    suspects: SuspectList
+    # the spans of the diagnosis' chain that are in this run, for showing it (a session's root cause may lie in
+    # another run); not in the JSON (the chain's ids are)
+    chain: list[SpanRef] = field(default_factory=list)
+    judge: dict[str, Any] | None = None  # the LLM judge's blame (`why --judge`)
+    notices: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = {"trace_id": self.trace_id, "status": self.status, "failed": self.failed, "verdict": self.verdict,
+               "note": self.note, "diagnosis": self.diagnosis.as_dict() if self.diagnosis else None,
+               **self.suspects.as_dict()}
+        if self.judge is not None:
+            doc["judge"] = self.judge
+        return doc
+
+
 def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_model: SpanModel | None = None,
-                  transcript_model: TranscriptModel | None = None) -> dict[str, Any]:
-    """The `why --json` document of one run (records loaded): status, whether it was marked failed, the diagnosis
-    of a failed run, and the ranked suspects of every run."""
+                  transcript_model: TranscriptModel | None = None) -> Explanation:
+    """One run (records loaded) explained: status, whether it was marked failed, the diagnosis of a failed run,
+    and the ranked suspects of every run."""
     tree = build_tree(ts)
     d = diagnose(ts, summary, rules, tree)
     lst = run_suspects(ts, rules, failed=summary.failed, span_model=span_model, transcript_model=transcript_model,
@@ -53,24 +91,35 @@ def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_m
         note = "marked failed by a verdict" if verdict else f"run failed (status {summary.status})"
     else:
         note = f"run was not marked failed (status {summary.status}): these are suspects, not a diagnosis"
-    return {"trace_id": ts.trace_id, "status": summary.status, "failed": summary.failed, "verdict": verdict,
-            "note": note, "diagnosis": d.as_dict() if d else None, **lst.as_dict()}
+    return Explanation(ts.trace_id, summary.status, summary.failed, verdict, note, d, lst)
+
+
+def explain(source: Source, trace_id: str, rules: Rules, *, span_model: SpanModel | None = None,
+            transcript_model: TranscriptModel | None = None, loaded: TraceSpans | None = None) -> Explanation:
+    """`explain_trace` for a run of a Source (the store or files); a failed turn of a session whose failing step
+    names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`). `loaded`: the
+    run's spans with their records, when the caller has them already (then nothing is loaded again)."""
+    summary = source.summary(trace_id)
+    ts = loaded if loaded is not None else source.load(trace_id, records=True)
+    exp = explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
+    d = exp.diagnosis
+    if d is not None and summary.session_id:
+        found = session_origin(source, summary, d.root_cause["span_id"])
+        if found is not None:
+            moved = RunDiagnosis(**d.as_dict())
+            blame_earlier_turn(moved, found, rules)
+            exp.diagnosis = moved
+    if exp.diagnosis is not None:
+        by_id = {sid: i for i, sid in enumerate(ts.span_id)}
+        exp.chain = [SpanRef(sid, ts.agent_name[i], ts.event_type[i], ts.name[i])
+                     for sid in exp.diagnosis.chain if (i := by_id.get(sid)) is not None]
+    exp.notices = list(source.notices)
+    return exp
 
 
 def explain_run(source: Source, trace_id: str, rules: Rules, *, span_model: SpanModel | None = None,
                 transcript_model: TranscriptModel | None = None, loaded: TraceSpans | None = None
                 ) -> dict[str, Any]:
-    """`explain_trace` for a run of a Source (the store or files); a failed turn of a session whose failing step
-    names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`). `loaded`: the
-    run's spans with their records, when the caller has them already."""
-    summary = source.summary(trace_id)
-    ts = loaded if loaded is not None else source.load(trace_id, records=True)
-    doc = explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
-    d = doc["diagnosis"]
-    if d is not None and summary.session_id:
-        found = session_origin(source, summary, d["root_cause"]["span_id"])
-        if found is not None:
-            moved = RunDiagnosis(**d)
-            blame_earlier_turn(moved, found, rules)
-            doc["diagnosis"] = moved.as_dict()
-    return doc
+    """`explain(...).as_dict()`: the `why --json` document (what the report embeds and measure_blame reads)."""
+    return explain(source, trace_id, rules, span_model=span_model, transcript_model=transcript_model,
+                   loaded=loaded).as_dict()

@@ -82,7 +82,7 @@ def build_run(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, block_size
     tree = build_tree(ts)
     crit = analyze(ts, tree)
     if why is None:
-        why = explain_trace(ts, summary, rules)
+        why = explain_trace(ts, summary, rules).as_dict()
     self_ns = _self_times(tree)
     order = preorder(tree)
     pos = {i: k for k, i in enumerate(order)}
