@@ -343,9 +343,13 @@ def _match_when(c: _Ctx, i: int, when: dict[str, Any]) -> bool:
         return False
 
 
-def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> list[Suspect]:
+def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool, facts: Any = None) -> list[Suspect]:
+    """Every span a rule marks, one per span (its most specific rule), strong ones first, then in causal order.
+    With `facts` (`column_path.ColumnFacts`), the rules read the stored columns instead of the records."""
+    if facts is not None:
+        return facts.find_suspects(tree, rules, failed)
     c = _Ctx(ts, tree, rules, failed)
-    found: dict[tuple[int, str], Suspect] = {}
+    hits_by_rule = []
     for rule in rules.rules:
         try:
             if rule.detector:
@@ -356,8 +360,17 @@ def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> lis
                 hits = []
         except Exception:  # an unexpected attribute shape must never crash bucketing
             hits = []
+        hits_by_rule.append(hits)
+    return rank_suspects(ts, tree, rules, hits_by_rule, c.recovered)
+
+
+def rank_suspects(ts: TraceSpans, tree: Tree, rules: Rules, hits_by_rule: list[list[int]], recovered: set[int]
+                  ) -> list[Suspect]:
+    """`find_suspects` from each rule's hits (in `rules.rules` order) and the spans retries recovered."""
+    found: dict[tuple[int, str], Suspect] = {}
+    for rule, hits in zip(rules.rules, hits_by_rule, strict=True):
         for i in hits:
-            if i in c.recovered and rule.detector != "verifier_approved_failed_run":
+            if i in recovered and rule.detector != "verifier_approved_failed_run":
                 continue
             key = (i, rule.bucket)
             if key not in found:
@@ -399,8 +412,11 @@ def _depths(tree: Tree, indices: list[int]) -> dict[int, int]:
 # -- diagnosis --------------------------------------------------------------------------------------------------
 
 
-def _visible_failure(ts: TraceSpans, tree: Tree, root: int) -> int:
-    rejected = [i for i in range(len(ts)) if ts.attributes(i).get("verifier.passed") is False]
+def _visible_failure(ts: TraceSpans, tree: Tree, root: int, facts: Any = None) -> int:
+    if facts is not None:
+        rejected = facts.positions("verifier.passed", False)
+    else:
+        rejected = [i for i in range(len(ts)) if ts.attributes(i).get("verifier.passed") is False]
     if rejected:
         return max(rejected, key=lambda i: ts.start_ns[i])
     if ts.status[root] == "error":  # follow the error down to where it surfaced first
@@ -464,20 +480,22 @@ def normalize_message(msg: str) -> str:
     return re.sub(r"\s+", " ", msg).strip()[:120]
 
 
-def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None = None) -> RunDiagnosis | None:
-    """The bucket and root cause of a failed run; None for a run that did not fail."""
+def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None = None, *,
+             facts: Any = None) -> RunDiagnosis | None:
+    """The bucket and root cause of a failed run; None for a run that did not fail. With `facts`
+    (`column_path.ColumnFacts`), from the stored columns, reading only the records of the spans it reports."""
     if not summary.failed or summary.root_span_id is None:
         return None
     tree = tree or build_tree(ts)
     root = ts.span_id.index(summary.root_span_id)
-    suspects = find_suspects(ts, tree, rules, failed=True)
+    suspects = find_suspects(ts, tree, rules, failed=True, facts=facts)
     strong = [s for s in suspects if s.strength == "strong"]
     if summary.source_format == "transcript":  # chat logs have no attributes for the rules: blame a message
         from agent_debug.analysis.blame import transcript_suspect
 
         if (blamed := transcript_suspect(ts)) is not None:
             suspects, strong = [blamed, *suspects], [blamed]
-    visible = _visible_failure(ts, tree, root)
+    visible = _visible_failure(ts, tree, root, facts)
     if strong:
         cause = _routing_cause(ts, suspects, strong[0])
     elif suspects:

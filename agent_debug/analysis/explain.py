@@ -14,6 +14,26 @@ from agent_debug.analysis.suspects import SpanSuspect, SuspectList, run_suspects
 from agent_debug.analysis.tree import build_tree
 
 
+def load_for_diagnosis(source: Any, trace_id: str) -> TraceSpans:
+    """A run as diagnosis reads it: its columns and digests with records read lazily (only those of the spans it
+    reports), or every record when the store has no digests for it (an older store) or the source is files."""
+    ts = source.load(trace_id, records="lazy")
+    if ts.records is None or (not isinstance(ts.records, list) and not isinstance(ts.digest, dict)):
+        ts = source.load(trace_id, records=True)
+    return ts  # type: ignore[no-any-return]
+
+
+def column_facts(ts: TraceSpans, rules: Rules, tree: Any) -> Any:
+    """`column_path.ColumnFacts` of a run, or None when the records path must answer (a transcript, no digests,
+    ids repeated, a rule the digests cannot answer)."""
+    from agent_debug.analysis.column_path import ColumnFacts
+    from agent_debug.analysis.suspects import is_transcript
+
+    if ts.records is None or is_transcript(ts):
+        return None
+    return ColumnFacts.of(ts, rules, tree)
+
+
 def _root_cause_first(lst: SuspectList, ts: TraceSpans, diagnosis: Any) -> None:
     """A failed run's diagnosed root cause leads its suspects (the rule engine's answer, explained in
     `diagnosis`), whatever its score."""
@@ -34,13 +54,15 @@ def _root_cause_first(lst: SuspectList, ts: TraceSpans, diagnosis: Any) -> None:
 
 
 def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_model: Any = None,
-                  transcript_model: Any = None) -> dict[str, Any]:
-    """The `why --json` document of one run (records loaded): status, whether it was marked failed, the diagnosis
-    of a failed run, and the ranked suspects of every run."""
+                  transcript_model: Any = None, path: str = "auto") -> dict[str, Any]:
+    """The `why --json` document of one run (records loaded, or lazily read): status, whether it was marked
+    failed, the diagnosis of a failed run, and the ranked suspects of every run. `path`: "auto" reads the
+    stored columns and digests where they answer (`column_path.py`), "records" every record."""
     tree = build_tree(ts)
-    d = diagnose(ts, summary, rules, tree)
+    facts = column_facts(ts, rules, tree) if path != "records" else None
+    d = diagnose(ts, summary, rules, tree, facts=facts)
     lst = run_suspects(ts, rules, failed=summary.failed, span_model=span_model, transcript_model=transcript_model,
-                       tree=tree)
+                       tree=tree, facts=facts)
     if d is not None:
         _root_cause_first(lst, ts, d)
     verdict = getattr(summary, "verdict", None)
@@ -57,7 +79,7 @@ def explain_run(source: Any, trace_id: str, rules: Rules, *, span_model: Any = N
     """`explain_trace` for a run of a Source (the store or files); a failed turn of a session whose failing step
     names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`)."""
     summary = source.summary(trace_id)
-    ts = source.load(trace_id, records=True)
+    ts = load_for_diagnosis(source, trace_id)
     doc = explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
     d = doc["diagnosis"]
     if d is not None and summary.session_id:

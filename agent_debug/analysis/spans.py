@@ -185,6 +185,9 @@ class TraceSpans:
     # the span ids are unique (the store: ingest keeps one span per id); the tree is built from it without an id map
     parent_index: list[int | None] | None = field(default=None, repr=False, compare=False)
     _shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # see extend_columns
+    # the spans' digests (`analysis.digest`: df, ol, ih lists and da {key: [[position, value]]}), when every stored
+    # batch had one; False once one did not (an older store), None before any batch
+    digest: dict[str, Any] | bool | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.span_id)
@@ -206,6 +209,7 @@ class TraceSpans:
         status = cols["status"]
         tc = cols["token_cost"]
         n = len(et)
+        self._extend_digest(cols, len(self.span_id))
         self.span_id.extend(cols["span_id"])
         self.parent_id.extend(cols["parent_id"])
         self.agent_name.extend(_shared_values(share, cols["agent_name"]))
@@ -240,6 +244,21 @@ class TraceSpans:
         self.prompt_tokens.extend(prompt)
         self.completion_tokens.extend(completion)
         self.cost_usd.extend(cost)
+
+    def _extend_digest(self, cols: dict[str, Any], base: int) -> None:
+        if self.digest is False:
+            return
+        if "df" not in cols or (self.digest is None and base):
+            self.digest = False
+            return
+        if self.digest is None:
+            self.digest = {"df": [], "ol": [], "ih": [], "da": {}}
+        d = self.digest
+        d["df"].extend(cols["df"])
+        d["ol"].extend(cols["ol"])
+        d["ih"].extend(cols["ih"])
+        for key, pairs in cols["da"].items():
+            d["da"].setdefault(key, []).extend([[pos + base, v] for pos, v in pairs] if base else pairs)
 
     def add(self, rec: dict[str, Any]) -> None:
         for name, value in zip(COLUMNS, columns_of(rec), strict=True):

@@ -181,10 +181,15 @@ def is_transcript(ts: TraceSpans) -> bool:
 
 
 def run_suspects(ts: TraceSpans, rules: Rules, *, failed: bool = False, span_model: SpanModel | None = None,
-                 transcript_model: Any = None, tree: Tree | None = None) -> SuspectList:
-    """The ranked suspects of one run (records loaded), whatever wrote it."""
+                 transcript_model: Any = None, tree: Tree | None = None, facts: Any = None) -> SuspectList:
+    """The ranked suspects of one run (records loaded, or read lazily with `facts`: see `column_path.py`),
+    whatever wrote it."""
     if ts.records is not None and is_transcript(ts):
         return transcript_suspects(ts, transcript_model)
     model = span_model or default_span_model()
+    if facts is not None:
+        from agent_debug.analysis.column_path import suspect_list
+
+        return suspect_list(ts, rules, tree or build_tree(ts), facts, model, failed)  # type: ignore[no-any-return]
     return split(score_spans(ts, rules, model, tree=tree, failed=failed), model.threshold,
                  f"span signals, threshold {model.threshold}")

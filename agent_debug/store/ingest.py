@@ -57,6 +57,7 @@ from agent_debug.analysis.spans import (
     text_of,
     token_columns,
 )
+from agent_debug.analysis.digest import digest_batch
 from agent_debug.analysis.tree import gc_paused
 from agent_debug.errors import NothingReadable, StoreError
 from agent_debug.formats.reader import (
@@ -281,7 +282,9 @@ def _joined(batches: list[dict[str, Any]]) -> dict[str, Any]:
     """Several batches' columns as one batch (`status`: None when every span is ok)."""
     out: dict[str, Any] = {}
     for key in batches[0]:
-        if key != "status":
+        if key == "da":
+            out[key] = _joined_sparse(batches)
+        elif key != "status":
             out[key] = list(chain.from_iterable(map(itemgetter(key), batches)))
     statuses = list(map(itemgetter("status"), batches))
     if statuses.count(None) == len(statuses):
@@ -289,6 +292,18 @@ def _joined(batches: list[dict[str, Any]]) -> dict[str, Any]:
     else:
         out["status"] = list(chain.from_iterable(
             repeat("ok", len(b["span_id"])) if st is None else st for b, st in zip(batches, statuses, strict=True)))
+    return out
+
+
+def _joined_sparse(batches: list[dict[str, Any]]) -> dict[str, list[list[Any]]]:
+    """The batches' sparse attributes (`analysis.digest`: {key: [[position, value]]}) with positions in the joined
+    batch."""
+    out: dict[str, list[list[Any]]] = {}
+    base = 0
+    for b in batches:
+        for key, pairs in b["da"].items():
+            out.setdefault(key, []).extend([[pos + base, v] for pos, v in pairs] if base else pairs)
+        base += len(b["span_id"])
     return out
 
 
@@ -619,6 +634,7 @@ class _Ingest:
         out["status"] = status if "error" in status else None  # all ok: nothing to store or load
         # analysis.spans.start_ns_of, in C: round(t * 1e6) * 1000 (t * 1_000_000 is t * 1e6 for an int or float)
         out["start_ns"] = list(map(int.__mul__, map(round, map(_MICRO.__mul__, cols["timestamp"])), _THOUSANDS))
+        out.update(digest_batch(recs))  # what diagnosis reads instead of the records (analysis.digest)
         parents = cols["parent_id"]
         roots: list[int] = []
         if not all(parents):  # a root (a parent id is never "")

@@ -1,0 +1,709 @@
+"""Diagnosis from columns: the bucket rules and the span signals of a big run read from the stored columns and span
+digests (`digest.py`), parsing only the records of the spans they report or whose text they must read.
+
+Same answers as the records path (`buckets.find_suspects`, `suspects.score_spans`): the rules are the same
+predicates over the digest's flags and sparse attributes; the signals of a span whose text holds nothing any
+signal looks for (no `TEXT` flag) are worked out from the structure in bulk, and every other span goes through the
+signal functions themselves, on a `SpanContext` whose texts of plain spans are stand-ins with the same length and
+emptiness (nothing else of such a text can change a signal). `tests/test_column_path.py` compares both paths on
+the demo, the fixtures and the shared data.
+
+`ColumnFacts.of(ts, rules)` is None when this path does not apply, and the records path is used: no digests (an
+older store), repeated span ids or parent cycles, a transcript, or a rule that reads an attribute the digest does
+not keep.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from itertools import compress, repeat
+from operator import and_, eq
+from typing import Any
+
+from agent_debug.analysis import digest as dg
+from agent_debug.analysis.buckets import (
+    CALL_TYPES,
+    DETECTORS,
+    STEP_SKIP,
+    Rules,
+    Suspect,
+    _match_when,
+    rank_suspects,
+)
+from agent_debug.analysis.span_context import CANDIDATE_TYPES, TEXT_CAP, ModelOutput, SpanContext
+from agent_debug.analysis.span_signals import LARGE_RESULT_CHARS, MODEL_SIGNALS, TOOL_SIGNALS, Hit
+from agent_debug.analysis.spans import TraceSpans
+from agent_debug.analysis.tree import Tree
+
+# `when` rules the digest can answer: any op on a sparse key; presence of the flagged ones; doc_count == 0
+_PRESENCE = {"tool.exit_code": dg.EXIT, "retrieval.doc_count": dg.DOC, "llm.finish_reason": dg.FINISH}
+
+
+def when_supported(when: dict[str, Any]) -> bool:
+    attr = when.get("attr")
+    if attr is None or attr in dg.SPARSE_KEYS:
+        return True
+    op = when.get("op", "exists")
+    if attr in _PRESENCE and op in ("exists", "missing"):
+        return True
+    value = when.get("value")
+    return attr == "retrieval.doc_count" and op == "==" and type(value) is int and value == 0
+
+
+class ColumnFacts:
+    """One trace's digest, read as the rules and signals need it."""
+
+    def __init__(self, ts: TraceSpans) -> None:
+        d = ts.digest
+        assert isinstance(d, dict)
+        self.ts = ts
+        self.n = len(ts)
+        self.df: list[int] = d["df"]
+        self.ol: list[int] = d["ol"]
+        self.ih: list[str | None] = d["ih"]
+        self.sparse: dict[str, dict[int, Any]] = {k: dict(map(tuple, pairs)) for k, pairs in d["da"].items()}
+        self.errors = list(compress(range(self.n), map(eq, ts.status, repeat("error"))))
+        self._cache: dict[Any, Any] = {}
+
+    @classmethod
+    def of(cls, ts: TraceSpans, rules: Rules, tree: Tree) -> ColumnFacts | None:
+        if ts.digest is None and isinstance(ts.records, list) and len(ts.records) == len(ts):
+            ts.digest = dg.digest_batch(ts.records)  # a trace read from files: digested here
+        if not isinstance(ts.digest, dict) or len(ts.digest["df"]) != len(ts) or ts.records is None:
+            return None
+        if tree.cycles or tree.duplicates:
+            return None
+        for rule in rules.rules:
+            if rule.detector is None and rule.when and not when_supported(rule.when):
+                return None
+        return cls(ts)
+
+    # -- attributes ------------------------------------------------------------------------------------------------
+
+    def flagged(self, mask: int) -> list[int]:
+        return list(compress(range(self.n), map(and_, self.df, repeat(mask))))
+
+    def positions(self, key: str, value: Any) -> list[int]:
+        """Spans whose attribute `key` (a sparse one) is `value` (`is` for True/False/None, else ==)."""
+        got = self.sparse.get(key, {})
+        if value is None or isinstance(value, bool):
+            return sorted(i for i, v in got.items() if v is value)
+        return sorted(i for i, v in got.items() if v == value)
+
+    def attrs_for(self, i: int, keys: Iterable[str]) -> dict[str, Any]:
+        """The attributes among `keys` that span i has, as its record has them (sparse keys only)."""
+        return {k: self.sparse[k][i] for k in keys if k in self.sparse and i in self.sparse[k]}
+
+    def by_id(self) -> dict[str, int]:
+        got = self._cache.get("by_id")
+        if got is None:
+            got = self._cache["by_id"] = {sid: i for i, sid in enumerate(self.ts.span_id)}
+        return got  # type: ignore[no-any-return]
+
+    def failed_span(self, i: int) -> bool:
+        """`buckets._Ctx.failed_span`."""
+        return self.ts.status[i] == "error" or bool(self.df[i] & (dg.EXIT_FAIL | dg.HARD))
+
+    def failing(self) -> list[int]:
+        return sorted(set(self.errors) | set(self.flagged(dg.EXIT_FAIL | dg.HARD)))
+
+    def retries(self) -> dict[int, list[int]]:
+        """Span -> the spans whose `retry.of` names it, in order."""
+        got = self._cache.get("retries")
+        if got is None:
+            got = defaultdict(list)
+            of = self.sparse.get("retry.of", {})
+            by_id = self.by_id() if of else {}
+            for i in sorted(of):
+                target = of[i]
+                if isinstance(target, str) and target in by_id:
+                    got[by_id[target]].append(i)
+            self._cache["retries"] = got = dict(got)
+        return got  # type: ignore[no-any-return]
+
+    def recovered_rules(self) -> set[int]:
+        """`buckets._Ctx._recovered`."""
+        retries = self.retries()
+
+        def ok(i: int, depth: int = 0) -> bool:
+            if depth > 50:
+                return False
+            return any(not self.failed_span(r) or ok(r, depth + 1) for r in retries.get(i, []))
+
+        return {i for i in retries if ok(i)}
+
+    # -- the rules ---------------------------------------------------------------------------------------------------
+
+    def find_suspects(self, tree: Tree, rules: Rules, failed: bool) -> list[Suspect]:
+        """`buckets.find_suspects`, from the digest."""
+        key = ("suspects", id(rules), failed)
+        if key in self._cache:
+            return list(self._cache[key])
+        recovered = self.recovered_rules()
+        hits_by_rule = []
+        for rule in rules.rules:
+            try:
+                if rule.detector:
+                    hits = _DETECTORS[rule.detector](self, tree, rules, failed, recovered)
+                elif rule.when:
+                    hits = self._when(rule.when)
+                else:
+                    hits = []
+            except Exception:  # as the records path: an unexpected attribute shape never crashes bucketing
+                hits = []
+            hits_by_rule.append(hits)
+        found = rank_suspects(self.ts, tree, rules, hits_by_rule, recovered)
+        self._cache[key] = found
+        return list(found)
+
+    def _when(self, when: dict[str, Any]) -> list[int]:
+        attr = when.get("attr")
+        if attr is None:
+            candidates: Iterable[int] = range(self.n)
+            attrs: Any = _NoAttrs()
+        elif attr in dg.SPARSE_KEYS:
+            if when.get("op", "exists") == "missing":
+                candidates, attrs = range(self.n), _SparseAttrs(self, attr)
+            else:
+                candidates, attrs = sorted(self.sparse.get(attr, {})), _SparseAttrs(self, attr)
+        elif when.get("op", "exists") in ("exists", "missing"):
+            present = set(self.flagged(_PRESENCE[attr]))
+            candidates, attrs = range(self.n), _PresentAttrs(present, attr)
+        else:  # retrieval.doc_count == 0 (not a bool)
+            candidates = self.flagged(dg.DOC_ZERO_NUM)
+            attrs = _FixedAttrs({attr: 0})
+        shim = _WhenCtx(self.ts, attrs)
+        return [i for i in candidates if _match_when(shim, i, when)]  # type: ignore[arg-type]
+
+
+class _NoAttrs:
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {}
+
+
+class _FixedAttrs:
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.attrs = attrs
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.attrs
+
+
+class _SparseAttrs:
+    def __init__(self, facts: ColumnFacts, key: str) -> None:
+        self.values = facts.sparse.get(key, {})
+        self.key = key
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {self.key: self.values[i]} if i in self.values else {}
+
+
+class _PresentAttrs:
+    def __init__(self, present: set[int], key: str) -> None:
+        self.present = present
+        self.key = key
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {self.key: True} if i in self.present else {}
+
+
+class _WhenCtx:
+    def __init__(self, ts: TraceSpans, attrs: Any) -> None:
+        self.ts = ts
+        self.attrs = attrs
+
+
+# -- detectors over the digest (each the same predicate as its namesake in buckets.py) ------------------------------
+
+Detector = Callable[[ColumnFacts, Tree, Rules, bool, set[int]], list[int]]
+
+
+def _c_unrecovered_tool_failure(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]) -> list[int]:
+    et = f.ts.event_type
+    return [i for i in f.failing() if (et[i] in CALL_TYPES or f.df[i] & dg.EXIT) and i not in rec]
+
+
+def _c_empty_tool_result(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]) -> list[int]:
+    st = f.ts.status
+    return [i for i in f.flagged(dg.SIZE_ZERO)
+            if (not f.df[i] & dg.EXIT or f.df[i] & dg.EXIT_ZERO) and st[i] != "error" and not f.df[i] & dg.DOC
+            and i not in rec]
+
+
+def _c_route_below_required_lane(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]) -> list[int]:
+    th = rules.thresholds
+    out = []
+    cheap = {str(x) for x in th.get("cheap_lanes", [])}
+    strong = {str(x) for x in th.get("strong_lanes", [])}
+    threshold = float(th.get("risk_threshold", 0.7))
+    lanes, req, risks = (f.sparse.get(k, {}) for k in ("route.lane", "route.required_lane", "route.risk"))
+    for i in sorted(lanes):
+        lane, required, risk = lanes[i], req.get(i), risks.get(i)
+        if lane is None:
+            continue
+        if required is not None and str(required) != str(lane):
+            if not (str(lane) in strong and str(required) in cheap):
+                out.append(i)
+        elif isinstance(risk, (int, float)) and risk >= threshold and str(lane) in cheap:
+            out.append(i)
+    return out
+
+
+def _c_llm_hit_budget(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]) -> list[int]:
+    th = rules.thresholds
+    reasons = {str(x) for x in th.get("length_finish_reasons", [])}
+    ratio = float(th.get("budget_hit_ratio", 1.0))
+    finish = f.sparse.get("llm.finish_reason", {})
+    genai = f.sparse.get("gen_ai.response.finish_reasons", {})
+    budgets = f.sparse.get("token.budget", {})
+    candidates = set(finish) | set(genai) | set(budgets)
+    if "stop" in reasons:
+        candidates |= set(f.flagged(dg.FINISH))
+    et, ct, df = f.ts.event_type, f.ts.completion_tokens, f.df
+    out = []
+    for i in sorted(candidates):
+        has_finish = df[i] & dg.FINISH
+        if et[i] != "LLM_CALL" and not has_finish:
+            continue
+        fr = (finish.get(i, "stop") if has_finish else None) or genai.get(i)
+        frs = fr if isinstance(fr, list) else [fr]
+        budget = budgets.get(i)
+        hit = any(str(x) in reasons for x in frs if x is not None)
+        if isinstance(budget, (int, float)) and budget > 0 and ct[i] >= ratio * budget:
+            hit = True
+        if hit:
+            out.append(i)
+    return out
+
+
+def _plan_steps(f: ColumnFacts) -> list[tuple[int, list[str]]]:
+    plans = f.sparse.get("plan.steps", {})
+    return [(i, [str(s) for s in plans[i]]) for i in sorted(plans) if isinstance(plans[i], list) and plans[i]]
+
+
+def _c_off_plan_step(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]) -> list[int]:
+    out: list[int] = []
+    ts = f.ts
+    plans = _plan_steps(f)
+    if not plans:
+        return out
+    by_name: dict[str, list[int]] = defaultdict(list)
+    wanted = {s for _, steps in plans for s in steps}
+    for i, nm in enumerate(ts.name):
+        if nm in wanted:
+            by_name[nm].append(i)
+    retried = f.sparse.get("retry.of", {})
+    for plan_i, steps in plans:
+        planned = set(steps)
+        parents = {ts.parent_id[i] for s in planned for i in by_name.get(s, ())
+                   if ts.start_ns[i] >= ts.start_ns[plan_i]}
+        for p in parents:
+            pi = f.by_id().get(p) if p is not None else None
+            kids = tree.children[pi] if pi is not None else []
+            for k in kids:
+                if ts.name[k] not in planned and ts.event_type[k] not in STEP_SKIP and k not in retried:
+                    out.append(k)
+    return sorted(set(out))
+
+
+def _c_planned_step_never_ran(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]) -> list[int]:
+    plans = _plan_steps(f)
+    names = set(f.ts.name) if plans else set()
+    return [i for i, steps in plans if any(s not in names for s in steps)]
+
+
+def _c_verifier_approved_failed_run(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]
+                                    ) -> list[int]:
+    return f.positions("verifier.passed", True) if failed else []
+
+
+def _c_unrecovered_error(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]) -> list[int]:
+    ts = f.ts
+    out = []
+    for i in f.errors:
+        if i in rec or ts.parent_id[i] is None:
+            continue
+        if any(ts.status[k] == "error" and k not in rec for k in tree.children[i]):
+            continue
+        out.append(i)
+    return out
+
+
+def _c_unreconciled_disagreement(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]
+                                 ) -> list[int]:
+    return DETECTORS["unreconciled_disagreement"](_WhenCtx(f.ts, None))  # type: ignore[arg-type]
+
+
+_DETECTORS: dict[str, Detector] = {
+    "unrecovered_tool_failure": _c_unrecovered_tool_failure,
+    "unreconciled_disagreement": _c_unreconciled_disagreement,
+    "empty_tool_result": _c_empty_tool_result,
+    "route_below_required_lane": _c_route_below_required_lane,
+    "llm_hit_budget": _c_llm_hit_budget,
+    "off_plan_step": _c_off_plan_step,
+    "planned_step_never_ran": _c_planned_step_never_ran,
+    "verifier_approved_failed_run": _c_verifier_approved_failed_run,
+    "unrecovered_error": _c_unrecovered_error,
+}
+assert set(_DETECTORS) == set(DETECTORS)
+
+
+# -- the span signals ---------------------------------------------------------------------------------------------
+
+
+class ColumnContext(SpanContext):
+    """`SpanContext` built from columns in a few linear passes, reading records only for the spans the digest
+    marks; the output of a plain model call, and a result made only of plain outputs, are stand-ins of the same
+    length and emptiness (see the module docstring)."""
+
+    def __init__(self, ts: TraceSpans, tree: Tree, facts: ColumnFacts) -> None:  # noqa: PLR0915
+        self.ts = ts
+        self.facts = facts
+        n = self.n = len(ts)
+        df = facts.df
+        parent: list[int | None] = [None] * n
+        for p, kids in enumerate(tree.children):
+            for k in kids:
+                parent[k] = p
+        self.parent = parent
+        self.children = tree.children
+        self.order = _order(ts)
+        rank = [0] * n
+        for r, i in enumerate(self.order):
+            rank[i] = r
+        self.rank = rank  # type: ignore[assignment]
+        et = ts.event_type
+        self.is_llm = list(map(eq, et, repeat("LLM_CALL")))
+        self.llm = [i for i in self.order if self.is_llm[i]]
+        failed = [False] * n
+        for i in facts.failing():
+            failed[i] = True
+        for i in facts.flagged(dg.EVENTS):
+            if not failed[i]:
+                rec = ts.record(i)
+                events = rec.get("events") or (rec.get("payload") or {}).get("events") if isinstance(rec, dict) \
+                    else None
+                failed[i] = isinstance(events, list) and any(
+                    isinstance(e, dict) and str(e.get("name", "")).lower() == "exception" for e in events)
+        self.failed = failed
+        self.recovered = self._recovered_from(facts.retries())
+        self.origins = [i for i in self.order if failed[i] and i not in self.recovered
+                        and not any(failed[k] and k not in self.recovered for k in self.children[i])]
+        self.origin_set = set(self.origins)
+        self.decider = {}
+        self._by_parent = {}
+        self.actions = {k: [] for k in self.llm}
+        deciders = self._deciders()
+        for i in self.order:
+            d = deciders[i]
+            if d is not None and not self.is_llm[i]:
+                self.actions[d].append(i)
+        self.by_agent = {}
+        for k in self.llm:
+            self.by_agent.setdefault(ts.agent_name[k], []).append(k)
+        self._pos = {k: p for calls in self.by_agent.values() for p, k in enumerate(calls)}
+        self._outputs = {}
+        self._results = {}
+        self._prev = {}
+        self._same = None
+        self.plain = [not f & dg.TEXT for f in df]
+
+    def _recovered_from(self, retries: dict[int, list[int]]) -> set[int]:
+        """`SpanContext._recovered` over the stored retries."""
+
+        def ok(i: int, depth: int = 0) -> bool:
+            return depth < 50 and any(not self.failed[r] or ok(r, depth + 1) for r in retries.get(i, []))
+
+        return {i for i in retries if ok(i)}
+
+    def _deciders(self) -> list[int | None]:
+        """`SpanContext.decide` of every span in linear passes: the latest model call beside each span (a sibling
+        before it in (start, span id) order), else its parent's, up to 64 levels; or a step's one model call."""
+        n, parent, is_llm, start = self.n, self.parent, self.is_llm, self.ts.start_ns
+        last: dict[int, int] = {}  # parent -> its latest model call so far
+        beside: list[int | None] = [None] * n
+        first_start: dict[int, int] = {}  # parent -> start of its first child
+        llm_kids: dict[int, list[int]] = {}
+        for i in self.order:
+            p = parent[i]
+            if p is None:
+                continue
+            beside[i] = last.get(p)
+            if p not in first_start:
+                first_start[p] = start[i]
+            if is_llm[i]:
+                last[p] = i
+                llm_kids.setdefault(p, []).append(i)
+        up: list[int | None] = [None] * n
+        dist = [0] * n
+        for i in self._top_down():
+            b = beside[i]
+            if b is not None:
+                up[i], dist[i] = b, 0
+            else:
+                p = parent[i]
+                if p is not None and up[p] is not None and dist[p] + 1 < 64:
+                    up[i], dist[i] = up[p], dist[p] + 1
+        out = up
+        for p, kids in llm_kids.items():
+            if len(kids) == 1 and first_start[p] >= start[kids[0]]:
+                out[p] = kids[0]
+        return out
+
+    def _top_down(self) -> list[int]:
+        order: list[int] = []
+        level = [i for i in range(self.n) if self.parent[i] is None]
+        get = self.children.__getitem__
+        from itertools import chain
+
+        while level:
+            order.extend(level)
+            level = list(chain.from_iterable(map(get, level)))
+        return order
+
+    def decide(self, i: int) -> int | None:
+        raise NotImplementedError("deciders are computed at construction")
+
+    def output(self, k: int) -> ModelOutput:
+        if k not in self._outputs:
+            if self.plain[k]:
+                self._outputs[k] = ModelOutput("", "", self.facts.ol[k])
+            else:
+                return super().output(k)
+        return self._outputs[k]
+
+    def pieces(self, k: int) -> list[int] | None:
+        """The spans whose outputs make model call k's result (`SpanContext._result`), or None for no result."""
+        acts = self.actions.get(k, [])
+        p = self.parent[k]
+        if p is not None and p in acts and self.facts.df[p] & dg.OUT:
+            return [p]
+        tools = [i for i in acts if self.ts.event_type[i] in ("TOOL_CALL", "RETRIEVAL")]
+        return tools or None
+
+    def plain_result(self, k: int) -> bool | None:
+        """Is k's result made only of plain outputs and short enough to need no record (None: no result)?"""
+        pieces = self.pieces(k)
+        if pieces is None:
+            return None
+        ol, plain = self.facts.ol, self.plain
+        return all(plain[i] for i in pieces) and sum(ol[i] for i in pieces) + len(pieces) - 1 <= TEXT_CAP
+
+    def _result(self, k: int) -> str | None:
+        pieces = self.pieces(k)
+        if pieces is None:
+            return None
+        if self.plain_result(k):
+            df, ol = self.facts.df, self.facts.ol
+            return "\n".join((" " if df[i] & dg.EMPTY else "x") * ol[i] for i in pieces)
+        return super()._result(k)
+
+
+def _order(ts: TraceSpans) -> list[int]:
+    """Span indices by (start, span id), as `SpanContext.order`: sorted by start in C, ties by span id."""
+    start = ts.start_ns
+    order = sorted(range(len(ts)), key=start.__getitem__)
+    s = list(map(start.__getitem__, order))
+    same = list(compress(range(1, len(s)), map(eq, s[1:], s[:-1])))
+    if not same:
+        return order
+    sid = ts.span_id
+    i = 0
+    while i < len(same):
+        j = i
+        while j + 1 < len(same) and same[j + 1] == same[j] + 1:
+            j += 1
+        lo, hi = same[i] - 1, same[j] + 1
+        order[lo:hi] = sorted(order[lo:hi], key=sid.__getitem__)
+        i = j + 1
+    return order
+
+
+# feature bits of the signals worked out in bulk (each is its signal's feature, value 1 unless noted)
+_LLM_BITS = ("action_failed", "reacts_to_failure", "empty_result", "after_empty_result", "error_in_result",
+             "after_error_in_result", "large_result", "first_action", "no_action")
+_TOOL_BITS = ("tool_failed", "tool_repeated", "tool_empty_result")
+
+
+def signal_features(c: ColumnContext) -> tuple[dict[int, dict[str, float]], set[int]]:
+    """The signal features of every model and tool call, and the calls whose features came from the signal
+    functions (the rest were worked out in bulk)."""
+    ts = c.ts
+    df, plain = c.facts.df, c.plain
+    feats: dict[int, dict[str, float]] = {}
+    slow: set[int] = set()
+    acted = {k: bool(c.actions.get(k)) or (not plain[k] and bool(c.output(k).action)) for k in c.llm}
+    prev: dict[int, int | None] = {}
+    for calls in c.by_agent.values():
+        last = None
+        for k in calls:
+            prev[k] = last
+            c._prev[k] = last
+            if acted[k]:
+                last = k
+    empty: dict[int, bool] = {}  # sig_empty_result fired
+    errtext: dict[int, bool] = {}  # sig_error_in_result fired
+    for k in c.llm:
+        simple = plain[k] and c.plain_result(k) is not False
+        if not simple:
+            x, hits = _by_functions(c, k, MODEL_SIGNALS)
+            feats[k] = x
+            slow.add(k)
+            empty[k] = "empty_result" in x
+            errtext[k] = "error_in_result" in x
+            continue
+        x = {}
+        af = c.action_failed(k)
+        if af is not None and _run(MODEL_SIGNALS["action_failed"], c, k) is not None:
+            x["action_failed"] = 1.0
+        p = prev[k] if acted[k] else None
+        if p is not None and c.action_failed(p) is not None:
+            x["reacts_to_failure"] = 1.0
+        res_none = c.pieces(k) is None
+        er = not res_none and af is None and all(df[i] & dg.EMPTY for i in c.pieces(k) or ())
+        if er:
+            x["empty_result"] = 1.0
+        if p is not None and empty[p]:
+            x["after_empty_result"] = 1.0
+        if p is not None and errtext[p]:
+            x["after_error_in_result"] = 1.0
+        if not res_none:
+            pieces = c.pieces(k) or []
+            size = sum(c.facts.ol[i] for i in pieces) + len(pieces) - 1
+            if size >= LARGE_RESULT_CHARS:
+                x["large_result"] = round(math.log10(size) - 3, 3)
+        if acted[k] and p is None:
+            x["first_action"] = 1.0
+        if not acted[k]:
+            x["no_action"] = 1.0
+        feats[k] = x
+        empty[k] = er
+        errtext[k] = False
+    same = _same_calls(c)
+    for i in c.order:
+        if ts.event_type[i] not in CANDIDATE_TYPES or c.is_llm[i]:
+            continue
+        if not plain[i]:
+            feats[i], _ = _by_functions(c, i, TOOL_SIGNALS)
+            slow.add(i)
+            continue
+        x = {}
+        if i in c.origin_set:
+            x["tool_failed"] = 1.0
+        if i in same:
+            x["tool_repeated"] = 1.0
+        if not c.failed[i] and df[i] & (dg.DOC_ZERO | dg.SIZE_ZERO):
+            x["tool_empty_result"] = 1.0
+        feats[i] = x
+    return feats, slow
+
+
+def _same_calls(c: ColumnContext) -> dict[int, int]:
+    """`SpanContext.first_same_call` of every tool call: the earlier call with the same kind, name and input."""
+    if c._same is None:
+        ts, ih = c.ts, c.facts.ih
+        same: dict[int, int] = {}
+        seen: dict[tuple[str, str, str | None], int] = {}
+        for j in c.order:
+            if ts.event_type[j] in CANDIDATE_TYPES and not c.is_llm[j]:
+                key = (ts.event_type[j], ts.name[j], ih[j])
+                first = seen.setdefault(key, j)
+                if first != j:
+                    same[j] = first
+        c._same = same
+    return c._same
+
+
+def _run(fn: Callable[[SpanContext, int], Hit | None], c: SpanContext, i: int) -> Hit | None:
+    try:
+        return fn(c, i)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+        return None
+
+
+def _by_functions(c: ColumnContext, i: int, table: dict[str, Callable[[SpanContext, int], Hit | None]]
+                  ) -> tuple[dict[str, float], list[Hit]]:
+    hits = [h for fn in table.values() if (h := _run(fn, c, i)) is not None]
+    x: dict[str, float] = {}
+    for h in hits:
+        x[h.signal] = max(x.get(h.signal, 0.0), h.value)
+    return x, hits
+
+
+def span_hits_of(c: ColumnContext, i: int) -> list[Hit]:
+    """The signal hits of one span, by the signal functions (what a reported suspect shows as evidence)."""
+    et = c.ts.event_type[i]
+    table = MODEL_SIGNALS if et == "LLM_CALL" else TOOL_SIGNALS if et in CANDIDATE_TYPES else None
+    return _by_functions(c, i, table)[1] if table is not None else []
+
+
+def bisect_index(values: list[int], x: int) -> int:  # kept for symmetry with SpanContext's bisect use
+    return bisect_right(values, x)
+
+
+# -- ranked suspects -----------------------------------------------------------------------------------------------
+
+
+def suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, model: Any, failed: bool) -> Any:
+    """`suspects.split(score_spans(...))` from columns: every candidate scored (one score per distinct feature
+    vector), and only the reported spans' hits and evidence worked out."""
+    import heapq
+
+    from agent_debug.analysis.blame_model import PRIOR_WEIGHTS
+    from agent_debug.analysis.suspects import GENERIC_RULES, SuspectList, _suspect, disagreement_hits
+
+    c = ColumnContext(ts, tree, facts)
+    feats, _ = signal_features(c)
+    dis = disagreement_hits(ts)
+    rule_hits = facts.find_suspects(tree, rules, failed)
+    et = ts.event_type
+    x_of: dict[int, dict[str, float]] = {}
+    for i in compress(range(len(ts)), map(CANDIDATE_TYPES.__contains__, et)):
+        x = {"is_tool": 1.0} if et[i] != "LLM_CALL" else {}
+        x.update(feats.get(i, {}))
+        x_of[i] = x
+    extra: dict[int, list[Hit]] = defaultdict(list)
+    for h in dis:
+        f = x_of.setdefault(h.index, {})
+        f[h.signal] = max(f.get(h.signal, 0.0), h.value)
+        extra[h.index].append(h)
+    for s in rule_hits:
+        if s.rule in GENERIC_RULES or s.index < 0:
+            continue
+        key = "rule_strong" if s.strength == "strong" else "rule_weak"
+        f = x_of.setdefault(s.index, {})
+        f[key] = 1.0
+        extra[s.index].append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
+    scores: dict[tuple[tuple[str, float], ...], tuple[float, bool]] = {}
+
+    def weight(f: str) -> float:
+        return model.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0))  # type: ignore[no-any-return]
+
+    score: dict[int, float] = {}
+    named: dict[int, bool] = {}  # has a signal (not "none")
+    for i, x in x_of.items():
+        key = tuple(x.items())
+        got = scores.get(key)
+        if got is None:
+            got = scores[key] = (model.score(x), any(f != "is_tool" and weight(f) * v > 0 for f, v in x.items()))
+        score[i], named[i] = got
+    start, sid = ts.start_ns, ts.span_id
+    threshold = model.threshold
+    picked = [i for i, s in score.items() if s >= threshold]
+    if not picked and score:
+        picked = [max(score, key=lambda i: (score[i], sid[i]))]
+    rank_key: Callable[[int], tuple[float, int, int]] = lambda i: (-score[i], start[i], i)  # noqa: E731
+    picked.sort(key=rank_key)
+    chosen = set(picked)
+    weaker = heapq.nsmallest(5, (i for i in score if named[i] and i not in chosen), key=rank_key)
+
+    def suspect(i: int) -> Any:
+        return _suspect(ts, i, x_of[i], span_hits_of(c, i) + extra.get(i, []), model)
+
+    out = [suspect(i) for i in picked]
+    for s in out:
+        s.strong = s.score >= threshold
+    return SuspectList(out, [suspect(i) for i in weaker], threshold, f"span signals, threshold {threshold}")
