@@ -600,6 +600,8 @@ def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, 
                 ) -> BucketReport:
     """Diagnose every failed run the filter selects from a Source; with `suspects`, also every run not marked
     failed that carries a strong suspect (flagged as such)."""
+    from agent_debug.analysis.explain import column_facts, load_for_diagnosis
+
     summaries = source.list(flt)
     diagnoses = []
     passing = 0
@@ -608,12 +610,13 @@ def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, 
         if not s.failed:
             passing += 1
             if suspects:
-                d = diagnose_suspected(source.load(s.trace_id, records=True), s, rules, span_model)
+                d = diagnose_suspected(load_for_diagnosis(source, s.trace_id), s, rules, span_model)
                 if d is not None:
                     diagnoses.append(d)
             continue
-        ts = source.load(s.trace_id, records=True)
-        d = diagnose(ts, s, rules)
+        ts = load_for_diagnosis(source, s.trace_id)
+        tree = build_tree(ts)
+        d = diagnose(ts, s, rules, tree, facts=column_facts(ts, rules, tree))
         if d is not None:
             if s.session_id:
                 from agent_debug.analysis.sessions import session_origin
@@ -649,10 +652,13 @@ def diagnose_suspected(ts: TraceSpans, summary: TraceSummary, rules: Rules, span
                        ) -> RunDiagnosis | None:
     """A run not marked failed, bucketed by its top strong suspect (`suspects.run_suspects`); None when it has no
     strong suspect. The diagnosis says it is a suspicion (`flag`), not a recorded failure."""
+    from agent_debug.analysis.explain import column_facts
     from agent_debug.analysis.suspects import run_suspects
 
     tree = build_tree(ts)
-    strong = [x for x in run_suspects(ts, rules, span_model=span_model, tree=tree).suspects if x.strong]
+    facts = column_facts(ts, rules, tree)
+    strong = [x for x in run_suspects(ts, rules, span_model=span_model, tree=tree, facts=facts).suspects
+              if x.strong]
     if not strong or summary.root_span_id is None:
         return None
     top = strong[0]

@@ -75,11 +75,11 @@ def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_m
 
 
 def explain_run(source: Any, trace_id: str, rules: Rules, *, span_model: Any = None,
-                transcript_model: Any = None) -> dict[str, Any]:
+                transcript_model: Any = None, ts: TraceSpans | None = None) -> dict[str, Any]:
     """`explain_trace` for a run of a Source (the store or files); a failed turn of a session whose failing step
     names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`)."""
     summary = source.summary(trace_id)
-    ts = load_for_diagnosis(source, trace_id)
+    ts = ts if ts is not None else load_for_diagnosis(source, trace_id)
     doc = explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
     d = doc["diagnosis"]
     if d is not None and summary.session_id:

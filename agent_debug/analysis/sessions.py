@@ -172,10 +172,14 @@ def analyze_session(source: Any, session_id: str, rules: Rules) -> dict[str, Any
     rows = []
     diagnoses = {}
     cache = {session_id: turns}
+    from agent_debug.analysis.explain import column_facts
+
     for t in turns:
         tree = build_tree(t.ts)
-        strong = [x for x in run_suspects(t.ts, rules, failed=t.summary.failed, tree=tree).suspects if x.strong]
-        d = diagnose(t.ts, t.summary, rules, tree)
+        facts = column_facts(t.ts, rules, tree)
+        strong = [x for x in run_suspects(t.ts, rules, failed=t.summary.failed, tree=tree, facts=facts).suspects
+                  if x.strong]
+        d = diagnose(t.ts, t.summary, rules, tree, facts=facts)
         diagnoses[t.n] = d
         if d is not None:  # as `bucket` does: a failure that names a fact an earlier turn introduced moves there
             moved = session_origin(source, t.summary, d.root_cause["span_id"], cache)

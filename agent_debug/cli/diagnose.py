@@ -98,21 +98,22 @@ def why(
     """One run's story: root cause -> hops -> visible failure, with the evidence; and, for every run (failed or
     not), the ranked suspects: the spans most likely to hold its mistake."""
     from agent_debug.analysis.buckets import load_rules
-    from agent_debug.analysis.explain import explain_run
+    from agent_debug.analysis.explain import explain_run, load_for_diagnosis
     from agent_debug.analysis.source import open_source
     from agent_debug.cli.analysis import resolve_or_only
 
     chosen = load_rules(rules)
     src = open_source(db_path(db), from_, format, verdicts)
     tid = resolve_or_only(src, trace)
-    doc = explain_run(src, tid, chosen)
+    ts = load_for_diagnosis(src, tid)  # loaded once: the explanation and its rendering read the same spans
+    doc = explain_run(src, tid, chosen, ts=ts)
     if judge:
-        doc["judge"] = ask_judge(src.load(tid, records=True), doc["failed"], judge_model)
+        doc["judge"] = ask_judge(ts, doc["failed"], judge_model)
     warn(src.notices)
     if json:
         print_result(doc, src.notices)
         return
-    render_why(doc, src.load(tid, records=True))
+    render_why(doc, ts)
 
 
 def ask_judge(ts: Any, failed: bool, model: str) -> dict[str, Any]:
