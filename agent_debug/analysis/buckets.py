@@ -364,8 +364,8 @@ def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool, facts:
     return rank_suspects(ts, tree, rules, hits_by_rule, c.recovered)
 
 
-def rank_suspects(ts: TraceSpans, tree: Tree, rules: Rules, hits_by_rule: list[list[int]], recovered: set[int]
-                  ) -> list[Suspect]:
+def rank_suspects(ts: TraceSpans, tree: Tree, rules: Rules, hits_by_rule: list[list[int]], recovered: set[int],
+                  *, by_id: dict[str, int] | None = None) -> list[Suspect]:
     """`find_suspects` from each rule's hits (in `rules.rules` order) and the spans retries recovered."""
     found: dict[tuple[int, str], Suspect] = {}
     for rule, hits in zip(rules.rules, hits_by_rule, strict=True):
@@ -384,7 +384,7 @@ def rank_suspects(ts: TraceSpans, tree: Tree, rules: Rules, hits_by_rule: list[l
     for group in by_span.values():
         named = [s for s in group if s.bucket != "unclassified"] or group
         out.append(min(named, key=lambda s: (s.strength != "strong", rules.rules.index(_rule(rules, s.rule)))))
-    depth = _depths(tree, [s.index for s in out])
+    depth = _depths(tree, [s.index for s in out], by_id)
     return sorted(out, key=lambda s: (s.strength != "strong", s.start_ns, -depth[s.index]))
 
 
@@ -392,12 +392,13 @@ def _rule(rules: Rules, name: str) -> Rule:
     return next(r for r in rules.rules if r.name == name)
 
 
-def _depths(tree: Tree, indices: list[int]) -> dict[int, int]:
+def _depths(tree: Tree, indices: list[int], by_id: dict[str, int] | None = None) -> dict[int, int]:
     """How many ancestors each of these spans has (parent cycles stop the count), with one id map for all."""
     ts = tree.spans
     if not indices:
         return {}
-    by_id = {sid: k for k, sid in enumerate(ts.span_id)}
+    if by_id is None:
+        by_id = {sid: k for k, sid in enumerate(ts.span_id)}
     out: dict[int, int] = {}
     for i in indices:
         d, p, seen = 0, ts.parent_id[i], set()
@@ -430,10 +431,11 @@ def _visible_failure(ts: TraceSpans, tree: Tree, root: int, facts: Any = None) -
     return root
 
 
-def _chain(tree: Tree, a: int, b: int) -> list[int]:
+def _chain(tree: Tree, a: int, b: int, by_id: dict[str, int] | None = None) -> list[int]:
     """Spans from a up to the common ancestor and down to b."""
     ts = tree.spans
-    by_id = {sid: k for k, sid in enumerate(ts.span_id)}
+    if by_id is None:
+        by_id = {sid: k for k, sid in enumerate(ts.span_id)}
 
     def up(i: int) -> list[int]:
         path, seen = [i], {i}
@@ -486,6 +488,14 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     (`column_path.ColumnFacts`), from the stored columns, reading only the records of the spans it reports."""
     if not summary.failed or summary.root_span_id is None:
         return None
+    from agent_debug.analysis.tree import gc_paused
+
+    with gc_paused():
+        return _diagnose(ts, summary, rules, tree, facts)
+
+
+def _diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None, facts: Any
+              ) -> RunDiagnosis | None:
     tree = tree or build_tree(ts)
     root = ts.span_id.index(summary.root_span_id)
     suspects = find_suspects(ts, tree, rules, failed=True, facts=facts)
@@ -526,7 +536,7 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     root_attrs = ts.attributes(root)
     if root_attrs.get("outcome.reason"):
         evidence.append(f"outcome: {root_attrs['outcome.reason']}")
-    chain = [ts.span_id[k] for k in _chain(tree, i, visible)]
+    chain = [ts.span_id[k] for k in _chain(tree, i, visible, facts.by_id() if facts is not None else None)]
     source = None
     if summary.source_file or summary.source_format:
         source = {"file": summary.source_file, "format": summary.source_format}

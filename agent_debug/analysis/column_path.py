@@ -155,7 +155,7 @@ class ColumnFacts:
             except Exception:  # as the records path: an unexpected attribute shape never crashes bucketing
                 hits = []
             hits_by_rule.append(hits)
-        found = rank_suspects(self.ts, tree, rules, hits_by_rule, recovered)
+        found = rank_suspects(self.ts, tree, rules, hits_by_rule, recovered, by_id=self.by_id())
         self._cache[key] = found
         return list(found)
 
@@ -410,6 +410,7 @@ class ColumnContext(SpanContext):
         self._prev = {}
         self._same = None
         self.plain = [not f & dg.TEXT for f in df]
+        self._pieces: dict[int, Any] = {}
 
     def _recovered_from(self, retries: dict[int, list[int]]) -> set[int]:
         """`SpanContext._recovered` over the stored retries."""
@@ -423,35 +424,37 @@ class ColumnContext(SpanContext):
         """`SpanContext.decide` of every span in linear passes: the latest model call beside each span (a sibling
         before it in (start, span id) order), else its parent's, up to 64 levels; or a step's one model call."""
         n, parent, is_llm, start = self.n, self.parent, self.is_llm, self.ts.start_ns
-        last: dict[int, int] = {}  # parent -> its latest model call so far
+        last: list[int | None] = [None] * n  # parent -> its latest model call so far
         beside: list[int | None] = [None] * n
-        first_start: dict[int, int] = {}  # parent -> start of its first child
+        first_start: list[int | None] = [None] * n  # parent -> start of its first child
         llm_kids: dict[int, list[int]] = {}
         for i in self.order:
             p = parent[i]
             if p is None:
                 continue
-            beside[i] = last.get(p)
-            if p not in first_start:
+            beside[i] = last[p]
+            if first_start[p] is None:
                 first_start[p] = start[i]
             if is_llm[i]:
                 last[p] = i
-                llm_kids.setdefault(p, []).append(i)
-        up: list[int | None] = [None] * n
+                if p in llm_kids:
+                    llm_kids[p].append(i)
+                else:
+                    llm_kids[p] = [i]
+        up: list[int | None] = beside[:]
         dist = [0] * n
         for i in self._top_down():
-            b = beside[i]
-            if b is not None:
-                up[i], dist[i] = b, 0
-            else:
+            if up[i] is None:
                 p = parent[i]
-                if p is not None and up[p] is not None and dist[p] + 1 < 64:
-                    up[i], dist[i] = up[p], dist[p] + 1
-        out = up
+                if p is not None:
+                    b = up[p]
+                    if b is not None and dist[p] < 63:
+                        up[i] = b
+                        dist[i] = dist[p] + 1
         for p, kids in llm_kids.items():
-            if len(kids) == 1 and first_start[p] >= start[kids[0]]:
-                out[p] = kids[0]
-        return out
+            if len(kids) == 1 and first_start[p] >= start[kids[0]]:  # type: ignore[operator]
+                up[p] = kids[0]
+        return up
 
     def _top_down(self) -> list[int]:
         order: list[int] = []
@@ -477,6 +480,12 @@ class ColumnContext(SpanContext):
 
     def pieces(self, k: int) -> list[int] | None:
         """The spans whose outputs make model call k's result (`SpanContext._result`), or None for no result."""
+        got = self._pieces.get(k, _UNSET)
+        if got is _UNSET:
+            got = self._pieces[k] = self._pieces_of(k)
+        return got  # type: ignore[return-value]
+
+    def _pieces_of(self, k: int) -> list[int] | None:
         acts = self.actions.get(k, [])
         p = self.parent[k]
         if p is not None and p in acts and self.facts.df[p] & dg.OUT:
@@ -522,18 +531,39 @@ def _order(ts: TraceSpans) -> list[int]:
     return order
 
 
+_UNSET: Any = object()
+
+
+def prefetch(ts: TraceSpans, spans: Iterable[int]) -> None:
+    """Read these spans' records in one pass over their chunks (not one chunk per record, evicted and read
+    again)."""
+    pre = getattr(ts.records, "prefetch", None)
+    if pre is not None:
+        pre(sorted(set(spans)))
+
+
 # feature bits of the signals worked out in bulk (each is its signal's feature, value 1 unless noted)
 _LLM_BITS = ("action_failed", "reacts_to_failure", "empty_result", "after_empty_result", "error_in_result",
              "after_error_in_result", "large_result", "first_action", "no_action")
 _TOOL_BITS = ("tool_failed", "tool_repeated", "tool_empty_result")
 
 
-def signal_features(c: ColumnContext) -> tuple[dict[int, dict[str, float]], set[int]]:
-    """The signal features of every model and tool call, and the calls whose features came from the signal
-    functions (the rest were worked out in bulk)."""
+Features = tuple[tuple[str, float], ...]  # a span's features in the order candidate_features inserts them
+
+
+def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
+    """The signal features of every model and tool call (is_tool first for tool calls; one shared tuple per
+    distinct set), and the calls whose features came from the signal functions (the rest were worked out in
+    bulk)."""
     ts = c.ts
     df, plain = c.facts.df, c.plain
-    feats: dict[int, dict[str, float]] = {}
+    feats: dict[int, Features] = {}
+    shared: dict[Features, Features] = {}
+
+    def intern(x: dict[str, float], tool: bool = False) -> Features:
+        key = tuple(x.items())
+        return shared.setdefault(key, key)
+
     slow: set[int] = set()
     acted = {k: bool(c.actions.get(k)) or (not plain[k] and bool(c.output(k).action)) for k in c.llm}
     prev: dict[int, int | None] = {}
@@ -546,11 +576,18 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, dict[str, float]], set[
                 last = k
     empty: dict[int, bool] = {}  # sig_empty_result fired
     errtext: dict[int, bool] = {}  # sig_error_in_result fired
+    simple_of = {k: plain[k] and c.plain_result(k) is not False for k in c.llm}
+    slow_llm = [k for k in c.llm if not simple_of[k]]
+    slow_tools = [i for i in c.order if ts.event_type[i] in CANDIDATE_TYPES and not c.is_llm[i] and not plain[i]]
+    need = set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in c.pieces(k) or ()}
+    need |= {i for k in c.llm if (i := c.action_failed(k)) is not None}
+    prefetch(ts, need)
+    ol = c.facts.ol
     for k in c.llm:
-        simple = plain[k] and c.plain_result(k) is not False
+        simple = simple_of[k]
         if not simple:
             x, hits = _by_functions(c, k, MODEL_SIGNALS)
-            feats[k] = x
+            feats[k] = intern(x)
             slow.add(k)
             empty[k] = "empty_result" in x
             errtext[k] = "error_in_result" in x
@@ -562,24 +599,23 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, dict[str, float]], set[
         p = prev[k] if acted[k] else None
         if p is not None and c.action_failed(p) is not None:
             x["reacts_to_failure"] = 1.0
-        res_none = c.pieces(k) is None
-        er = not res_none and af is None and all(df[i] & dg.EMPTY for i in c.pieces(k) or ())
+        pieces = c.pieces(k)
+        er = pieces is not None and af is None and all(df[i] & dg.EMPTY for i in pieces)
         if er:
             x["empty_result"] = 1.0
         if p is not None and empty[p]:
             x["after_empty_result"] = 1.0
         if p is not None and errtext[p]:
             x["after_error_in_result"] = 1.0
-        if not res_none:
-            pieces = c.pieces(k) or []
-            size = sum(c.facts.ol[i] for i in pieces) + len(pieces) - 1
+        if pieces is not None:
+            size = sum(ol[i] for i in pieces) + len(pieces) - 1
             if size >= LARGE_RESULT_CHARS:
                 x["large_result"] = round(math.log10(size) - 3, 3)
         if acted[k] and p is None:
             x["first_action"] = 1.0
         if not acted[k]:
             x["no_action"] = 1.0
-        feats[k] = x
+        feats[k] = intern(x)
         empty[k] = er
         errtext[k] = False
     same = _same_calls(c)
@@ -587,7 +623,7 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, dict[str, float]], set[
         if ts.event_type[i] not in CANDIDATE_TYPES or c.is_llm[i]:
             continue
         if not plain[i]:
-            feats[i], _ = _by_functions(c, i, TOOL_SIGNALS)
+            feats[i] = intern(_by_functions(c, i, TOOL_SIGNALS)[0])
             slow.add(i)
             continue
         x = {}
@@ -597,7 +633,7 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, dict[str, float]], set[
             x["tool_repeated"] = 1.0
         if not c.failed[i] and df[i] & (dg.DOC_ZERO | dg.SIZE_ZERO):
             x["tool_empty_result"] = 1.0
-        feats[i] = x
+        feats[i] = intern(x)
     return feats, slow
 
 
@@ -655,40 +691,57 @@ def suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, m
     from agent_debug.analysis.blame_model import PRIOR_WEIGHTS
     from agent_debug.analysis.suspects import GENERIC_RULES, SuspectList, _suspect, disagreement_hits
 
+    from agent_debug.analysis.tree import gc_paused
+
+    with gc_paused():
+        return _suspect_list(ts, rules, tree, facts, model, failed)
+
+
+def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, model: Any, failed: bool) -> Any:
+    import heapq
+
+    from agent_debug.analysis.blame_model import PRIOR_WEIGHTS
+    from agent_debug.analysis.suspects import GENERIC_RULES, SuspectList, _suspect, disagreement_hits
+
     c = ColumnContext(ts, tree, facts)
     feats, _ = signal_features(c)
     dis = disagreement_hits(ts)
     rule_hits = facts.find_suspects(tree, rules, failed)
     et = ts.event_type
-    x_of: dict[int, dict[str, float]] = {}
+    tool: Features = (("is_tool", 1.0),)
+    x_of: dict[int, Features] = {}
+    with_tool: dict[Features, Features] = {}
     for i in compress(range(len(ts)), map(CANDIDATE_TYPES.__contains__, et)):
-        x = {"is_tool": 1.0} if et[i] != "LLM_CALL" else {}
-        x.update(feats.get(i, {}))
-        x_of[i] = x
+        f = feats.get(i, ())
+        if et[i] != "LLM_CALL":
+            f = with_tool.get(f) or with_tool.setdefault(f, tool + f)
+        x_of[i] = f
     extra: dict[int, list[Hit]] = defaultdict(list)
+    changed: dict[int, dict[str, float]] = {}
     for h in dis:
-        f = x_of.setdefault(h.index, {})
-        f[h.signal] = max(f.get(h.signal, 0.0), h.value)
+        d = changed.setdefault(h.index, dict(x_of.get(h.index, ())))
+        d[h.signal] = max(d.get(h.signal, 0.0), h.value)
         extra[h.index].append(h)
     for s in rule_hits:
         if s.rule in GENERIC_RULES or s.index < 0:
             continue
         key = "rule_strong" if s.strength == "strong" else "rule_weak"
-        f = x_of.setdefault(s.index, {})
-        f[key] = 1.0
+        d = changed.setdefault(s.index, dict(x_of.get(s.index, ())))
+        d[key] = 1.0
         extra[s.index].append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
-    scores: dict[tuple[tuple[str, float], ...], tuple[float, bool]] = {}
+    for i, d in changed.items():
+        x_of[i] = tuple(d.items())
+    scores: dict[Features, tuple[float, bool]] = {}
 
     def weight(f: str) -> float:
         return model.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0))  # type: ignore[no-any-return]
 
     score: dict[int, float] = {}
     named: dict[int, bool] = {}  # has a signal (not "none")
-    for i, x in x_of.items():
-        key = tuple(x.items())
+    for i, key in x_of.items():
         got = scores.get(key)
         if got is None:
-            got = scores[key] = (model.score(x), any(f != "is_tool" and weight(f) * v > 0 for f, v in x.items()))
+            got = scores[key] = (model.score(dict(key)), any(f != "is_tool" and weight(f) * v > 0 for f, v in key))
         score[i], named[i] = got
     start, sid = ts.start_ns, ts.span_id
     threshold = model.threshold
@@ -701,7 +754,11 @@ def suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, m
     weaker = heapq.nsmallest(5, (i for i in score if named[i] and i not in chosen), key=rank_key)
 
     def suspect(i: int) -> Any:
-        return _suspect(ts, i, x_of[i], span_hits_of(c, i) + extra.get(i, []), model)
+        return _suspect(ts, i, dict(x_of[i]), span_hits_of(c, i) + extra.get(i, []), model)
+
+    # the records the reported spans' signals read (their own; a failed action's), in one pass
+    prefetch(ts, [j for i in picked + weaker for j in (i, c.action_failed(i) if c.is_llm[i] else None)
+                  if j is not None])
 
     out = [suspect(i) for i in picked]
     for s in out:

@@ -167,10 +167,23 @@ def sanitize(packet: dict[str, Any], redactor: Redactor | None = None) -> dict[s
 
 
 def build_packet(source: Any, trace_id: str) -> dict[str, Any]:
-    """A packet for one trace of a Source (store or files)."""
+    """A packet for one trace of a Source (store or files). A run of more than `skeleton.SKELETON_SPANS` spans
+    gets a bounded skeleton (`replay/skeleton.py`), read from the store's columns and digests."""
+    from agent_debug.replay.skeleton import SKELETON_SPANS, build_bounded_packet
+
     tid = source.resolve(trace_id)
-    ts = source.load(tid, records=True)
-    return build_packet_from_records(ts.records or [])
+    if source.summary(tid).span_count > SKELETON_SPANS:
+        from agent_debug.analysis.explain import load_for_diagnosis
+
+        ts = load_for_diagnosis(source, tid)
+        packet = build_bounded_packet(ts) if ts.records is not None else None
+        if packet is not None:
+            return packet
+        if not isinstance(ts.records, list):
+            ts = source.load(tid, records=True)
+    else:
+        ts = source.load(tid, records=True)
+    return build_packet_from_records(list(ts.records or []))
 
 
 def default_path(packet: dict[str, Any], directory: str | os.PathLike[str] = "packets") -> Path:
