@@ -49,8 +49,23 @@ def _rss_mb() -> float:
 # -- building (not timed) ----------------------------------------------------------------------------------------
 
 
+CALL_EVERY = 250  # one span in this many, if a model or tool call, is a recorded call (as the SDK records them)
+
+
+def _recorded_call(rec: dict[str, Any], hop: int) -> int:
+    """Make a synthetic call span look like one the SDK intercepted: `call.hop`, a request and its response."""
+    payload = rec.get("payload") or {}
+    request = payload.get("prompt") or payload.get("args")
+    response = payload.get("response") or payload.get("output")
+    rec["attributes"]["call.hop"] = hop
+    rec["attributes"]["call.request_hash"] = f"{hop:016x}"
+    rec["payload"] = {"request": request, "response": response}
+    return hop + 1
+
+
 def write_failed_run(path: Path, spans: int, seed: int) -> dict[str, Any]:
-    """One failed run of `spans` spans: synth's records with `outcome.passed = false`."""
+    """One failed run of `spans` spans: synth's records with `outcome.passed = false`; one span in CALL_EVERY, if
+    a model or tool call, is a recorded call (replay needs some)."""
     import orjson
     import synth
 
@@ -62,9 +77,12 @@ def write_failed_run(path: Path, spans: int, seed: int) -> dict[str, Any]:
     n = raw = errors = 0
     with gz.open(tmp, "wb", compresslevel=1) as fh:
         buf: list[bytes] = []
-        for rec in synth.trace_records(spans, seed, trace_no=0, fail=True):
+        hop = 0
+        for k, rec in enumerate(synth.trace_records(spans, seed, trace_no=0, fail=True)):
             if rec.get("status") == "error":
                 errors += 1
+            if rec["event_type"] in ("LLM_CALL", "TOOL_CALL") and k % CALL_EVERY == 0:
+                hop = _recorded_call(rec, hop)
             buf.append(orjson.dumps(rec))
             if len(buf) >= 10_000:
                 data = b"\n".join(buf) + b"\n"
@@ -149,14 +167,15 @@ def _worker(*args: str) -> dict[str, Any]:
 # -- commands as a user runs them --------------------------------------------------------------------------------
 
 
-def cli(db: Path, *argv: str, out: Path | None = None) -> dict[str, Any]:
+def cli(db: Path | None, *argv: str, out: Path | None = None) -> dict[str, Any]:
     """One `agent-debug` command: wall seconds, peak RSS (MB) of its process, exit code, stdout size."""
     sink = open(out, "wb") if out is not None else subprocess.DEVNULL  # noqa: SIM115
     env = dict(os.environ, COLUMNS="160")
     env.pop("PYTEST_CURRENT_TEST", None)
     t0 = time.perf_counter()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "agent_debug.cli.main", *argv, "--db", str(db)],
+        extra = ["--db", str(db)] if db is not None else []
+        proc = subprocess.Popen([sys.executable, "-m", "agent_debug.cli.main", *argv, *extra],
                                 stdout=sink, stderr=subprocess.PIPE, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
@@ -222,7 +241,7 @@ def measure_commands(tmp: Path, args: argparse.Namespace, verdicts: list[tuple[s
     if "packet" in res:
         r = res["packet"]
         size = packet.stat().st_size if packet.exists() else -1
-        rep_run = cli(big, "replay", str(packet), "--json", out=tmp / "replay.json") if size > 0 else None
+        rep_run = cli(None, "replay", str(packet), "--json", out=tmp / "replay.json") if size > 0 else None
         replay = _json_of(tmp / "replay.json") if rep_run else None
         reproduced = bool(replay and replay.get("reproduced"))
         print(f"  packet file {size / 1e6:.1f} MB; replay {rep_run['seconds'] if rep_run else float('nan'):.2f}s, "
@@ -316,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         kind, *rest = args.worker
-        if kind == "loop":
+        if kind == "build":
+            res = build(Path(rest[0]), argparse.Namespace(**json.loads(rest[1])))
+        elif kind == "loop":
             res = worker_loop(Path(rest[0]))
         elif kind == "ingest":
             res = worker_ingest(Path(rest[0]), Path(rest[1]))
@@ -335,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for name in ("big", "many"):
                 shutil.rmtree(tmp / name, ignore_errors=True)
-            info = build(tmp, args)
+            # built in a worker: a child process reports the peak RSS of its parent at fork (Linux keeps the
+            # high-water mark across exec), so the parent stays small
+            info = _worker("build", str(tmp), json.dumps(vars(args), default=str))
             marker.write_text(json.dumps(info))
         print(f"built in {time.perf_counter() - t0:.0f}s (not timed): big run {info['big']['records']:,} spans "
               f"({info['big']['raw_bytes'] / 1e6:.0f} MB JSON, {info['big']['error_spans']} tool errors), "
