@@ -94,8 +94,9 @@ MAX_PENDING_TRACES = 1000  # traces with spans waiting for a flush (each holds a
 # Values as the records had them (the spec's defaults are applied when loading, to keep ingest cheap), except
 # the timestamp, kept as integer nanoseconds (`analysis.spans`' start_ns), `status`, null when every span of
 # the batch is ok, and in a big trace (BIG_TRACE) agent_name, event_type and name, which may be dictionary-
-# encoded ({"values": [...], "codes": [...]}). `records` is the spans' raw lines, each ending in b"\n", compressed
-# (zlib format).
+# encoded ({"values": [...], "codes": [...]}). Each batch also has the spans' digests (`analysis.digest`: "df", "ol",
+# "ih" per span, "da" sparse attributes by position in the batch); a batch without them (an older store) makes
+# diagnosis read records. `records` is the spans' raw lines, each ending in b"\n", compressed (zlib format).
 STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "start_ns", "duration_ns",
                   "token_cost")
 # a trace this big (spans so far) has its columns stored in batches of STORED_BATCH spans, with agent_name,
@@ -329,6 +330,38 @@ def _compress_records(raw: bytes) -> bytes:
 
 def _take(seq: Sequence[Any], idx: list[int]) -> list[Any]:
     return [seq[i] for i in idx]
+
+
+DIGEST_RECORDS = 1024
+
+
+def _take_cols(cols: Columns, idx: list[int]) -> Columns:
+    """A batch's columns (and span digests) of the records at `idx`."""
+    out: dict[str, Any] = {k: _take(v, idx) for k, v in cols.items() if k != "dg"}
+    if "dg" in cols:
+        d: dict[str, Any] = cols["dg"]  # type: ignore[assignment]
+        at = {old: new for new, old in enumerate(idx)}
+        out["dg"] = {"df": _take(d["df"], idx), "ol": _take(d["ol"], idx), "ih": _take(d["ih"], idx),
+                     "da": {k: kept for k, pairs in d["da"].items()
+                            if (kept := [[at[p], v] for p, v in pairs if p in at])}}
+    return out
+
+
+def _split_digest(d: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
+    """`analysis.digest.digest_batch` of several batches at once, cut back into one digest per batch."""
+    out = []
+    base = 0
+    sparse = {k: sorted(pairs, key=itemgetter(0)) for k, pairs in d["da"].items()}
+    for size in sizes:
+        end = base + size
+        da: dict[str, list[list[Any]]] = {}
+        for k, pairs in sparse.items():
+            got = [[p - base, v] for p, v in pairs if base <= p < end]
+            if got:
+                da[k] = got
+        out.append({"df": d["df"][base:end], "ol": d["ol"][base:end], "ih": d["ih"][base:end], "da": da})
+        base = end
+    return out
 
 
 def _json(obj: Any) -> bytes:
@@ -590,8 +623,11 @@ class _Ingest:
         return keys
 
     def add_all(self, batches: Iterable[Batch]) -> None:
-        """The hot loop of ingest (see the module docstring): each batch goes to its trace's pending chunk."""
-        n = self.pending_n
+        """The hot loop of ingest (see the module docstring): each batch goes to its trace's pending chunk. The
+        span digests (`analysis.digest`) are made for DIGEST_RECORDS records at a time (their C-level passes cost
+        little per record, and a fixed amount per call)."""
+        held: list[tuple[list[dict[str, Any]], list[bytes], Columns]] = []
+        held_n = 0
         for recs, lines, cols in batches:
             if cols is None:  # records that needed a closer look (envelopes, MessagePack, normalized values)
                 cols = record_columns(recs)
@@ -599,16 +635,29 @@ class _Ingest:
                     dumps, opt = orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
                     lines = [line if line is not None else dumps(rec, option=opt, default=_json_default) + b"\n"
                              for rec, line in zip(recs, lines, strict=True)]
+            held.append((recs, lines, cols))  # type: ignore[arg-type]
+            held_n += len(recs)
+            if held_n >= DIGEST_RECORDS:
+                self._add_held(held)
+                held, held_n = [], 0
+        if held:
+            self._add_held(held)
+
+    def _add_held(self, held: list[tuple[list[dict[str, Any]], list[bytes], Columns]]) -> None:
+        parts = _split_digest(digest_batch([r for recs, _, _ in held for r in recs]), [len(h[0]) for h in held])
+        n = self.pending_n
+        for (recs, lines, cols), part in zip(held, parts, strict=True):
+            cols = dict(cols)
+            cols["dg"] = part  # type: ignore[assignment]
             tids = cols["trace_id"]
             if tids.count(tids[0]) == len(tids):  # one trace, as writers usually write them
-                self._add(tids[0], recs, lines, cols)  # type: ignore[arg-type]
+                self._add(tids[0], recs, lines, cols)
             else:
                 groups: dict[str, list[int]] = {}
                 for i, tid in enumerate(tids):
                     groups.setdefault(tid, []).append(i)
                 for tid, idx in groups.items():
-                    self._add(tid, _take(recs, idx), _take(lines, idx),  # type: ignore[arg-type]
-                              {k: _take(v, idx) for k, v in cols.items()})
+                    self._add(tid, _take(recs, idx), _take(lines, idx), _take_cols(cols, idx))
             n += len(recs)
             if n >= FLUSH_RECORDS or len(self.pending) > MAX_PENDING_TRACES:
                 self.pending_n = n
@@ -626,7 +675,7 @@ class _Ingest:
             if not keep:
                 return
             recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
-            cols = {k: _take(v, keep) for k, v in cols.items()}
+            cols = _take_cols(cols, keep)
         out: dict[str, Any] = {k: cols[k] for k in _COPIED}
         if not set(map(type, out["name"])) <= _NAME_TYPES:  # the spec's name is a string: kept as its JSON text
             out["name"] = [nm if nm is None or type(nm) is str else text_of(nm) for nm in out["name"]]
@@ -634,7 +683,7 @@ class _Ingest:
         out["status"] = status if "error" in status else None  # all ok: nothing to store or load
         # analysis.spans.start_ns_of, in C: round(t * 1e6) * 1000 (t * 1_000_000 is t * 1e6 for an int or float)
         out["start_ns"] = list(map(int.__mul__, map(round, map(_MICRO.__mul__, cols["timestamp"])), _THOUSANDS))
-        out.update(digest_batch(recs))  # what diagnosis reads instead of the records (analysis.digest)
+        out.update(cols["dg"])  # type: ignore[arg-type]  # what diagnosis reads instead of the records
         parents = cols["parent_id"]
         roots: list[int] = []
         if not all(parents):  # a root (a parent id is never "")
