@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import compress, repeat
-from operator import and_, eq
+from operator import and_, eq, is_
 from typing import Any
 
 from agent_debug.analysis import digest as dg
@@ -364,10 +364,13 @@ class ColumnContext(SpanContext):
         self.facts = facts
         n = self.n = len(ts)
         df = facts.df
-        parent: list[int | None] = [None] * n
-        for p, kids in enumerate(tree.children):
-            for k in kids:
-                parent[k] = p
+        if ts.parent_index is not None and len(ts.parent_index) == n:  # the store's (ids unique, no cycles here)
+            parent: list[int | None] = list(ts.parent_index)
+        else:
+            parent = [None] * n
+            for p, kids in enumerate(tree.children):
+                for k in kids:
+                    parent[k] = p
         self.parent = parent
         self.children = tree.children
         self.order = _order(ts)
@@ -393,6 +396,7 @@ class ColumnContext(SpanContext):
         self.origins = [i for i in self.order if failed[i] and i not in self.recovered
                         and not any(failed[k] and k not in self.recovered for k in self.children[i])]
         self.origin_set = set(self.origins)
+        self.failed_action: dict[int, int] = {}  # model call -> `action_failed` (only the calls that have one)
         self.decider = {}
         self._by_parent = {}
         self.actions = {k: [] for k in self.llm}
@@ -401,6 +405,13 @@ class ColumnContext(SpanContext):
             d = deciders[i]
             if d is not None and not self.is_llm[i]:
                 self.actions[d].append(i)
+        for i in self.origins:  # in order: a call's first failed action
+            d = deciders[i]
+            if d is not None and not self.is_llm[i] and d not in self.failed_action:
+                self.failed_action[d] = i
+        for k in self.llm:
+            if failed[k] and k not in self.recovered:
+                self.failed_action[k] = k
         self.by_agent = {}
         for k in self.llm:
             self.by_agent.setdefault(ts.agent_name[k], []).append(k)
@@ -458,7 +469,7 @@ class ColumnContext(SpanContext):
 
     def _top_down(self) -> list[int]:
         order: list[int] = []
-        level = [i for i in range(self.n) if self.parent[i] is None]
+        level = list(compress(range(self.n), map(is_, self.parent, repeat(None))))
         get = self.children.__getitem__
         from itertools import chain
 
@@ -469,6 +480,12 @@ class ColumnContext(SpanContext):
 
     def decide(self, i: int) -> int | None:
         raise NotImplementedError("deciders are computed at construction")
+
+    def action_failed(self, k: int) -> int | None:
+        """`SpanContext.action_failed`, looked up (worked out for every call at construction)."""
+        if self.is_llm[k]:
+            return self.failed_action.get(k)
+        return super().action_failed(k)
 
     def output(self, k: int) -> ModelOutput:
         if k not in self._outputs:
@@ -498,8 +515,14 @@ class ColumnContext(SpanContext):
         pieces = self.pieces(k)
         if pieces is None:
             return None
-        ol, plain = self.facts.ol, self.plain
-        return all(plain[i] for i in pieces) and sum(ol[i] for i in pieces) + len(pieces) - 1 <= TEXT_CAP
+        ol, plain, df = self.facts.ol, self.plain, self.facts.df
+        if not all(map(plain.__getitem__, pieces)):
+            return False
+        if sum(map(ol.__getitem__, pieces)) + len(pieces) - 1 <= TEXT_CAP:
+            return True
+        # longer than the signals read: its head is still known when it opens with a whole content line
+        first = pieces[0]
+        return not df[first] & dg.EMPTY and bool(df[first] & dg.LINE) and ol[first] <= TEXT_CAP
 
     def _result(self, k: int) -> str | None:
         pieces = self.pieces(k)
@@ -552,73 +575,70 @@ Features = tuple[tuple[str, float], ...]  # a span's features in the order candi
 
 
 def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
-    """The signal features of every model and tool call (is_tool first for tool calls; one shared tuple per
-    distinct set), and the calls whose features came from the signal functions (the rest were worked out in
-    bulk)."""
+    """The signal features of every model and tool call (one shared tuple per distinct set), and the calls whose
+    features came from the signal functions (the rest were worked out in bulk)."""
     ts = c.ts
-    df, plain = c.facts.df, c.plain
+    df, plain, ol = c.facts.df, c.plain, c.facts.ol
     feats: dict[int, Features] = {}
     shared: dict[Features, Features] = {}
 
-    def intern(x: dict[str, float], tool: bool = False) -> Features:
+    def intern(x: dict[str, float]) -> Features:
         key = tuple(x.items())
         return shared.setdefault(key, key)
 
     slow: set[int] = set()
-    acted = {k: bool(c.actions.get(k)) or (not plain[k] and bool(c.output(k).action)) for k in c.llm}
+    actions = c.actions
+    acted = {k: bool(actions[k]) or (not plain[k] and bool(c.output(k).action)) for k in c.llm}
     prev: dict[int, int | None] = {}
     for calls in c.by_agent.values():
         last = None
         for k in calls:
             prev[k] = last
-            c._prev[k] = last
             if acted[k]:
                 last = k
-    empty: dict[int, bool] = {}  # sig_empty_result fired
-    errtext: dict[int, bool] = {}  # sig_error_in_result fired
+    c._prev.update(prev)
+    pieces_of = {k: c.pieces(k) for k in c.llm}
     simple_of = {k: plain[k] and c.plain_result(k) is not False for k in c.llm}
     slow_llm = [k for k in c.llm if not simple_of[k]]
     slow_tools = [i for i in c.order if ts.event_type[i] in CANDIDATE_TYPES and not c.is_llm[i] and not plain[i]]
-    need = set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in c.pieces(k) or ()}
-    need |= {i for k in c.llm if (i := c.action_failed(k)) is not None}
-    prefetch(ts, need)
-    ol = c.facts.ol
+    prefetch(ts, set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in pieces_of[k] or ()})
+    empty: dict[int, bool] = {}  # sig_empty_result fired
+    errtext: dict[int, bool] = {}  # sig_error_in_result fired
+    failed_action = c.failed_action
+    by_code: dict[tuple[int, float], Features] = {}
     for k in c.llm:
-        simple = simple_of[k]
-        if not simple:
-            x, hits = _by_functions(c, k, MODEL_SIGNALS)
+        if not simple_of[k]:
+            x, _ = _by_functions(c, k, MODEL_SIGNALS)
             feats[k] = intern(x)
             slow.add(k)
             empty[k] = "empty_result" in x
             errtext[k] = "error_in_result" in x
             continue
-        x = {}
-        af = c.action_failed(k)
-        if af is not None and _run(MODEL_SIGNALS["action_failed"], c, k) is not None:
-            x["action_failed"] = 1.0
-        p = prev[k] if acted[k] else None
-        if p is not None and c.action_failed(p) is not None:
-            x["reacts_to_failure"] = 1.0
-        pieces = c.pieces(k)
+        # the bits of _LLM_BITS (sig_action_failed cannot fail on a stored record: its `error` is an object)
+        af = failed_action.get(k)
+        did = acted[k]
+        p = prev[k] if did else None
+        pieces = pieces_of[k]
         er = pieces is not None and af is None and all(df[i] & dg.EMPTY for i in pieces)
-        if er:
-            x["empty_result"] = 1.0
-        if p is not None and empty[p]:
-            x["after_empty_result"] = 1.0
-        if p is not None and errtext[p]:
-            x["after_error_in_result"] = 1.0
-        if pieces is not None:
-            size = sum(ol[i] for i in pieces) + len(pieces) - 1
-            if size >= LARGE_RESULT_CHARS:
-                x["large_result"] = round(math.log10(size) - 3, 3)
-        if acted[k] and p is None:
-            x["first_action"] = 1.0
-        if not acted[k]:
-            x["no_action"] = 1.0
-        feats[k] = intern(x)
+        size = -1 if pieces is None else sum(map(ol.__getitem__, pieces)) + len(pieces) - 1
+        code = ((af is not None) | (p is not None and p in failed_action) << 1 | er << 2
+                | (p is not None and empty[p]) << 3 | (p is not None and errtext[p]) << 5
+                | (did and p is None) << 7 | (not did) << 8)
+        large = round(math.log10(size) - 3, 3) if size >= LARGE_RESULT_CHARS else 0.0
+        key = (code, large)
+        got = by_code.get(key)
+        if got is None:
+            x = {name: 1.0 for bit, name in enumerate(_LLM_BITS) if code >> bit & 1}
+            if large:
+                x = {**{f: v for f, v in x.items() if f not in ("first_action", "no_action")}, "large_result": large,
+                     **{f: v for f, v in x.items() if f in ("first_action", "no_action")}}
+            got = by_code[key] = intern(x)
+        feats[k] = got
         empty[k] = er
         errtext[k] = False
     same = _same_calls(c)
+    origin, failed = c.origin_set, c.failed
+    tool_codes: dict[int, Features] = {}
     for i in c.order:
         if ts.event_type[i] not in CANDIDATE_TYPES or c.is_llm[i]:
             continue
@@ -626,15 +646,15 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
             feats[i] = intern(_by_functions(c, i, TOOL_SIGNALS)[0])
             slow.add(i)
             continue
-        x = {}
-        if i in c.origin_set:
-            x["tool_failed"] = 1.0
-        if i in same:
-            x["tool_repeated"] = 1.0
-        if not c.failed[i] and df[i] & (dg.DOC_ZERO | dg.SIZE_ZERO):
-            x["tool_empty_result"] = 1.0
-        feats[i] = intern(x)
+        code = (i in origin) | (i in same) << 1 | (not failed[i] and bool(df[i] & _EMPTY_RESULT)) << 2
+        got = tool_codes.get(code)
+        if got is None:
+            got = tool_codes[code] = intern({name: 1.0 for bit, name in enumerate(_TOOL_BITS) if code >> bit & 1})
+        feats[i] = got
     return feats, slow
+
+
+_EMPTY_RESULT = dg.DOC_ZERO | dg.SIZE_ZERO
 
 
 def _same_calls(c: ColumnContext) -> dict[int, int]:

@@ -51,6 +51,7 @@ FINISH = 1 << 12  # llm.finish_reason present
 IN = 1 << 13  # span_io input is not None
 CONCL = 1 << 14  # the output may state a conclusion (disagreement.py)
 CONCL_IN = 1 << 15  # the input may state one
+LINE = 1 << 16  # the output, as text, is one line of printable characters (str.isprintable)
 
 SPARSE_KEYS = frozenset({
     "retry.of", "route.lane", "route.required_lane", "route.risk", "route.model", "token.budget", "plan.steps",
@@ -209,6 +210,8 @@ def digest_records(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             flags |= OUT
         if is_empty_text(text):
             flags |= EMPTY
+        if text.isprintable():
+            flags |= LINE
         payload = rec.get("payload")
         if rec.get("events") or (isinstance(payload, dict) and payload.get("events")):
             flags |= EVENTS
@@ -276,15 +279,17 @@ def _scan(texts: list[str], kind: str) -> set[int]:
     return {bisect_right(starts, s) - 1 for _, s, _ in hits}
 
 
-def _empties(texts: list[str]) -> list[bool]:
-    """is_empty_text of each: single-line texts (printable) in C, others one by one."""
+def _empties(texts: list[str]) -> tuple[list[bool], list[bool]]:
+    """is_empty_text of each, and whether each is one printable line: single-line texts in C, others one by
+    one."""
     stripped = list(map(str.strip, texts))
     empty = list(map(_EMPTY_TOKENS.__contains__, map(str.lower, stripped)))
     header = list(map(str.endswith, stripped, repeat(":")))
     out = list(map(bool.__or__, empty, header))
-    for i in compress(range(len(texts)), map(not_, map(str.isprintable, texts))):
+    line = list(map(str.isprintable, texts))
+    for i in compress(range(len(texts)), map(not_, line)):
         out[i] = is_empty_text(texts[i])
-    return out
+    return out, line
 
 
 def digest_batch(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -318,7 +323,9 @@ def digest_batch(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if any(f in texts[i] for f in _FOLDS):
             flags[i] |= TEXT
     _or(flags, _scan(texts, "concl"), CONCL)
-    _or(flags, compress(range(n), _empties(texts)), EMPTY)
+    empties, lines = _empties(texts)
+    _or(flags, compress(range(n), empties), EMPTY)
+    _or(flags, compress(range(n), lines), LINE)
     ih: list[str | None] = [None] * n
     with_in = list(compress(range(n), map(is_not, inp, repeat(None))))
     if with_in:
