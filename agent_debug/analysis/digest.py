@@ -24,9 +24,10 @@ files gets it when first needed). Per span:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from itertools import compress, repeat
-from operator import is_, is_not, not_
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate, compress, repeat
+from operator import add, is_not, mul, ne, not_, or_
 from typing import Any
 
 import orjson
@@ -242,9 +243,9 @@ def _dicts(values: list[Any]) -> list[dict[str, Any]]:
     return [v if isinstance(v, dict) else _EMPTY_DICT for v in values]
 
 
-def _or(flags: list[int], positions: Any, bit: int) -> None:
-    for i in positions:
-        flags[i] |= bit
+def _bits(mask: Iterable[Any], bit: int) -> Iterator[int]:
+    """`bit` where the mask is true, else 0 (C-level)."""
+    return map(mul, map(bool, mask), repeat(bit))
 
 
 def _texts(values: list[Any]) -> list[str]:
@@ -253,48 +254,61 @@ def _texts(values: list[Any]) -> list[str]:
     if types <= {str}:
         return values
     if types <= {str, type(None)}:
-        return ["" if v is None else v for v in values]
-    out = []
-    for v in values:
-        out.append(v if type(v) is str else as_text(v))
-    return out
+        return list(map(_or_empty, values, values))
+    return [v if type(v) is str else as_text(v) for v in values]
 
 
-def _scan(texts: list[str], kind: str) -> set[int]:
-    """Positions of the texts (lowercased) holding one of the kind's literals."""
-    if not texts:
+_or_empty: Any = {None: ""}.get  # with a default: itself, "" for None (map(_or_empty, values, values))
+
+
+def _scan(low: list[str], kind: str) -> set[int]:
+    """Positions of the (lowercased) texts holding one of the kind's literals: one scan of them all."""
+    if not low:
         return set()
-    low = list(map(str.lower, texts))
     blob = _SEP.join(low)
     hits = _scanner(kind).find_matches_as_indexes(blob)
     if not hits:
         return set()
-    starts = []
-    at = 0
-    for t in low:
-        starts.append(at)
-        at += len(t) + 1
-    from bisect import bisect_right
-
-    return {bisect_right(starts, s) - 1 for _, s, _ in hits}
+    ends = list(accumulate(map(add, map(len, low), repeat(1))))  # where each text's separator is
+    return {bisect_right(ends, s) for _, s, _ in hits}
 
 
-def _empties(texts: list[str]) -> tuple[list[bool], list[bool]]:
+def _empties(texts: list[str], low: list[str]) -> tuple[list[bool], list[bool]]:
     """is_empty_text of each, and whether each is one printable line: single-line texts in C, others one by
     one."""
-    stripped = list(map(str.strip, texts))
-    empty = list(map(_EMPTY_TOKENS.__contains__, map(str.lower, stripped)))
-    header = list(map(str.endswith, stripped, repeat(":")))
-    out = list(map(bool.__or__, empty, header))
+    stripped = list(map(str.strip, low))
+    out = list(map(or_, map(_EMPTY_TOKENS.__contains__, stripped), map(str.endswith, stripped, repeat(":"))))
     line = list(map(str.isprintable, texts))
-    for i in compress(range(len(texts)), map(not_, line)):
-        out[i] = is_empty_text(texts[i])
+    if False in line:
+        for i in compress(range(len(texts)), map(not_, line)):
+            out[i] = is_empty_text(texts[i])
     return out, line
+
+
+def _with_fallback(col: list[Any], attrs: list[dict[str, Any]], key: str) -> list[Any]:
+    """`col`, with the attribute `key` where it is None (span_io's OpenInference fallback)."""
+    if None not in col:
+        return col
+    fb = list(map(dict.get, attrs, repeat(key)))
+    if fb.count(None) == len(fb):
+        return col
+    return [c if c is not None else f for c, f in zip(col, fb, strict=True)]
+
+
+def _dense_flags(attrs: list[dict[str, Any]]) -> list[int]:
+    """`_attr_flags` of each, with the Python call only for attributes holding one of the keys it reads."""
+    n = len(attrs)
+    flags = list(_bits(map(dict.__contains__, attrs, repeat("llm.finish_reason")), FINISH))
+    some = list(compress(range(n), map(not_, map(_DENSE.isdisjoint, attrs))))
+    for i in some:
+        flags[i] = _attr_flags(attrs[i])
+    return flags
 
 
 def digest_batch(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """`digest_records` of a batch, with a few C-level passes per column (the usual records take no Python loop
-    per record: attributes without the keys the rules read, outputs that are plain strings)."""
+    per record: outputs that are plain strings; attributes are read in Python only where they hold a key the
+    rules test)."""
     n = len(recs)
     if not n:
         return {"df": [], "ol": [], "ih": [], "da": {}}
@@ -304,49 +318,48 @@ def digest_batch(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return digest_records(recs)
     attrs = _dicts(list(map(get, recs, repeat("attributes"), repeat(_EMPTY_DICT))))
     payloads = _dicts(list(map(get, recs, repeat("payload"), repeat(_EMPTY_DICT))))
-    flags = [0] * n
     # outputs and inputs, as span_io reads them
-    out = list(map(get, payloads, repeat("output"),
-                   map(get, payloads, repeat("response"), map(get, payloads, repeat("content")))))
-    inp = list(map(get, payloads, repeat("input"), map(get, payloads, repeat("request"))))
-    for col, key in ((out, "output.value"), (inp, "input.value")):
-        if None in col:
-            for i in compress(range(n), map(is_, col, repeat(None))):
-                col[i] = attrs[i].get(key)
+    out = _with_fallback(list(map(get, payloads, repeat("output"), map(
+        get, payloads, repeat("response"), map(get, payloads, repeat("content"))))), attrs, "output.value")
+    inp = _with_fallback(list(map(get, payloads, repeat("input"), map(get, payloads, repeat("request")))), attrs,
+                         "input.value")
     texts = _texts(out)
+    low = list(map(str.lower, texts))
     ol = list(map(len, texts))
-    has = list(compress(range(n), map(is_not, out, repeat(None))))
-    _or(flags, has, OUT)
-    _or(flags, _scan(texts, "text"), TEXT)
-    for i in compress(range(n), map(not_, map(str.isascii, texts))):
-        flags[i] |= CONCL  # \d and case folding go beyond ASCII
-        if any(f in texts[i] for f in _FOLDS):
-            flags[i] |= TEXT
-    _or(flags, _scan(texts, "concl"), CONCL)
-    empties, lines = _empties(texts)
-    _or(flags, compress(range(n), empties), EMPTY)
-    _or(flags, compress(range(n), lines), LINE)
+    empties, lines = _empties(texts, low)
+    flags = list(map(or_, _dense_flags(attrs), _bits(map(is_not, out, repeat(None)), OUT)))
+    flags = list(map(or_, flags, _bits(empties, EMPTY)))
+    flags = list(map(or_, flags, _bits(lines, LINE)))
+    for i in _scan(low, "text"):
+        flags[i] |= TEXT
+    for i in _scan(low, "concl"):
+        flags[i] |= CONCL
+    if False in (ascii_ := list(map(str.isascii, texts))):
+        for i in compress(range(n), map(not_, ascii_)):
+            flags[i] |= CONCL  # \d and case folding go beyond ASCII
+            if any(f in texts[i] for f in _FOLDS):
+                flags[i] |= TEXT
     ih: list[str | None] = [None] * n
-    with_in = list(compress(range(n), map(is_not, inp, repeat(None))))
-    if with_in:
+    if inp.count(None) != n:
+        with_in = list(compress(range(n), map(is_not, inp, repeat(None))))
         itexts = _texts([inp[i] for i in with_in])
-        concl = _scan(itexts, "concl") | set(compress(range(len(itexts)), map(not_, map(str.isascii, itexts))))
+        concl = _scan(list(map(str.lower, itexts)), "concl")
+        concl |= set(compress(range(len(itexts)), map(not_, map(str.isascii, itexts))))
         for k, i in enumerate(with_in):
             flags[i] |= IN | (CONCL_IN if k in concl else 0)
             ih[i] = input_digest(itexts[k]) if itexts[k] else None
-    for i in compress(range(n), map(get, recs, repeat("events"))):
-        flags[i] |= EVENTS
-    for i in compress(range(n), map(get, payloads, repeat("events"))):
-        flags[i] |= EVENTS
+    for col in (recs, payloads):
+        ev = list(map(get, col, repeat("events")))
+        if ev.count(None) != n:
+            for i in compress(range(n), ev):
+                flags[i] |= EVENTS
     da: dict[str, list[list[Any]]] = {}
-    for i in compress(range(n), map(not_, map(_DENSE.isdisjoint, attrs))):
-        flags[i] |= _attr_flags(attrs[i])
-    fr = list(map(get, attrs, repeat("llm.finish_reason"), repeat(_MISSING)))
-    for i in compress(range(n), map(is_not, fr, repeat(_MISSING))):
-        flags[i] |= FINISH
-        v = fr[i]
-        if not (type(v) is str and v == "stop"):
-            da.setdefault("llm.finish_reason", []).append([i, v])
+    fr = list(map(get, attrs, repeat("llm.finish_reason"), repeat("stop")))
+    if fr.count("stop") != n:
+        for i in compress(range(n), map(ne, fr, repeat("stop"))):
+            v = fr[i]
+            if not (type(v) is str and v == "stop"):
+                da.setdefault("llm.finish_reason", []).append([i, v])
     for i in compress(range(n), map(not_, map(SPARSE_KEYS.isdisjoint, attrs))):
         a = attrs[i]
         for key in sorted(SPARSE_KEYS.intersection(a)):
