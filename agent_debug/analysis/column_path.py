@@ -374,10 +374,6 @@ class ColumnContext(SpanContext):
         self.parent = parent
         self.children = tree.children
         self.order = _order(ts)
-        rank = [0] * n
-        for r, i in enumerate(self.order):
-            rank[i] = r
-        self.rank = rank  # type: ignore[assignment]
         et = ts.event_type
         self.is_llm = list(map(eq, et, repeat("LLM_CALL")))
         self.llm = [i for i in self.order if self.is_llm[i]]
@@ -393,8 +389,11 @@ class ColumnContext(SpanContext):
                     isinstance(e, dict) and str(e.get("name", "")).lower() == "exception" for e in events)
         self.failed = failed
         self.recovered = self._recovered_from(facts.retries())
-        self.origins = [i for i in self.order if failed[i] and i not in self.recovered
-                        and not any(failed[k] and k not in self.recovered for k in self.children[i])]
+        start, sid = ts.start_ns, ts.span_id
+        self.origins = sorted((i for i in set(facts.failing()) | {i for i in facts.flagged(dg.EVENTS) if failed[i]}
+                               if failed[i] and i not in self.recovered
+                               and not any(failed[k] and k not in self.recovered for k in self.children[i])),
+                              key=lambda i: (start[i], sid[i]))  # in `order`'s order
         self.origin_set = set(self.origins)
         self.failed_action: dict[int, int] = {}  # model call -> `action_failed` (only the calls that have one)
         self.decider = {}
@@ -421,6 +420,10 @@ class ColumnContext(SpanContext):
         self._prev = {}
         self._same = None
         self.plain = [not f & dg.TEXT for f in df]
+        # the tool calls (model calls excepted), in order
+        self.tools = [i for i in compress(self.order, map(CANDIDATE_TYPES.__contains__, map(et.__getitem__,
+                      self.order))) if not self.is_llm[i]]
+        self.features_of: dict[int, tuple[str, ...]] = {}
         self._pieces: dict[int, Any] = {}
 
     def _recovered_from(self, retries: dict[int, list[int]]) -> set[int]:
@@ -597,6 +600,7 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
             if acted[k]:
                 last = k
     c._prev.update(prev)
+    c.features_of = feats_names = {}  # model call -> the names of its features (for the next call's after_*)
     pieces_of = {k: c.pieces(k) for k in c.llm}
     simple_of = {k: plain[k] and c.plain_result(k) is not False for k in c.llm}
     slow_llm = [k for k in c.llm if not simple_of[k]]
@@ -610,6 +614,7 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
         if not simple_of[k]:
             x, _ = _by_functions(c, k, MODEL_SIGNALS)
             feats[k] = intern(x)
+            feats_names[k] = tuple(x)
             slow.add(k)
             empty[k] = "empty_result" in x
             errtext[k] = "error_in_result" in x
@@ -634,14 +639,14 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
                      **{f: v for f, v in x.items() if f in ("first_action", "no_action")}}
             got = by_code[key] = intern(x)
         feats[k] = got
+        if er:
+            feats_names[k] = ("empty_result",)
         empty[k] = er
         errtext[k] = False
     same = _same_calls(c)
     origin, failed = c.origin_set, c.failed
     tool_codes: dict[int, Features] = {}
-    for i in c.order:
-        if ts.event_type[i] not in CANDIDATE_TYPES or c.is_llm[i]:
-            continue
+    for i in c.tools:
         if not plain[i]:
             feats[i] = intern(_by_functions(c, i, TOOL_SIGNALS)[0])
             slow.add(i)
@@ -663,12 +668,11 @@ def _same_calls(c: ColumnContext) -> dict[int, int]:
         ts, ih = c.ts, c.facts.ih
         same: dict[int, int] = {}
         seen: dict[tuple[str, str, str | None], int] = {}
-        for j in c.order:
-            if ts.event_type[j] in CANDIDATE_TYPES and not c.is_llm[j]:
-                key = (ts.event_type[j], ts.name[j], ih[j])
-                first = seen.setdefault(key, j)
-                if first != j:
-                    same[j] = first
+        et, name = ts.event_type, ts.name
+        for j in c.tools:
+            first = seen.setdefault((et[j], name[j], ih[j]), j)
+            if first != j:
+                same[j] = first
         c._same = same
     return c._same
 
@@ -689,11 +693,70 @@ def _by_functions(c: ColumnContext, i: int, table: dict[str, Callable[[SpanConte
     return x, hits
 
 
-def span_hits_of(c: ColumnContext, i: int) -> list[Hit]:
-    """The signal hits of one span, by the signal functions (what a reported suspect shows as evidence)."""
+def span_hits_of(c: ColumnContext, i: int, simple: bool = False) -> list[Hit]:
+    """The signal hits of one span (what a reported suspect shows as evidence): by the signal functions, or for
+    a call worked out in bulk (`simple`), the same hits built from the columns."""
     et = c.ts.event_type[i]
+    if simple:
+        return _plain_llm_hits(c, i) if et == "LLM_CALL" else _plain_tool_hits(c, i)
     table = MODEL_SIGNALS if et == "LLM_CALL" else TOOL_SIGNALS if et in CANDIDATE_TYPES else None
     return _by_functions(c, i, table)[1] if table is not None else []
+
+
+def _plain_llm_hits(c: ColumnContext, k: int) -> list[Hit]:
+    """The hits span_signals' functions give a model call with a plain output and result (see
+    `signal_features`), in MODEL_SIGNALS order, with their evidence."""
+    ts, df, ol = c.ts, c.facts.df, c.facts.ol
+    out: list[Hit] = []
+    af = c.failed_action.get(k)
+    if af is not None:
+        what = c.facts.sparse.get(dg.ERROR_TYPE, {}).get(af) or ts.status[af]
+        out.append(Hit(k, "action_failed", "tool_execution",
+                       f"{ts.name[af]} failed ({what})" + ("" if af == k else ", an action this call chose")))
+    p = c._prev.get(k) if c.acted(k) else None
+    if p is not None and p in c.failed_action:
+        out.append(Hit(k, "reacts_to_failure", "tool_execution",
+                       f"first call after {ts.name[c.failed_action[p] or p]} failed"))
+    pieces = c.pieces(k)
+    if pieces is not None and af is None and all(df[i] & dg.EMPTY for i in pieces):
+        out.append(Hit(k, "empty_result", "retrieval_miss", "its action returned nothing"))
+    if p is not None and sig_empty(c, p):
+        out.append(Hit(k, "after_empty_result", "retrieval_miss", "went on after an action that returned nothing"))
+    if p is not None and sig_error_text(c, p):
+        out.append(Hit(k, "after_error_in_result", "tool_execution", "first call after a result that reports an "
+                       "error"))
+    if pieces is not None:
+        size = sum(ol[i] for i in pieces) + len(pieces) - 1
+        if size >= LARGE_RESULT_CHARS:
+            out.append(Hit(k, "large_result", "planner_drift", f"its action returned {size} characters",
+                           round(math.log10(size) - 3, 3)))
+    if c.acted(k) and p is None:
+        out.append(Hit(k, "first_action", "planner_drift", "the agent's first action (nothing yet to react to)"))
+    if not c.acted(k):
+        out.append(Hit(k, "no_action", "planner_drift", "a plan or summary: no action"))
+    return out
+
+
+def sig_empty(c: ColumnContext, k: int) -> bool:
+    return "empty_result" in c.features_of.get(k, ())
+
+
+def sig_error_text(c: ColumnContext, k: int) -> bool:
+    return "error_in_result" in c.features_of.get(k, ())
+
+
+def _plain_tool_hits(c: ColumnContext, i: int) -> list[Hit]:
+    """The hits span_signals' functions give a tool call with a plain output, in TOOL_SIGNALS order."""
+    ts = c.ts
+    out: list[Hit] = []
+    if i in c.origin_set:
+        out.append(Hit(i, "tool_failed", "tool_execution", f"{ts.name[i]} failed and nothing recovered it"))
+    first = _same_calls(c).get(i)
+    if first is not None:
+        out.append(Hit(i, "tool_repeated", "planner_drift", f"same call as {ts.span_id[first]}"))
+    if not c.failed[i] and c.facts.df[i] & _EMPTY_RESULT:
+        out.append(Hit(i, "tool_empty_result", "retrieval_miss", "returned nothing"))
+    return out
 
 
 def bisect_index(values: list[int], x: int) -> int:  # kept for symmetry with SpanContext's bisect use
@@ -724,7 +787,7 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     from agent_debug.analysis.suspects import GENERIC_RULES, SuspectList, _suspect, disagreement_hits
 
     c = ColumnContext(ts, tree, facts)
-    feats, _ = signal_features(c)
+    feats, slow = signal_features(c)
     dis = disagreement_hits(ts)
     rule_hits = facts.find_suspects(tree, rules, failed)
     et = ts.event_type
@@ -774,11 +837,11 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     weaker = heapq.nsmallest(5, (i for i in score if named[i] and i not in chosen), key=rank_key)
 
     def suspect(i: int) -> Any:
-        return _suspect(ts, i, dict(x_of[i]), span_hits_of(c, i) + extra.get(i, []), model)
+        simple = i not in slow and et[i] in CANDIDATE_TYPES
+        return _suspect(ts, i, dict(x_of[i]), span_hits_of(c, i, simple) + extra.get(i, []), model)
 
-    # the records the reported spans' signals read (their own; a failed action's), in one pass
-    prefetch(ts, [j for i in picked + weaker for j in (i, c.action_failed(i) if c.is_llm[i] else None)
-                  if j is not None])
+    # the records the reported spans' signals read, in one pass: only those whose hits come from the functions
+    prefetch(ts, [i for i in picked + weaker if i in slow])
 
     out = [suspect(i) for i in picked]
     for s in out:

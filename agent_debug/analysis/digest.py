@@ -16,7 +16,8 @@ files gets it when first needed). Per span:
 - `ol`: the length of the output as text (`span_context.raw_output`), in characters.
 - `ih`: a digest of the input as text (what makes two tool calls the same call), None for no input.
 - `da`: sparse attributes, {key: [[position, value], ...]} for the keys in SPARSE_KEYS (rare, read whole);
-  `llm.finish_reason` only where it is not "stop" (FINISH says it is present).
+  `llm.finish_reason` only where it is not "stop" (FINISH says it is present); `error.type`, the `type` of the
+  record's `error` object (what a failed action's evidence names).
 
 `digest_records` is the reference: one record at a time, in plain Python; `digest_batch` must give the same.
 """
@@ -59,6 +60,7 @@ SPARSE_KEYS = frozenset({
     "verifier.passed", "verifier.reason", "gen_ai.response.finish_reasons", "call.hop", "retrieval.refs",
     "transcript.step", "outcome.reason", "outcome.passed",
 })
+ERROR_TYPE = "error.type"  # in `da`: the record's error object's `type` (not an attribute: the `error` field)
 _DENSE = frozenset({"tool.exit_code", "tool.timeout_class", "tool.result_size", "retrieval.doc_count"})
 
 # Literals (lowercase) one of which every match of the signals' patterns contains: span_signals' SELF_CORRECTION,
@@ -231,6 +233,9 @@ def digest_records(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         fr = attrs.get("llm.finish_reason", _MISSING)
         if fr is not _MISSING and not (type(fr) is str and fr == "stop"):
             da.setdefault("llm.finish_reason", []).append([pos, fr])
+        err = rec.get("error")
+        if isinstance(err, dict):
+            da.setdefault(ERROR_TYPE, []).append([pos, err.get("type")])
     return {"df": df, "ol": ol, "ih": ih, "da": da}
 
 
@@ -364,4 +369,9 @@ def digest_batch(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         a = attrs[i]
         for key in sorted(SPARSE_KEYS.intersection(a)):
             da.setdefault(key, []).append([i, a[key]])
+    errs = list(map(get, recs, repeat("error")))
+    if errs.count(None) != n:
+        for i in compress(range(n), errs):
+            if isinstance(errs[i], dict):
+                da.setdefault(ERROR_TYPE, []).append([i, errs[i].get("type")])
     return {"df": flags, "ol": ol, "ih": ih, "da": da}
