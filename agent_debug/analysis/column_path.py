@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import compress, repeat
-from operator import and_, eq, is_
+from operator import and_, eq, is_, not_
 from typing import Any
 
 from agent_debug.analysis import digest as dg
@@ -84,7 +84,10 @@ class ColumnFacts:
     # -- attributes ------------------------------------------------------------------------------------------------
 
     def flagged(self, mask: int) -> list[int]:
-        return list(compress(range(self.n), map(and_, self.df, repeat(mask))))
+        got = self._cache.get(("flagged", mask))
+        if got is None:
+            got = self._cache[("flagged", mask)] = list(compress(range(self.n), map(and_, self.df, repeat(mask))))
+        return got  # type: ignore[no-any-return]
 
     def positions(self, key: str, value: Any) -> list[int]:
         """Spans whose attribute `key` (a sparse one) is `value` (`is` for True/False/None, else ==)."""
@@ -373,10 +376,12 @@ class ColumnContext(SpanContext):
                     parent[k] = p
         self.parent = parent
         self.children = tree.children
-        self.order = _order(ts)
+        tied: list[int] = []
+        self.order = _order(ts, tied)
+        self._tied = {parent[i] for i in tied if parent[i] is not None}  # parents of siblings that start together
         et = ts.event_type
         self.is_llm = list(map(eq, et, repeat("LLM_CALL")))
-        self.llm = [i for i in self.order if self.is_llm[i]]
+        self.llm = list(compress(self.order, map(self.is_llm.__getitem__, self.order)))
         failed = [False] * n
         for i in facts.failing():
             failed[i] = True
@@ -419,7 +424,7 @@ class ColumnContext(SpanContext):
         self._results = {}
         self._prev = {}
         self._same = None
-        self.plain = [not f & dg.TEXT for f in df]
+        self.plain = list(map(not_, map(and_, df, repeat(dg.TEXT))))
         # the tool calls (model calls excepted), in order
         self.tools = [i for i in compress(self.order, map(CANDIDATE_TYPES.__contains__, map(et.__getitem__,
                       self.order))) if not self.is_llm[i]]
@@ -435,39 +440,37 @@ class ColumnContext(SpanContext):
         return {i for i in retries if ok(i)}
 
     def _deciders(self) -> list[int | None]:
-        """`SpanContext.decide` of every span in linear passes: the latest model call beside each span (a sibling
-        before it in (start, span id) order), else its parent's, up to 64 levels; or a step's one model call."""
-        n, parent, is_llm, start = self.n, self.parent, self.is_llm, self.ts.start_ns
-        last: list[int | None] = [None] * n  # parent -> its latest model call so far
-        beside: list[int | None] = [None] * n
-        first_start: list[int | None] = [None] * n  # parent -> start of its first child
-        llm_kids: dict[int, list[int]] = {}
-        for i in self.order:
-            p = parent[i]
-            if p is None:
-                continue
-            beside[i] = last[p]
-            if first_start[p] is None:
-                first_start[p] = start[i]
-            if is_llm[i]:
-                last[p] = i
-                if p in llm_kids:
-                    llm_kids[p].append(i)
-                else:
-                    llm_kids[p] = [i]
-        up: list[int | None] = beside[:]
+        """`SpanContext.decide` of every span in one top-down pass over the children lists: the latest model call
+        beside each span (a sibling before it in (start, span id) order), else its parent's, up to 64 levels; or
+        a step's one model call when no child starts before it."""
+        n, is_llm, start, sid, children = self.n, self.is_llm, self.ts.start_ns, self.ts.span_id, self.children
+        tied = self._tied
+        up: list[int | None] = [None] * n
         dist = [0] * n
-        for i in self._top_down():
-            if up[i] is None:
-                p = parent[i]
-                if p is not None:
-                    b = up[p]
-                    if b is not None and dist[p] < 63:
-                        up[i] = b
-                        dist[i] = dist[p] + 1
-        for p, kids in llm_kids.items():
-            if len(kids) == 1 and first_start[p] >= start[kids[0]]:  # type: ignore[operator]
-                up[p] = kids[0]
+        inside: list[tuple[int, int]] = []
+        for p in self._top_down():
+            kids = children[p]
+            if not kids:
+                continue
+            if p in tied:
+                kids = sorted(kids, key=lambda k: (start[k], sid[k]))
+            up_p = up[p]
+            d_p = dist[p] + 1 if up_p is not None and dist[p] < 63 else 0
+            last = None
+            count = 0
+            for k in kids:
+                if last is not None:
+                    up[k] = last
+                elif d_p:
+                    up[k] = up_p
+                    dist[k] = d_p
+                if is_llm[k]:
+                    last = k
+                    count += 1
+            if count == 1 and start[kids[0]] >= start[last]:  # type: ignore[index]
+                inside.append((p, last))  # type: ignore[arg-type]
+        for p, k in inside:
+            up[p] = k
         return up
 
     def _top_down(self) -> list[int]:
@@ -537,12 +540,15 @@ class ColumnContext(SpanContext):
         return super()._result(k)
 
 
-def _order(ts: TraceSpans) -> list[int]:
-    """Span indices by (start, span id), as `SpanContext.order`: sorted by start in C, ties by span id."""
+def _order(ts: TraceSpans, tied: list[int] | None = None) -> list[int]:
+    """Span indices by (start, span id), as `SpanContext.order`: sorted by start in C, ties by span id (`tied`
+    gets the spans that share a start with another)."""
     start = ts.start_ns
     order = sorted(range(len(ts)), key=start.__getitem__)
     s = list(map(start.__getitem__, order))
     same = list(compress(range(1, len(s)), map(eq, s[1:], s[:-1])))
+    if tied is not None:
+        tied.extend(order[j] for k in same for j in (k - 1, k))
     if not same:
         return order
     sid = ts.span_id
