@@ -58,6 +58,14 @@ def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_m
     """The `why --json` document of one run (records loaded, or lazily read): status, whether it was marked
     failed, the diagnosis of a failed run, and the ranked suspects of every run. `path`: "auto" reads the
     stored columns and digests where they answer (`column_path.py`), "records" every record."""
+    from agent_debug.analysis.tree import gc_paused
+
+    with gc_paused():  # a big run's columns are millions of objects that form no cycles: no collector passes
+        return _explain_trace(ts, summary, rules, span_model, transcript_model, path)
+
+
+def _explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: Any, transcript_model: Any,
+                   path: str) -> dict[str, Any]:
     tree = build_tree(ts)
     facts = column_facts(ts, rules, tree) if path != "records" else None
     d = diagnose(ts, summary, rules, tree, facts=facts)
