@@ -378,7 +378,13 @@ class ColumnContext(SpanContext):
         self.children = tree.children
         tied: list[int] = []
         self.order = _order(ts, tied)
-        self._tied = {parent[i] for i in tied if parent[i] is not None}  # parents of siblings that start together
+        # parents of siblings that start together (their children lists, by start then index, need span ids)
+        seen_at: dict[tuple[int, int], int] = {}
+        self._tied = set()
+        for i in tied:
+            p = parent[i]
+            if p is not None and seen_at.setdefault((p, ts.start_ns[i]), i) != i:
+                self._tied.add(p)
         et = ts.event_type
         self.is_llm = list(map(eq, et, repeat("LLM_CALL")))
         self.llm = list(compress(self.order, map(self.is_llm.__getitem__, self.order)))
