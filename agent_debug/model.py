@@ -14,6 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT_VERSION = 1
+# Containers nested deeper than this in a record (the record itself is level 1) are cut by every reader
+# (`formats.accept`), and the SDK cuts before writing, so what it writes is read back as it was written.
+RECORD_MAX_DEPTH = 128
 
 REQUIRED_FIELDS: tuple[str, ...] = (
     "trace_id",

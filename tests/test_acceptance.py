@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from agent_debug.analysis.buckets import bucket_runs, diagnose, load_rules
 from agent_debug.analysis.critical import analyze, critical_times
 from agent_debug.analysis.source import FileSource, StoreSource
+from agent_debug.errors import NothingReadable
 from agent_debug.analysis.tree import build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
 from agent_debug.formats.accept import DEEP_MARKER
@@ -230,6 +231,10 @@ def check_one_rule(name: str, data: bytes) -> None:
             assert sum(s.span_count for s in src.list(TraceFilter())) == res.records
         finally:
             src.db.close()
+        if v.records == 0:  # `--from` with nothing readable is a one-line error (exit 3), as validate's
+            with pytest.raises(NothingReadable):
+                FileSource([d])
+            return
         files = FileSource([d])
         read_everything(files)
         assert sum(len(ts) for ts in files.traces.values()) == v.records

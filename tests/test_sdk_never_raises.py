@@ -168,7 +168,7 @@ def test_a_cycle_or_too_deep_a_payload_keeps_the_span(host: Path) -> None:
     level, depth = recs["deep"]["payload"]["deep"], 0
     while isinstance(level, list):
         level, depth = level[0], depth + 1
-    assert level == "[too deep]" and 150 < depth < 254
+    assert level == "[too deep]" and 100 < depth < 128  # cut by the SDK, below the readers' limit: read back as written
 
 
 def test_span_methods_given_bad_values_count_and_go_on(host: Path) -> None:

@@ -83,11 +83,12 @@ def _explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_mod
 
 
 def explain_run(source: Any, trace_id: str, rules: Rules, *, span_model: Any = None,
-                transcript_model: Any = None, ts: TraceSpans | None = None) -> dict[str, Any]:
+                transcript_model: Any = None, loaded: TraceSpans | None = None) -> dict[str, Any]:
     """`explain_trace` for a run of a Source (the store or files); a failed turn of a session whose failing step
-    names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`)."""
+    names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`). `loaded`: the
+    run's spans with their records (or read lazily: `load_for_diagnosis`), when the caller has them already."""
     summary = source.summary(trace_id)
-    ts = ts if ts is not None else load_for_diagnosis(source, trace_id)
+    ts = loaded if loaded is not None else load_for_diagnosis(source, trace_id)
     doc = explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
     d = doc["diagnosis"]
     if d is not None and summary.session_id:

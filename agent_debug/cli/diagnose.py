@@ -106,7 +106,7 @@ def why(
     src = open_source(db_path(db), from_, format, verdicts)
     tid = resolve_or_only(src, trace)
     ts = load_for_diagnosis(src, tid)  # loaded once: the explanation and its rendering read the same spans
-    doc = explain_run(src, tid, chosen, ts=ts)
+    doc = explain_run(src, tid, chosen, loaded=ts)
     if judge:
         doc["judge"] = ask_judge(ts, doc["failed"], judge_model)
     warn(src.notices)

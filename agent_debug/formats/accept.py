@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from agent_debug.model import check_record
+from agent_debug.model import RECORD_MAX_DEPTH, check_record
 
-MAX_DEPTH = 128
+MAX_DEPTH = RECORD_MAX_DEPTH
 DEEP_MARKER = f"<nested deeper than {MAX_DEPTH} levels: cut>"
 ORJSON_DEPTH = 254  # orjson writes at most this many nested containers
 _OPENERS = (b"{", b"[")

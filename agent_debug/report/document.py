@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent_debug.analysis.buckets import Rules, diagnose
+from agent_debug.analysis.buckets import Rules
+from agent_debug.analysis.explain import explain_run, explain_trace
 from agent_debug.analysis.critical import _self_times, analyze
 from agent_debug.analysis.source import Source
 from agent_debug.analysis.spans import TraceSpans, TraceSummary
@@ -74,11 +75,14 @@ def _codes(values: Sequence[Any], order: list[int]) -> tuple[list[int], list[str
     return codes, list(table)
 
 
-def build_run(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, block_size: int = BLOCK_SIZE) -> dict[str, Any]:
-    """One run's data: spans as columns in tree pre-order, critical path, flow, diagnosis, detail blocks."""
+def build_run(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, block_size: int = BLOCK_SIZE,
+              why: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One run's data: spans as columns in tree pre-order, critical path, flow, diagnosis, detail blocks. `why`:
+    the run's `why --json` document (`analysis.explain`), computed here from the run alone when not given."""
     tree = build_tree(ts)
     crit = analyze(ts, tree)
-    diag = diagnose(ts, summary, rules, tree)
+    if why is None:
+        why = explain_trace(ts, summary, rules)
     self_ns = _self_times(tree)
     order = preorder(tree)
     pos = {i: k for k, i in enumerate(order)}
@@ -123,7 +127,7 @@ def build_run(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, block_size
         },
         "critical": crit.as_dict(),
         "flow": message_flow(tree, bottleneck_agent=bottleneck_agent, critical_ns=crit.critical_ns, self_ns=self_ns),
-        "why": {"trace_id": ts.trace_id, "status": summary.status, "diagnosis": diag.as_dict() if diag else None},
+        "why": why,
         "notes": _notes(tree),
         "details": detail_blocks(order, (lambda i: records[i]) if records is not None else (lambda i: None),
                                  self_ns, block_size),
@@ -160,7 +164,7 @@ def build_document(source: Source, trace_ids: Sequence[str], rules: Rules, *, ti
     for tid in trace_ids:
         summary = source.summary(tid)
         ts = source.load(tid, records=True)
-        run = build_run(ts, summary, rules, block_size=block_size)
+        run = build_run(ts, summary, rules, block_size=block_size, why=explain_run(source, tid, rules, loaded=ts))
         data[tid] = run
         runs.append(run_entry(summary, run))
     notices = list(getattr(source, "notices", []))

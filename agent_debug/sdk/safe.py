@@ -13,7 +13,10 @@ from typing import Any
 
 import orjson
 
-MAX_DEPTH = 200  # orjson stops at 254 levels; the record and its payload take two
+from agent_debug.model import RECORD_MAX_DEPTH
+
+# a payload or attribute value is at level 2 of its record: cut where every reader would (model.RECORD_MAX_DEPTH)
+MAX_DEPTH = RECORD_MAX_DEPTH - 2
 _OPTS = orjson.OPT_NON_STR_KEYS
 _ENVELOPE = ("trace_id", "span_id", "parent_id", "agent_name", "event_type", "timestamp", "duration_ns", "name",
              "run_id", "workflow", "actor", "session_id", "status")
