@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from agent_debug.analysis.buckets import load_rules
-from agent_debug.analysis.digest import digest_batch, digest_records
+from agent_debug.digest import digest_batch, digest_records
 from agent_debug.analysis.explain import column_facts, explain_trace, load_for_diagnosis
 from agent_debug.analysis.source import StoreSource
 from agent_debug.analysis.tree import build_tree
@@ -123,7 +123,8 @@ def test_shared_data_answers_the_same_by_both_paths(tmp_path: Path, part: str) -
 
 
 def test_an_older_store_without_digests_answers_by_records(tmp_path: Path) -> None:
-    """Chunks written before digests existed still load, and diagnosis falls back to parsing records."""
+    """Chunks written before digests existed (chunk format 2) still load, and diagnosis falls back to parsing
+    records."""
     import sqlite3
 
     f = tmp_path / "t.jsonl"
@@ -133,6 +134,7 @@ def test_an_older_store_without_digests_answers_by_records(tmp_path: Path) -> No
     con = sqlite3.connect(db)
     for cid, cols in con.execute("SELECT id, cols FROM chunks").fetchall():
         c = orjson.loads(cols)
+        c["v"] = 2  # as chunk format 2 wrote them: no digests
         for b in c["batches"]:
             for k in ("df", "ol", "ih", "da"):
                 b.pop(k, None)

@@ -23,7 +23,7 @@ from itertools import compress, repeat
 from operator import and_, eq, is_, not_
 from typing import Any
 
-from agent_debug.analysis import digest as dg
+from agent_debug import digest as dg
 from agent_debug.analysis.buckets import (
     CALL_TYPES,
     DETECTORS,

@@ -16,7 +16,8 @@ from itertools import chain, compress
 from typing import Any
 
 from agent_debug.analysis.spans import TraceSpans
-from agent_debug.analysis.tree import Tree, build_tree, gc_paused
+from agent_debug.analysis.tree import Tree, build_tree
+from agent_debug.gcpause import gc_paused
 
 
 CALLS = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL"})

@@ -197,7 +197,7 @@ def _may_conclude(ts: TraceSpans) -> tuple[set[int], set[int]] | None:
     d = ts.digest
     if not isinstance(d, dict):
         return None
-    from agent_debug.analysis.digest import CONCL, CONCL_IN
+    from agent_debug.digest import CONCL, CONCL_IN
 
     df = d["df"]
     return ({i for i, f in enumerate(df) if f & CONCL}, {i for i, f in enumerate(df) if f & CONCL_IN})

@@ -58,7 +58,7 @@ def _by_time(ts: TraceSpans, idx: set[int] | list[int]) -> list[dict[str, Any]]:
 def build_bounded_packet(ts: TraceSpans, redactor: Any = None) -> dict[str, Any] | None:
     """The packet of a big run (records read lazily, digests loaded); None when the digests are missing (the
     caller then builds it from every record)."""
-    from agent_debug.analysis import digest as dg
+    from agent_debug import digest as dg
     from agent_debug.analysis.buckets import diagnose, load_rules
     from agent_debug.analysis.critical import critical_times
     from agent_debug.analysis.explain import column_facts

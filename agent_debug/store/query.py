@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import AmbiguousTrace, StoreError, TraceNotFound
 from agent_debug.store.load import load_columns
 

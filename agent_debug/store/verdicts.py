@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSummary
+from agent_debug.columns import TraceSummary
 from agent_debug.errors import UsageError
 
 

@@ -1,13 +1,13 @@
 """Span digests: what the bucket rules and the span signals read from a span's record, kept per span beside the
 columns so that diagnosis runs on columns and parses only the records of the spans it reports, or whose text it
-must read (`column_path.py`).
+must read (`analysis/column_path.py`). Below the store (ingest makes them), like `columns.py`.
 
 A digest is computed for a batch of records with C-level passes (ingest stores it in the chunk; a trace read from
 files gets it when first needed). Per span:
 
 - `df`, flags (below): the attribute facts the rules and signals test (`tool.exit_code` non-zero, a hard
   timeout, `tool.result_size = 0`, `retrieval.doc_count = 0`, ...), whether the span has an output and whether
-  that output is empty text (`span_context.is_empty_text`), and `TEXT`: the output's text may hold a phrase some
+  that output is empty text (`is_empty_text`, which span_context uses too), and `TEXT`: the output's text may hold a phrase some
   signal's pattern looks for, so its record must be read. `TEXT` is conservative: every pattern of the signals
   needs one of `TRIGGERS` (lowercase literals) in the text, so a text without any cannot match; a text with
   escapes that could spell one (`\\u`) or with the four non-ASCII letters that case-insensitive patterns match
@@ -33,9 +33,19 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.span_context import is_empty_text
 
-DIGEST_VERSION = 1
+TEXT_CAP = 20_000  # the first characters of a text the span signals read (span_context)
+_EMPTY_TEXT = frozenset({"", "none", "null", "[]", "{}", '""', "''", "nan"})
+
+
+def is_empty_text(text: str) -> bool:
+    """Nothing but headers ("Execution logs:") and empty values ("None", "[]") once blank lines are dropped."""
+    for line in text.splitlines():
+        s = line.strip()
+        if s and not s.endswith(":") and s.lower() not in _EMPTY_TEXT:
+            return False
+    return True
+
 
 TEXT = 1 << 0  # the output may hold a signal's phrase (or cannot be checked cheaply): read the record
 OUT = 1 << 1  # span_io output is not None
@@ -152,8 +162,6 @@ def _io(rec: dict[str, Any]) -> tuple[Any, Any]:
 
 def input_digest(text: str) -> str:
     """What tells two inputs apart (64 bits of md5 of their text as `tool_text` cuts it)."""
-    from agent_debug.analysis.span_context import TEXT_CAP
-
     return hashlib.md5(text[:TEXT_CAP].encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
