@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import compress, repeat
-from operator import and_, eq, is_, not_
+from operator import and_, eq, is_, is_not, not_
 from typing import Any
 
 from agent_debug import digest as dg
@@ -410,11 +410,19 @@ class ColumnContext(SpanContext):
         self.decider = {}
         self._by_parent = {}
         self.actions = {k: [] for k in self.llm}
-        deciders = self._deciders()
-        for i in self.order:
-            d = deciders[i]
-            if d is not None and not self.is_llm[i]:
-                self.actions[d].append(i)
+        self.deciders = deciders = self._deciders()
+        self.tools_of: dict[int, list[int]] = {}  # model call -> its tool and retrieval actions, in order
+        dec = list(map(deciders.__getitem__, self.order))
+        acting = list(map(and_, map(is_not, dec, repeat(None)), map(not_, map(self.is_llm.__getitem__, self.order))))
+        calls = frozenset({"TOOL_CALL", "RETRIEVAL"})
+        actions, tools_of = self.actions, self.tools_of
+        for i, d in zip(compress(self.order, acting), compress(dec, acting)):
+            actions[d].append(i)  # type: ignore[index]
+            if et[i] in calls:
+                if d in tools_of:
+                    tools_of[d].append(i)  # type: ignore[index]
+                else:
+                    tools_of[d] = [i]  # type: ignore[index]
         for i in self.origins:  # in order: a call's first failed action
             d = deciders[i]
             if d is not None and not self.is_llm[i] and d not in self.failed_action:
@@ -515,12 +523,10 @@ class ColumnContext(SpanContext):
         return got  # type: ignore[return-value]
 
     def _pieces_of(self, k: int) -> list[int] | None:
-        acts = self.actions.get(k, [])
         p = self.parent[k]
-        if p is not None and p in acts and self.facts.df[p] & dg.OUT:
-            return [p]
-        tools = [i for i in acts if self.ts.event_type[i] in ("TOOL_CALL", "RETRIEVAL")]
-        return tools or None
+        if p is not None and self.deciders[p] == k and not self.is_llm[p] and self.facts.df[p] & dg.OUT:
+            return [p]  # the step that holds k, one of k's actions, records the result
+        return self.tools_of.get(k)
 
     def plain_result(self, k: int) -> bool | None:
         """Is k's result made only of plain outputs and short enough to need no record (None: no result)?"""
@@ -796,7 +802,7 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     import heapq
 
     from agent_debug.analysis.blame_model import PRIOR_WEIGHTS
-    from agent_debug.analysis.suspects import GENERIC_RULES, SuspectList, _suspect, disagreement_hits
+    from agent_debug.analysis.suspects import GENERIC_RULES, WEAKER_SHOWN, SuspectList, _suspect, disagreement_hits
 
     c = ColumnContext(ts, tree, facts)
     feats, slow = signal_features(c)
@@ -826,27 +832,29 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
         extra[s.index].append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
     for i, d in changed.items():
         x_of[i] = tuple(d.items())
-    scores: dict[Features, tuple[float, bool]] = {}
-
     def weight(f: str) -> float:
         return model.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0))  # type: ignore[no-any-return]
 
-    score: dict[int, float] = {}
-    named: dict[int, bool] = {}  # has a signal (not "none")
+    members: dict[Features, list[int]] = defaultdict(list)  # the candidates of each distinct feature vector
     for i, key in x_of.items():
-        got = scores.get(key)
-        if got is None:
-            got = scores[key] = (model.score(dict(key)), any(f != "is_tool" and weight(f) * v > 0 for f, v in key))
-        score[i], named[i] = got
+        members[key].append(i)
+    score_of = {key: model.score(dict(key)) for key in members}
+    named = {key for key in members if any(f != "is_tool" and weight(f) * v > 0 for f, v in key)}  # signal != none
     start, sid = ts.start_ns, ts.span_id
     threshold = model.threshold
-    picked = [i for i, s in score.items() if s >= threshold]
-    if not picked and score:
-        picked = [max(score, key=lambda i: (score[i], sid[i]))]
-    rank_key: Callable[[int], tuple[float, int, int]] = lambda i: (-score[i], start[i], i)  # noqa: E731
+    picked = [i for key, ms in members.items() if score_of[key] >= threshold for i in ms]
+    if not picked and members:
+        top = max(score_of.values())
+        picked = [max((i for key, ms in members.items() if score_of[key] == top for i in ms), key=sid.__getitem__)]
+    rank_key: Callable[[int], tuple[float, int, int]] = lambda i: (-score_of[x_of[i]], start[i], i)  # noqa: E731
     picked.sort(key=rank_key)
     chosen = set(picked)
-    weaker = heapq.nsmallest(5, (i for i in score if named[i] and i not in chosen), key=rank_key)
+    weaker: list[int] = []
+    for level in sorted({score_of[k] for k in named}, reverse=True):  # the next few named ones, best first
+        if len(weaker) >= WEAKER_SHOWN:
+            break
+        pool = (i for key in named if score_of[key] == level for i in members[key] if i not in chosen)
+        weaker.extend(heapq.nsmallest(WEAKER_SHOWN - len(weaker), pool, key=rank_key))
 
     def suspect(i: int) -> Any:
         simple = i not in slow and et[i] in CANDIDATE_TYPES
