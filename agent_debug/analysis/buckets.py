@@ -610,6 +610,13 @@ def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, 
                 ) -> BucketReport:
     """Diagnose every failed run the filter selects from a Source; with `suspects`, also every run not marked
     failed that carries a strong suspect (flagged as such)."""
+    from agent_debug.analysis.tree import gc_paused
+
+    with gc_paused():  # each run's columns are thousands of objects that form no cycles: no collector passes
+        return _bucket_runs(source, flt, rules, suspects, span_model)
+
+
+def _bucket_runs(source: Any, flt: Any, rules: Rules, suspects: bool, span_model: Any) -> BucketReport:
     from agent_debug.analysis.explain import column_facts, load_for_diagnosis
 
     summaries = source.list(flt)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import and_
 from typing import Any
 
 import orjson
@@ -161,8 +163,10 @@ def _find(ts: TraceSpans, max_spans: int) -> list[Disagreement]:
     n = len(ts)
     if ts.records is None or n > max_spans:
         return []
-    by_id = {sid: i for i, sid in enumerate(ts.span_id)}
     may = _may_conclude(ts)
+    if may is not None and not may[0]:
+        return []  # no output states a conclusion
+    by_id = {sid: i for i, sid in enumerate(ts.span_id)}
     concl: dict[int, list[Conclusion]] = {}
     for i in range(n) if may is None else sorted(may[0]):
         if ts.parent_id[i] is None:
@@ -200,7 +204,9 @@ def _may_conclude(ts: TraceSpans) -> tuple[set[int], set[int]] | None:
     from agent_debug.digest import CONCL, CONCL_IN
 
     df = d["df"]
-    return ({i for i, f in enumerate(df) if f & CONCL}, {i for i, f in enumerate(df) if f & CONCL_IN})
+    n = len(df)
+    return (set(compress(range(n), map(and_, df, repeat(CONCL)))),
+            set(compress(range(n), map(and_, df, repeat(CONCL_IN)))))
 
 
 def _saw(ts: TraceSpans, i: int, c: Conclusion, may: tuple[set[int], set[int]] | None = None) -> bool:
