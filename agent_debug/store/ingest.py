@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import add
 from pathlib import Path
 from typing import IO, Any
@@ -135,20 +136,14 @@ def _take_cols(cols: Columns, idx: list[int]) -> Columns:
     return out
 
 
-def _split_digest(d: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
-    """`analysis.digest.digest_batch` of several batches at once, cut back into one digest per batch."""
-    out = []
-    base = 0
-    for size in sizes:
-        end = base + size
-        da: dict[str, list[list[Any]]] = {}
-        for k, pairs in d["da"].items():
-            got = [[p - base, v] for p, v in pairs if base <= p < end]
-            if got:
-                da[k] = got
-        out.append({"df": d["df"][base:end], "ol": d["ol"][base:end], "ih": d["ih"][base:end], "da": da})
-        base = end
-    return out
+def _digest_slice(d: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """The span digests (`digest.digest_batch`) of records start..end of a batch, positions from start."""
+    da: dict[str, list[list[Any]]] = {}
+    for k, pairs in d["da"].items():
+        got = [[p - start, v] for p, v in pairs if start <= p < end]
+        if got:
+            da[k] = got
+    return {"df": d["df"][start:end], "ol": d["ol"][start:end], "ih": d["ih"][start:end], "da": da}
 
 
 
@@ -401,25 +396,48 @@ class _Ingest:
             self._add_held(held)
 
     def _add_held(self, held: list[tuple[list[dict[str, Any]], list[bytes], Columns]]) -> None:
-        parts = _split_digest(digest_batch([r for recs, _, _ in held for r in recs]), [len(h[0]) for h in held])
+        """Held reader batches: their digests made at once, and consecutive batches of one trace joined into one
+        (a stored batch of up to DIGEST_RECORDS spans: fewer, bigger batches to write and to load)."""
+        d = digest_batch([r for recs, _, _ in held for r in recs])
         n = self.pending_n
-        for (recs, lines, cols), part in zip(held, parts, strict=True):
-            cols = dict(cols)
-            cols["dg"] = part  # type: ignore[assignment]
+        base = i = 0
+        while i < len(held):
+            recs, lines, cols = held[i]
             tids = cols["trace_id"]
-            if tids.count(tids[0]) == len(tids):  # one trace, as writers usually write them
+            single = tids.count(tids[0]) == len(tids)
+            j = i + 1
+            # join while no flush would have come between them (flushes stay where batch by batch puts them)
+            joined = n + len(recs)
+            join = single and (tids[0] in self.pending or len(self.pending) < MAX_PENDING_TRACES)
+            while join and j < len(held) and joined < FLUSH_RECORDS:
+                nxt = held[j][2]["trace_id"]
+                if nxt[0] != tids[0] or nxt.count(nxt[0]) != len(nxt):
+                    break
+                joined += len(nxt)
+                j += 1
+            if j - i > 1:
+                part = held[i:j]
+                recs = [r for h in part for r in h[0]]
+                lines = [ln for h in part for ln in h[1]]
+                cols = {k: list(chain.from_iterable(h[2][k] for h in part)) for k in cols}
+            size = len(recs)
+            cols = dict(cols)
+            cols["dg"] = _digest_slice(d, base, base + size)  # type: ignore[assignment]
+            if single:  # one trace, as writers usually write them
                 self._add(tids[0], recs, lines, cols)
             else:
                 groups: dict[str, list[int]] = {}
-                for i, tid in enumerate(tids):
-                    groups.setdefault(tid, []).append(i)
+                for k, tid in enumerate(tids):
+                    groups.setdefault(tid, []).append(k)
                 for tid, idx in groups.items():
                     self._add(tid, _take(recs, idx), _take(lines, idx), _take_cols(cols, idx))
-            n += len(recs)
+            n += size
             if n >= FLUSH_RECORDS or len(self.pending) > MAX_PENDING_TRACES:
                 self.pending_n = n
                 self.flush()
                 n = 0
+            base += size
+            i = j
         self.pending_n = n
 
     def _add(self, trace_id: str, recs: list[dict[str, Any]], lines: list[bytes], cols: Columns) -> None:
