@@ -21,7 +21,7 @@ import networkx as nx
 PKG = Path(__file__).resolve().parents[1] / "agent_debug"
 
 # what each unit (a subpackage or a top-level module of agent_debug) may import, besides itself
-_GROUND = {"errors", "model", "schema", "columns", "gcpause"}
+_GROUND = {"errors", "model", "schema", "columns", "gcpause", "digest"}
 _LOW = _GROUND | {"formats", "store", "analysis"}
 _TIER = {"eval", "replay", "report", "serve", "demo"}
 ALLOWED: dict[str, set[str]] = {
@@ -30,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "schema": {"model"},
     "columns": set(),
     "gcpause": set(),
+    "digest": set(),  # the per-span digests made at ingest and read by diagnosis (issue 13): imports nothing
     "formats": {"errors", "model", "columns"},
     "store": _GROUND | {"formats"},
     "analysis": _GROUND | {"formats", "store"},

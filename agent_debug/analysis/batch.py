@@ -15,19 +15,27 @@ from agent_debug.analysis.buckets import (
     diagnose,
     summarize_buckets,
 )
+from agent_debug.analysis.column_path import column_facts, load_for_diagnosis, run_suspects_from
 from agent_debug.analysis.findings import RunDiagnosis
 from agent_debug.analysis.sessions import Turn, session_origin
 from agent_debug.analysis.source import Source
-from agent_debug.analysis.suspects import run_suspects
 from agent_debug.analysis.tree import build_tree
 from agent_debug.columns import TraceSpans, TraceSummary
+from agent_debug.gcpause import gc_paused
 from agent_debug.store.query import TraceFilter
 
 
 def bucket_runs(source: Source, flt: TraceFilter | None, rules: Rules, *, suspects: bool = False,
                 span_model: SpanModel | None = None) -> BucketReport:
     """Diagnose every failed run the filter selects from a Source; with `suspects`, also every run not marked
-    failed that carries a strong suspect (flagged as such)."""
+    failed that carries a strong suspect (flagged as such). Each run is diagnosed from its stored columns and
+    digests (`explain.column_facts`), reading only the records of the spans it reports."""
+    with gc_paused():  # each run's columns are thousands of objects that form no cycles: no collector passes
+        return _bucket_runs(source, flt, rules, suspects, span_model)
+
+
+def _bucket_runs(source: Source, flt: TraceFilter | None, rules: Rules, suspects: bool,
+                 span_model: SpanModel | None) -> BucketReport:
     summaries = source.list(flt)
     diagnoses = []
     passing = 0
@@ -36,12 +44,13 @@ def bucket_runs(source: Source, flt: TraceFilter | None, rules: Rules, *, suspec
         if not s.failed:
             passing += 1
             if suspects:
-                d = diagnose_suspected(source.load(s.trace_id, records=True), s, rules, span_model)
+                d = diagnose_suspected(load_for_diagnosis(source, s.trace_id), s, rules, span_model)
                 if d is not None:
                     diagnoses.append(d)
             continue
-        ts = source.load(s.trace_id, records=True)
-        d = diagnose(ts, s, rules)
+        ts = load_for_diagnosis(source, s.trace_id)
+        tree = build_tree(ts)
+        d = diagnose(ts, s, rules, tree, facts=column_facts(ts, rules, tree))
         if d is not None:
             if s.session_id:
                 origin = session_origin(source, s, d.root_cause["span_id"], sessions)
@@ -52,14 +61,14 @@ def bucket_runs(source: Source, flt: TraceFilter | None, rules: Rules, *, suspec
                         list(source.notices))
 
 
-
-
 def diagnose_suspected(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: SpanModel | None = None
                        ) -> RunDiagnosis | None:
     """A run not marked failed, bucketed by its top strong suspect (`suspects.run_suspects`); None when it has no
     strong suspect. The diagnosis says it is a suspicion (`flag`), not a recorded failure."""
     tree = build_tree(ts)
-    strong = [x for x in run_suspects(ts, rules, span_model=span_model, tree=tree).suspects if x.strong]
+    facts = column_facts(ts, rules, tree)
+    strong = [x for x in run_suspects_from(ts, rules, facts, span_model=span_model, tree=tree).suspects
+              if x.strong]
     if not strong or summary.root_span_id is None:
         return None
     top = strong[0]

@@ -300,9 +300,13 @@ def _match_when(c: _Ctx, i: int, when: dict[str, Any]) -> bool:
         return False
 
 
-def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> list[Suspect]:
+def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool, facts: Any = None) -> list[Suspect]:
+    """Every span a rule marks, one per span (its most specific rule), strong ones first, then in causal order.
+    With `facts` (`column_path.ColumnFacts`), the rules read the stored columns instead of the records."""
+    if facts is not None:
+        return facts.find_suspects(tree, rules, failed)
     c = _Ctx(ts, tree, rules, failed)
-    found: dict[tuple[int, str], Suspect] = {}
+    hits_by_rule = []
     for rule in rules.rules:
         try:
             if rule.detector:
@@ -313,8 +317,17 @@ def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> lis
                 hits = []
         except Exception:  # an unexpected attribute shape must never crash bucketing
             hits = []
+        hits_by_rule.append(hits)
+    return rank_suspects(ts, tree, rules, hits_by_rule, c.recovered)
+
+
+def rank_suspects(ts: TraceSpans, tree: Tree, rules: Rules, hits_by_rule: list[list[int]], recovered: set[int],
+                  *, by_id: dict[str, int] | None = None) -> list[Suspect]:
+    """`find_suspects` from each rule's hits (in `rules.rules` order) and the spans retries recovered."""
+    found: dict[tuple[int, str], Suspect] = {}
+    for rule, hits in zip(rules.rules, hits_by_rule, strict=True):
         for i in hits:
-            if i in c.recovered and rule.detector != "verifier_approved_failed_run":
+            if i in recovered and rule.detector != "verifier_approved_failed_run":
                 continue
             key = (i, rule.bucket)
             if key not in found:
@@ -328,7 +341,7 @@ def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> lis
     for group in by_span.values():
         named = [s for s in group if s.bucket != "unclassified"] or group
         out.append(min(named, key=lambda s: (s.strength != "strong", rules.rules.index(_rule(rules, s.rule)))))
-    depth = _depths(tree, [s.index for s in out])
+    depth = _depths(tree, [s.index for s in out], by_id)
     return sorted(out, key=lambda s: (s.strength != "strong", s.start_ns, -depth[s.index]))
 
 
@@ -336,12 +349,13 @@ def _rule(rules: Rules, name: str) -> Rule:
     return next(r for r in rules.rules if r.name == name)
 
 
-def _depths(tree: Tree, indices: list[int]) -> dict[int, int]:
+def _depths(tree: Tree, indices: list[int], by_id: dict[str, int] | None = None) -> dict[int, int]:
     """How many ancestors each of these spans has (parent cycles stop the count), with one id map for all."""
     ts = tree.spans
     if not indices:
         return {}
-    by_id = {sid: k for k, sid in enumerate(ts.span_id)}
+    if by_id is None:
+        by_id = {sid: k for k, sid in enumerate(ts.span_id)}
     out: dict[int, int] = {}
     for i in indices:
         d, p, seen = 0, ts.parent_id[i], set()
@@ -356,8 +370,11 @@ def _depths(tree: Tree, indices: list[int]) -> dict[int, int]:
 # -- diagnosis --------------------------------------------------------------------------------------------------
 
 
-def _visible_failure(ts: TraceSpans, tree: Tree, root: int) -> int:
-    rejected = [i for i in range(len(ts)) if ts.attributes(i).get("verifier.passed") is False]
+def _visible_failure(ts: TraceSpans, tree: Tree, root: int, facts: Any = None) -> int:
+    if facts is not None:
+        rejected = facts.positions("verifier.passed", False)
+    else:
+        rejected = [i for i in range(len(ts)) if ts.attributes(i).get("verifier.passed") is False]
     if rejected:
         return max(rejected, key=lambda i: ts.start_ns[i])
     if ts.status[root] == "error":  # follow the error down to where it surfaced first
@@ -371,10 +388,11 @@ def _visible_failure(ts: TraceSpans, tree: Tree, root: int) -> int:
     return root
 
 
-def causal_chain(tree: Tree, a: int, b: int) -> list[int]:
+def causal_chain(tree: Tree, a: int, b: int, by_id: dict[str, int] | None = None) -> list[int]:
     """Spans from a up to the common ancestor and down to b."""
     ts = tree.spans
-    by_id = {sid: k for k, sid in enumerate(ts.span_id)}
+    if by_id is None:
+        by_id = {sid: k for k, sid in enumerate(ts.span_id)}
 
     def up(i: int) -> list[int]:
         path, seen = [i], {i}
@@ -421,18 +439,28 @@ def normalize_message(msg: str) -> str:
     return re.sub(r"\s+", " ", msg).strip()[:120]
 
 
-def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None = None) -> RunDiagnosis | None:
-    """The bucket and root cause of a failed run; None for a run that did not fail."""
+def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None = None, *,
+             facts: Any = None) -> RunDiagnosis | None:
+    """The bucket and root cause of a failed run; None for a run that did not fail. With `facts`
+    (`column_path.ColumnFacts`), from the stored columns, reading only the records of the spans it reports."""
     if not summary.failed or summary.root_span_id is None:
         return None
+    from agent_debug.gcpause import gc_paused
+
+    with gc_paused():
+        return _diagnose(ts, summary, rules, tree, facts)
+
+
+def _diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None, facts: Any
+              ) -> RunDiagnosis | None:
     tree = tree or build_tree(ts)
     root = ts.span_id.index(summary.root_span_id)
-    suspects = find_suspects(ts, tree, rules, failed=True)
+    suspects = find_suspects(ts, tree, rules, failed=True, facts=facts)
     strong = [s for s in suspects if s.strength == "strong"]
     if summary.source_format == "transcript":  # chat logs have no attributes for the rules: blame a message
         if (blamed := transcript_suspect(ts)) is not None:
             suspects, strong = [blamed, *suspects], [blamed]
-    visible = _visible_failure(ts, tree, root)
+    visible = _visible_failure(ts, tree, root, facts)
     if strong:
         cause = _routing_cause(ts, suspects, strong[0])
     elif suspects:
@@ -461,7 +489,7 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     root_attrs = ts.attributes(root)
     if root_attrs.get("outcome.reason"):
         evidence.append(f"outcome: {root_attrs['outcome.reason']}")
-    chain = [ts.span_id[k] for k in causal_chain(tree, i, visible)]
+    chain = [ts.span_id[k] for k in causal_chain(tree, i, visible, facts.by_id() if facts is not None else None)]
     source = None
     if summary.source_file or summary.source_format:
         source = {"file": summary.source_file, "format": summary.source_format}

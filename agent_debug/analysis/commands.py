@@ -15,7 +15,7 @@ from typing import Any
 from agent_debug.analysis.batch import bucket_runs
 from agent_debug.analysis.buckets import BucketReport, load_rules
 from agent_debug.analysis.critical import CriticalPathResult, analyze, critical_times
-from agent_debug.analysis.explain import Explanation, explain
+from agent_debug.analysis.explain import Explanation, explain, load_for_diagnosis
 from agent_debug.analysis.patterns import DIMENSIONS, PatternReport, failure_patterns
 from agent_debug.analysis.sessions import SessionReport, analyze_session
 from agent_debug.analysis.source import Source, only_trace, open_source
@@ -129,7 +129,7 @@ def why_of(inputs: Inputs, trace: str | None = None, rules: Path | None = None, 
     judge alike."""
     src = inputs.open()
     tid = pick_trace(src, trace)
-    ts = src.load(tid, records=True)
+    ts = load_for_diagnosis(src, tid)  # columns and digests; records read only for the spans reported
     exp = explain(src, tid, load_rules(rules), loaded=ts)
     if judge is not None:
         exp.judge = judge(ts, exp.failed)

@@ -12,12 +12,14 @@ from typing import Any
 from agent_debug.analysis.blame import TranscriptModel
 from agent_debug.analysis.blame_model import SpanModel
 from agent_debug.analysis.buckets import Rules, blame_earlier_turn, diagnose
+from agent_debug.analysis.column_path import column_facts, load_for_diagnosis, run_suspects_from
 from agent_debug.analysis.findings import RunDiagnosis
 from agent_debug.analysis.sessions import session_origin
 from agent_debug.analysis.source import Source
-from agent_debug.analysis.suspects import SpanSuspect, SuspectList, run_suspects
+from agent_debug.analysis.suspects import SpanSuspect, SuspectList
 from agent_debug.analysis.tree import build_tree
 from agent_debug.columns import TraceSpans, TraceSummary
+from agent_debug.gcpause import gc_paused
 
 
 def _root_cause_first(lst: SuspectList, ts: TraceSpans, diagnosis: RunDiagnosis) -> None:
@@ -77,13 +79,21 @@ class Explanation:
 
 
 def explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, span_model: SpanModel | None = None,
-                  transcript_model: TranscriptModel | None = None) -> Explanation:
-    """One run (records loaded) explained: status, whether it was marked failed, the diagnosis of a failed run,
-    and the ranked suspects of every run."""
+                  transcript_model: TranscriptModel | None = None, path: str = "auto") -> Explanation:
+    """One run (records loaded, or read lazily) explained: status, whether it was marked failed, the diagnosis of a
+    failed run, and the ranked suspects of every run. `path`: "auto" reads the stored columns and digests where
+    they answer (`column_path.py`), "records" every record."""
+    with gc_paused():  # a big run's columns are millions of objects that form no cycles: no collector passes
+        return _explain_trace(ts, summary, rules, span_model, transcript_model, path)
+
+
+def _explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: SpanModel | None,
+                   transcript_model: TranscriptModel | None, path: str) -> Explanation:
     tree = build_tree(ts)
-    d = diagnose(ts, summary, rules, tree)
-    lst = run_suspects(ts, rules, failed=summary.failed, span_model=span_model, transcript_model=transcript_model,
-                       tree=tree)
+    facts = column_facts(ts, rules, tree) if path != "records" else None
+    d = diagnose(ts, summary, rules, tree, facts=facts)
+    lst = run_suspects_from(ts, rules, facts, failed=summary.failed, span_model=span_model, transcript_model=transcript_model,
+                            tree=tree)
     if d is not None:
         _root_cause_first(lst, ts, d)
     verdict = summary.verdict
@@ -98,9 +108,9 @@ def explain(source: Source, trace_id: str, rules: Rules, *, span_model: SpanMode
             transcript_model: TranscriptModel | None = None, loaded: TraceSpans | None = None) -> Explanation:
     """`explain_trace` for a run of a Source (the store or files); a failed turn of a session whose failing step
     names a fact an earlier turn introduced is blamed on that turn (`sessions.session_origin`). `loaded`: the
-    run's spans with their records, when the caller has them already (then nothing is loaded again)."""
+    run's spans with their records (or read lazily: `load_for_diagnosis`), when the caller has them already."""
     summary = source.summary(trace_id)
-    ts = loaded if loaded is not None else source.load(trace_id, records=True)
+    ts = loaded if loaded is not None else load_for_diagnosis(source, trace_id)
     exp = explain_trace(ts, summary, rules, span_model=span_model, transcript_model=transcript_model)
     d = exp.diagnosis
     if d is not None and summary.session_id:

@@ -23,11 +23,11 @@ from typing import Any
 import orjson
 
 from agent_debug.analysis.buckets import Rules, blame_earlier_turn, diagnose
+from agent_debug.analysis.column_path import column_facts, run_suspects_from
 from agent_debug.analysis.findings import RunDiagnosis
 from agent_debug.analysis.source import Source
 from agent_debug.analysis.span_context import span_io
 from agent_debug.columns import TraceSpans, TraceSummary
-from agent_debug.analysis.suspects import run_suspects
 from agent_debug.analysis.tree import build_tree
 from agent_debug.errors import TraceNotFound
 from agent_debug.store.query import TraceFilter
@@ -215,8 +215,10 @@ def analyze_session(source: Source, session_id: str, rules: Rules) -> SessionRep
     cache = {session_id: turns}
     for t in turns:
         tree = build_tree(t.ts)
-        strong = [x for x in run_suspects(t.ts, rules, failed=t.summary.failed, tree=tree).suspects if x.strong]
-        d = diagnose(t.ts, t.summary, rules, tree)
+        cf = column_facts(t.ts, rules, tree)
+        strong = [x for x in run_suspects_from(t.ts, rules, cf, failed=t.summary.failed, tree=tree).suspects
+                  if x.strong]
+        d = diagnose(t.ts, t.summary, rules, tree, facts=cf)
         diagnoses[t.n] = d
         if d is not None:  # as `bucket` does: a failure that names a fact an earlier turn introduced moves there
             moved = session_origin(source, t.summary, d.root_cause["span_id"], cache)

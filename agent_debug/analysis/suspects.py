@@ -180,7 +180,8 @@ def is_transcript(ts: TraceSpans) -> bool:
 
 def run_suspects(ts: TraceSpans, rules: Rules, *, failed: bool = False, span_model: SpanModel | None = None,
                  transcript_model: TranscriptModel | None = None, tree: Tree | None = None) -> SuspectList:
-    """The ranked suspects of one run (records loaded), whatever wrote it."""
+    """The ranked suspects of one run (records loaded), whatever wrote it. From stored columns and digests:
+    `column_path.run_suspects_from`."""
     if ts.records is not None and is_transcript(ts):
         return transcript_suspects(ts, transcript_model)
     model = span_model or default_span_model()

@@ -178,7 +178,8 @@ def _with_version(text: str, version: int) -> str:
 
 def _write_packet(source: Any, trace_id: str, dataset: Path) -> Path:
     try:
-        from agent_debug.replay.packet import build_packet, write_packet
+        from agent_debug.replay.packet import write_packet
+        from agent_debug.replay.skeleton import build_packet
     except ImportError as exc:
         raise CouldNotRun(f"cannot write the replay packet ({exc}); add the case without one: --no-packet") from None
     return Path(write_packet(build_packet(source, trace_id), dataset.parent / "packets"))

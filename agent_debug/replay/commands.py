@@ -10,7 +10,8 @@ from typing import Any
 from agent_debug.analysis.commands import Inputs
 from agent_debug.errors import UsageError
 from agent_debug.replay.engine import ReplayResult, packets_in, replay_packet
-from agent_debug.replay.packet import build_packet, write_packet
+from agent_debug.replay.packet import write_packet
+from agent_debug.replay.skeleton import build_packet
 
 
 @dataclass

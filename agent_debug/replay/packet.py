@@ -166,13 +166,6 @@ def sanitize(packet: dict[str, Any], redactor: Redactor | None = None) -> dict[s
     return packet
 
 
-def build_packet(source: Any, trace_id: str) -> dict[str, Any]:
-    """A packet for one trace of a Source (store or files)."""
-    tid = source.resolve(trace_id)
-    ts = source.load(tid, records=True)
-    return build_packet_from_records(ts.records or [])
-
-
 def default_path(packet: dict[str, Any], directory: str | os.PathLike[str] = "packets") -> Path:
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     return Path(directory) / day / f"{packet['trace_id']}.json"
