@@ -173,6 +173,9 @@ class TraceSpans:
     # each span's parent as an index (None: a root, or a parent not in the trace), when the source knows it and
     # the span ids are unique (the store: ingest keeps one span per id); the tree is built from it without an id map
     parent_index: list[int | None] | None = field(default=None, repr=False, compare=False)
+    # the spans' digests (`analysis.digest`: df, ol, ih lists and da {key: [[position, value]]}), when every stored
+    # batch had one; False once one did not (an older store), None before any batch
+    digest: dict[str, Any] | bool | None = field(default=None, repr=False, compare=False)
     # one shared object per distinct agent, event type, name and status (see `store.chunks.append_batch`)
     shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 

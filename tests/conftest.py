@@ -171,3 +171,30 @@ def store_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> st
     """A fresh store's `--db` value on the backend under test."""
     server = request.getfixturevalue("clickhouse_server") if backend == "http" else None
     return store_location(backend, tmp_path, server)
+# -- golden (exact-output) files ----------------------------------------------------------------------------------
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="Rewrite tests/golden/*.txt from the current output instead of comparing with them.")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Any:
+    """`golden(name, text)`: `text` must equal tests/golden/<name>.txt (with --update-golden, or the env var
+    AGENT_DEBUG_UPDATE_GOLDEN=1, the file is written instead)."""
+    update = request.config.getoption("--update-golden") or os.environ.get("AGENT_DEBUG_UPDATE_GOLDEN") == "1"
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / f"{name}.txt"
+        if update:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+            return
+        assert path.exists(), f"no golden file {path.name}: run pytest with --update-golden to write it"
+        expected = path.read_text()
+        assert text == expected, f"{path.name} differs (run pytest --update-golden if the change is meant)"
+
+    return check

@@ -410,7 +410,7 @@ def test_a_big_trace_is_stored_joined_and_encoded_and_loads_like_its_files(
     """Past BIG_TRACE spans, a trace's columns are stored in joined batches with agent, event type and name
     dictionary-encoded; what loads is what the files say, whatever mix of statuses, names and token costs the
     joined batches had."""
-    from agent_debug.analysis.spans import COLUMNS, TraceSpans
+    from agent_debug.columns import COLUMNS, TraceSpans
     from agent_debug.store import chunks
     from agent_debug.store.ingest import load_columns
 
@@ -490,7 +490,7 @@ def test_parents_stored_as_positions_equal_the_id_map_however_the_spans_arrive(t
     from hypothesis import strategies as st
 
     from agent_debug.analysis.tree import build_tree
-    from agent_debug.analysis.spans import TraceSpans
+    from agent_debug.columns import TraceSpans
     from agent_debug.store import chunks
     from agent_debug.store import ingest as ingest_mod
     from agent_debug.store.ingest import load_columns

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agent_debug.analysis.spans import COLUMNS, TraceSpans, summarize
+from agent_debug.columns import COLUMNS, TraceSpans, summarize
 from agent_debug.errors import StoreError
 from agent_debug.formats.reader import read_paths
 from agent_debug.store.api import Store, open_store

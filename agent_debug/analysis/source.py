@@ -6,16 +6,18 @@ import os
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary, summarize
-from agent_debug.errors import AmbiguousTrace, NothingReadable, TraceNotFound, UsageError
-from agent_debug.formats.reader import ReadReport, read_paths
+from agent_debug.columns import TraceSpans, TraceSummary, summarize
+from agent_debug.errors import AmbiguousTrace, NothingReadable, StoreError, TraceNotFound, UsageError
 from agent_debug.store import query
 from agent_debug.store import verdicts as verdict_store
 from agent_debug.store.api import Store, open_store
 from agent_debug.store.query import TraceFilter
 from agent_debug.store.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from agent_debug.formats.reader import ReadReport
 
 
 class Source(Protocol):
@@ -88,6 +90,8 @@ class FileSource:
     def __init__(self, paths: Iterable[str | os.PathLike[str]], format: str | None = None,
                  verdicts: list[Verdict] | None = None) -> None:
         paths = list(paths)
+        from agent_debug.formats.reader import ReadReport, read_paths  # only reading files needs the readers
+
         report = ReadReport(keep_rejects=False)
         self.traces: dict[str, TraceSpans] = {}
         trace_paths: list[str | os.PathLike[str]] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,12 +14,11 @@ from agent_debug.cli.common import (
     FromOption,
     JsonOption,
     db_path,
-    print_result,
+    inputs,
+    show,
     stderr_console,
-    stdout_console,
-    warn,
 )
-from agent_debug.cli.render import fmt_ns, parse_since, status_text
+from agent_debug.cli.render import parse_since
 
 
 def ingest(
@@ -53,21 +51,9 @@ def ingest(
     finally:
         if bar is not None:
             bar.stop()
-    warn(result.notices)
-    if json:
-        print_result(result.as_dict(), result.notices)
-    else:
-        out = stdout_console()
-        out.print(f"ingested into {result.db}: {result.files} files ({result.files_skipped} unchanged), "
-                  f"{result.records} records kept, {result.duplicates} duplicates, {result.rejected} rejected, "
-                  f"{result.conflicts} conflicts, {result.traces} traces, {result.seconds:.2f}s", highlight=False)
-        for reason, n in sorted(result.rejects_by_reason.items(), key=lambda kv: -kv[1]):
-            out.print(f"  rejected {n}: {reason}", highlight=False)
-        if result.rejects_file:
-            out.print(f"  rejects kept verbatim in {result.rejects_file}", highlight=False)
-        for c in result.conflict_list[:10]:
-            out.print(f"  conflict: trace {c['trace_id']} span {c['span_id']} seen with different content",
-                      highlight=False)
+    from agent_debug.cli.views import render_ingest
+
+    show(result, json, lambda out: render_ingest(out, result))
     if result.nothing_readable:
         sys.stderr.write("Error: nothing could be read from " + ", ".join(map(str, paths)) + "\n")
         raise typer.Exit(3)
@@ -86,30 +72,14 @@ def traces(
     json: JsonOption = False,
 ) -> None:
     """List runs with status, duration, span count, agents, tokens and cost."""
-    from agent_debug.analysis.source import open_source
+    from agent_debug.analysis.commands import list_runs
+    from agent_debug.cli.views import render_runs
     from agent_debug.store.query import TraceFilter
 
     flt = TraceFilter(failed=failed, workflow=workflow, agent=agent,
                       since_ns=parse_since(since) if since else None, slowest=slowest)
-    src = open_source(db_path(db), from_)
-    warn(src.notices)
-    rows = src.list(flt)
-    if json:
-        print_result({"traces": [r.as_dict() for r in rows], "count": len(rows)}, src.notices)
-        return
-    from rich.table import Table
-
-    table = Table("trace", "workflow", "status", "started", "duration", "spans", "agents", "tokens", "cost",
-                  title=f"{len(rows)} runs")
-    for r in rows:
-        started = datetime.fromtimestamp(r.start_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S") if r.start_ns else "-"
-        status = status_text(r.status)
-        if r.verdict:
-            status.append(" (marked)", style="dim")
-        table.add_row(r.trace_id[:12], r.workflow or "-", status, started, fmt_ns(r.duration_ns),
-                      str(r.span_count), ",".join(r.agents)[:40], str(r.prompt_tokens + r.completion_tokens),
-                      f"${r.cost_usd:.4f}" if r.cost_usd else "-")
-    stdout_console().print(table)
+    result = list_runs(inputs(db, from_), flt)
+    show(result, json, lambda out: render_runs(out, result))
 
 
 def ddl(

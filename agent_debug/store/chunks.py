@@ -18,6 +18,10 @@ by id, in the order they were written.
   the batch is ok; `name`, a string or null (a name of another type is kept as its JSON text); `token_cost`,
   an object or null. In a big trace (BIG_TRACE) batches hold STORED_BATCH spans and agent_name, event_type and
   name may be dictionary-encoded: {"values": [distinct, first seen first], "codes": [index per span]}.
+- in each batch (version 3), the spans' digests (`analysis.digest`): "df" (flags), "ol" (output lengths), "ih"
+  (input digests) per span, and "da" (sparse attributes: {key: [[position in the batch, value]]}); what
+  diagnosis reads instead of the records. Version-2 batches have none; a trace with such a batch is diagnosed
+  from its records.
 - "parents" (optional, every chunk of a big trace): {"parent_at": [each span's parent as a position in the
   trace, -1 for none or not seen yet], "base": the position of the chunk's first span, "adopt": [[children],
   [parents]]: earlier spans whose parent is in this chunk}. Loading then builds the tree without a map of
@@ -53,7 +57,7 @@ except ImportError:  # pragma: no cover
     _compress_impl = zlib
 crc32: Callable[[bytes, int], int] = _compress_impl.crc32
 
-CHUNK_VERSION = 2
+CHUNK_VERSION = 3
 
 STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "start_ns", "duration_ns",
                   "token_cost")
@@ -279,7 +283,9 @@ def _joined(batches: list[dict[str, Any]]) -> dict[str, Any]:
     """Several batches' columns as one batch (`status`: None when every span is ok)."""
     out: dict[str, Any] = {}
     for key in batches[0]:
-        if key != "status":
+        if key == "da":
+            out[key] = _joined_sparse(batches)
+        elif key != "status":
             out[key] = list(chain.from_iterable(map(itemgetter(key), batches)))
     statuses = list(map(itemgetter("status"), batches))
     if statuses.count(None) == len(statuses):
@@ -287,6 +293,17 @@ def _joined(batches: list[dict[str, Any]]) -> dict[str, Any]:
     else:
         out["status"] = list(chain.from_iterable(
             repeat("ok", len(b["span_id"])) if st is None else st for b, st in zip(batches, statuses, strict=True)))
+    return out
+
+
+def _joined_sparse(batches: list[dict[str, Any]]) -> dict[str, list[list[Any]]]:
+    """The batches' sparse attributes (`da`: {key: [[position, value]]}) with positions in the joined batch."""
+    out: dict[str, list[list[Any]]] = {}
+    base = 0
+    for b in batches:
+        for key, pairs in b["da"].items():
+            out.setdefault(key, []).extend([[pos + base, v] for pos, v in pairs] if base else pairs)
+        base += len(b["span_id"])
     return out
 
 
@@ -378,7 +395,14 @@ def _name_text(nm: Any) -> str | None:
     return nm if nm is None or type(nm) is str else text_of(nm)
 
 
-UPGRADES: dict[int, Callable[[ChunkCols], ChunkCols]] = {1: _upgrade_1}  # version -> one step up
+def _upgrade_2(c: ChunkCols) -> ChunkCols:
+    """Version 2 to 3: 3 adds the span digests to each batch, which cannot be made without the records; a batch
+    without them stays so (`append_batch` then marks the trace as having none)."""
+    c["v"] = 3
+    return c
+
+
+UPGRADES: dict[int, Callable[[ChunkCols], ChunkCols]] = {1: _upgrade_1, 2: _upgrade_2}  # version -> one step up
 
 
 def span_ids(c: ChunkCols) -> list[str]:
@@ -398,9 +422,20 @@ def chunk_hashes(c: ChunkCols) -> array[int]:
     return hashes
 
 
+try:  # the same format, several times faster
+    from isal.isal_zlib import decompress as _decompress  # type: ignore[import-not-found]
+    from isal.isal_zlib import error as _isal_error  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover
+    _decompress = zlib.decompress
+    _isal_error = zlib.error
+
+
 def record_lines(blob: bytes) -> list[bytes]:
     """A chunk's stored records, one line each (the last element is the empty rest after the final newline)."""
-    return zlib.decompress(blob).split(b"\n")
+    try:
+        return _decompress(blob).split(b"\n")  # type: ignore[no-any-return]
+    except _isal_error as exc:  # damage reads the same whichever library found it
+        raise zlib.error(str(exc)) from None
 
 
 def _shared_values(share: Any, col: list[Any] | dict[str, list[Any]]) -> list[Any]:
@@ -438,6 +473,7 @@ def append_batch(ts: TraceSpans, cols: dict[str, Any]) -> None:
         ts.status.extend(map(share, status, status))
     ts.start_ns.extend(cols["start_ns"])
     ts.duration_ns.extend(cols["duration_ns"])
+    _append_digest(ts, cols, len(ts.span_id) - n)
     if tc.count(None) == n:
         zeros = [0] * n
         ts.prompt_tokens.extend(zeros)
@@ -455,6 +491,24 @@ def append_batch(ts: TraceSpans, cols: dict[str, Any]) -> None:
     ts.prompt_tokens.extend(prompt)
     ts.completion_tokens.extend(completion)
     ts.cost_usd.extend(cost)
+
+
+def _append_digest(ts: TraceSpans, cols: dict[str, Any], base: int) -> None:
+    """The batch's span digests (`analysis.digest`) onto `ts.digest`; a batch without them (chunk format 2 or
+    older) leaves the trace without digests (False): diagnosis then reads its records."""
+    if ts.digest is False:
+        return
+    if "df" not in cols or (ts.digest is None and base):
+        ts.digest = False
+        return
+    if ts.digest is None:
+        ts.digest = {"df": [], "ol": [], "ih": [], "da": {}}
+    d = ts.digest
+    d["df"].extend(cols["df"])
+    d["ol"].extend(cols["ol"])
+    d["ih"].extend(cols["ih"])
+    for key, pairs in cols["da"].items():
+        d["da"].setdefault(key, []).extend([[pos + base, v] for pos, v in pairs] if base else pairs)
 
 
 class TraceReader:

@@ -148,6 +148,11 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
+def rejects_path(db_path: Path) -> Path:
+    """The file beside the store that keeps rejected records verbatim (`store.ingest`)."""
+    return db_path.with_name(db_path.stem + ".rejects.jsonl")
+
+
 def default_path() -> Path:
     env = os.environ.get("AGENT_DEBUG_DB")
     return Path(env) if env else Path(".agent-debug") / "traces.db"

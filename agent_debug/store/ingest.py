@@ -39,11 +39,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import add
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+from agent_debug.digest import digest_batch
 
 from agent_debug.columns import TraceSpans, TraceSummary, envelope_of, saturated, summarize, token_columns
 from agent_debug.gcpause import gc_paused
@@ -60,7 +63,7 @@ from agent_debug.formats.reader import (
     record_columns,
 )
 from agent_debug.store.consistency import FAULT_ENV, Fault, InjectedFault, exclusive, write_summary
-from agent_debug.store.db import connect
+from agent_debug.store.db import connect, rejects_path
 from agent_debug.store.chunks import (
     STORED_COLUMNS,
     ChunkBuilder,
@@ -83,10 +86,6 @@ __all__ = ["FAULT_ENV", "IngestResult", "InjectedFault", "LazyRecords", "content
 HEAD = 4096
 FLUSH_RECORDS = 20_000
 MAX_PENDING_TRACES = 1000  # traces with spans waiting for a flush (each holds a compressor of ~70 KB)
-
-
-def rejects_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.stem + ".rejects.jsonl")
 
 
 @dataclass
@@ -116,6 +115,31 @@ class IngestResult:
 
 def _take(seq: Sequence[Any], idx: list[int]) -> list[Any]:
     return [seq[i] for i in idx]
+
+
+DIGEST_RECORDS = 1024
+
+
+def _take_cols(cols: Columns, idx: list[int]) -> Columns:
+    """A batch's columns (and span digests) of the records at `idx`."""
+    out: dict[str, Any] = {k: _take(v, idx) for k, v in cols.items() if k != "dg"}
+    if "dg" in cols:
+        d: dict[str, Any] = cols["dg"]  # type: ignore[assignment]
+        at = {old: new for new, old in enumerate(idx)}
+        out["dg"] = {"df": _take(d["df"], idx), "ol": _take(d["ol"], idx), "ih": _take(d["ih"], idx),
+                     "da": {k: kept for k, pairs in d["da"].items()
+                            if (kept := [[at[p], v] for p, v in pairs if p in at])}}
+    return out
+
+
+def _digest_slice(d: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """The span digests (`digest.digest_batch`) of records start..end of a batch, positions from start."""
+    da: dict[str, list[list[Any]]] = {}
+    for k, pairs in d["da"].items():
+        got = [[p - start, v] for p, v in pairs if start <= p < end]
+        if got:
+            da[k] = got
+    return {"df": d["df"][start:end], "ol": d["ol"][start:end], "ih": d["ih"][start:end], "da": da}
 
 
 
@@ -347,8 +371,11 @@ class _Ingest:
         return keys
 
     def add_all(self, batches: Iterable[Batch]) -> None:
-        """The hot loop of ingest (see the module docstring): each batch goes to its trace's pending chunk."""
-        n = self.pending_n
+        """The hot loop of ingest (see the module docstring): each batch goes to its trace's pending chunk. The
+        span digests (`analysis.digest`) are made for DIGEST_RECORDS records at a time (their C-level passes cost
+        little per record, and a fixed amount per call)."""
+        held: list[tuple[list[dict[str, Any]], list[bytes], Columns]] = []
+        held_n = 0
         for recs, lines, cols in batches:
             if cols is None:  # records that needed a closer look (envelopes, MessagePack, normalized values)
                 cols = record_columns(recs)
@@ -356,21 +383,57 @@ class _Ingest:
                     dumps, opt = orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
                     lines = [line if line is not None else dumps(rec, option=opt, default=json_default) + b"\n"
                              for rec, line in zip(recs, lines, strict=True)]
+            held.append((recs, lines, cols))  # type: ignore[arg-type]
+            held_n += len(recs)
+            if held_n >= DIGEST_RECORDS:
+                self._add_held(held)
+                held, held_n = [], 0
+        if held:
+            self._add_held(held)
+
+    def _add_held(self, held: list[tuple[list[dict[str, Any]], list[bytes], Columns]]) -> None:
+        """Held reader batches: their digests made at once, and consecutive batches of one trace joined into one
+        (a stored batch of up to DIGEST_RECORDS spans: fewer, bigger batches to write and to load)."""
+        d = digest_batch([r for recs, _, _ in held for r in recs])
+        n = self.pending_n
+        base = i = 0
+        while i < len(held):
+            recs, lines, cols = held[i]
             tids = cols["trace_id"]
-            if tids.count(tids[0]) == len(tids):  # one trace, as writers usually write them
-                self._add(tids[0], recs, lines, cols)  # type: ignore[arg-type]
+            single = tids.count(tids[0]) == len(tids)
+            j = i + 1
+            # join while no flush would have come between them (flushes stay where batch by batch puts them)
+            joined = n + len(recs)
+            join = single and (tids[0] in self.pending or len(self.pending) < MAX_PENDING_TRACES)
+            while join and j < len(held) and joined < FLUSH_RECORDS:
+                nxt = held[j][2]["trace_id"]
+                if nxt[0] != tids[0] or nxt.count(nxt[0]) != len(nxt):
+                    break
+                joined += len(nxt)
+                j += 1
+            if j - i > 1:
+                part = held[i:j]
+                recs = [r for h in part for r in h[0]]
+                lines = [ln for h in part for ln in h[1]]
+                cols = {k: list(chain.from_iterable(h[2][k] for h in part)) for k in cols}
+            size = len(recs)
+            cols = dict(cols)
+            cols["dg"] = _digest_slice(d, base, base + size)  # type: ignore[assignment]
+            if single:  # one trace, as writers usually write them
+                self._add(tids[0], recs, lines, cols)
             else:
                 groups: dict[str, list[int]] = {}
-                for i, tid in enumerate(tids):
-                    groups.setdefault(tid, []).append(i)
+                for k, tid in enumerate(tids):
+                    groups.setdefault(tid, []).append(k)
                 for tid, idx in groups.items():
-                    self._add(tid, _take(recs, idx), _take(lines, idx),  # type: ignore[arg-type]
-                              {k: _take(v, idx) for k, v in cols.items()})
-            n += len(recs)
+                    self._add(tid, _take(recs, idx), _take(lines, idx), _take_cols(cols, idx))
+            n += size
             if n >= FLUSH_RECORDS or len(self.pending) > MAX_PENDING_TRACES:
                 self.pending_n = n
                 self.flush()
                 n = 0
+            base += size
+            i = j
         self.pending_n = n
 
     def _add(self, trace_id: str, recs: list[dict[str, Any]], lines: list[bytes], cols: Columns) -> None:
@@ -383,8 +446,9 @@ class _Ingest:
             if not keep:
                 return
             recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
-            cols = {k: _take(v, keep) for k, v in cols.items()}
+            cols = _take_cols(cols, keep)
         out = stored_batch(cols)
+        out.update(cols["dg"])  # type: ignore[arg-type]  # what diagnosis reads instead of the records
         parents = cols["parent_id"]
         roots: list[int] = []
         if not all(parents):  # a root (a parent id is never "")

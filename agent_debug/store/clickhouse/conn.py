@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from typing import Any, Protocol
 
 from agent_debug.errors import StoreError
-from agent_debug.store.api import EXTRA_HINT, Location
+from agent_debug.store.types import EXTRA_HINT, Location
 
 try:
     import fcntl

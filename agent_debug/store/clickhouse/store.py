@@ -17,7 +17,7 @@ import orjson
 
 from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import StoreError, TraceNotFound, UsageError
-from agent_debug.store.api import Conflict, FileOffset, Location, StoreCounts
+from agent_debug.store.types import Conflict, FileOffset, Location, StoreCounts
 from agent_debug.store.clickhouse import schema
 from agent_debug.store.clickhouse.conn import Conn, connect
 from agent_debug.store.clickhouse.load import load_trace, record_lines
