@@ -1,8 +1,9 @@
 """Trace records, the run envelope and event types: the ground floor every other module imports.
 
 The wire format is `docs/trace-format.md` (version 1 of the public contract). Readers validate a record once, at
-the edge, with `check_record` (a hand-written fast path that agrees with the pydantic models below); the
-pydantic models are the typed, documented view of the same record.
+the edge, with `check_record` (a hand-written fast path that agrees with the pydantic models of `schema`, the
+typed, documented view of the same record). This module imports no pydantic: readers, the store and the CLI
+load it on every start.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import math
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+# The major version of the trace format (docs/trace-format.md) this code writes and reads. The SDK writes it on
+# every record as `format_version`; a record without it is version 1 (every file written before it existed). A
+# reader rejects a record of a newer major version by name; older versions, when there are any, are migrated.
 FORMAT_VERSION = 1
 # Containers nested deeper than this in a record (the record itself is level 1) are cut by every reader
 # (`formats.accept`), and the SDK cuts before writing, so what it writes is read back as it was written.
@@ -58,65 +60,6 @@ class Bucket(StrEnum):
     UNCLASSIFIED = "unclassified"
 
 
-class TokenCost(BaseModel):
-    """Tokens and money one step spent."""
-
-    model_config = ConfigDict(extra="allow")
-
-    prompt_tokens: int | None = Field(None, description="tokens sent to the model")
-    completion_tokens: int | None = Field(None, description="tokens the model produced")
-    cost_usd: float | None = Field(None, description="what the call cost, in US dollars")
-
-
-class ErrorInfo(BaseModel):
-    """What went wrong in a span whose status is `error`."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(description="the exception class or error kind, e.g. `TimeoutError`")
-    message: str = Field("", description="the error message (redacted like every other value)")
-
-
-class TraceRecord(BaseModel):
-    """One span: a step of one run, with its causal parent. Unknown top-level keys are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    trace_id: str = Field(description="the root request (one run of the system); compared as an opaque string")
-    span_id: str = Field(description="this step; unique within its trace")
-    parent_id: str | None = Field(description="the span that caused this one; null for the root")
-    agent_name: str = Field(description="the agent that did this step")
-    event_type: str = Field(description="one of EventType; an unknown value is kept as it is")
-    timestamp: float = Field(description="start time, Unix epoch seconds")
-    duration_ns: int = Field(ge=0, description="how long the step took, from a monotonic clock")
-    name: str | None = Field(None, description="the step's name: `planner`, `tool:pytest`, `llm:gemini-2.5-flash`")
-    status: str = Field("ok", description="`ok` or `error`")
-    error: ErrorInfo | None = Field(None, description="`{type, message}` when status is error")
-    payload: dict[str, Any] | None = Field(None, description="message content, truncated and redacted")
-    token_cost: TokenCost | None = Field(None, description="tokens and cost of this step")
-    modality: str = Field("text", description="`text`, `image`, `audio` or `multimodal`")
-    run_id: str | None = Field(None, description="run envelope: this run's id")
-    session_id: str | None = Field(None, description="run envelope: groups runs (turns) of one conversation")
-    workflow: str | None = Field(None, description="run envelope: the workflow this run belongs to")
-    actor: str | None = Field(None, description="run envelope: who or what started the run")
-    attributes: dict[str, Any] = Field(default_factory=dict, description="flat key -> scalar or list of scalars")
-
-    @property
-    def is_known_event_type(self) -> bool:
-        return self.event_type in KNOWN_EVENT_TYPES
-
-
-class RunEnvelope(BaseModel):
-    """The run envelope: created before any model call, written on the root span."""
-
-    trace_id: str = Field(description="the run's trace id")
-    run_id: str = Field(description="the run's own id (a trace may be re-run; a run id is never reused)")
-    workflow: str = Field(description="the workflow, e.g. `repo-fix-agent`")
-    actor: str = Field(description="who started the run: a user, `cron`, a CI job")
-    started_at: str = Field(description="ISO-8601 UTC start time")
-    session_id: str | None = Field(None, description="the conversation this run is a turn of")
-
-
 def check_record(rec: Any) -> str | None:
     """Return why `rec` is not a valid record, or None. Normalizes numeric fields in place.
 
@@ -143,6 +86,7 @@ def check_record(rec: Any) -> str | None:
             and type(rec.get("payload", _EMPTY)) is dict
             and type(rec.get("token_cost", _EMPTY)) is dict
             and type(rec.get("error", _EMPTY)) is dict
+            and ((fv := rec.get("format_version")) is None or (type(fv) is int and fv == FORMAT_VERSION))
         ):
             return None
     except (KeyError, TypeError):
@@ -192,6 +136,15 @@ def _check_record_slow(rec: Any) -> str | None:
     status = rec.get("status", "ok")
     if status not in ("ok", "error"):
         return "status must be ok or error"
+    version = rec.get("format_version")
+    if version is not None:
+        if type(version) is not int:
+            return "format_version must be an integer"
+        if version > FORMAT_VERSION:
+            return (f"format_version {version} is newer than this agent-debug reads ({FORMAT_VERSION}): "
+                    "upgrade agent-debug")
+        if version < 1:
+            return f"format_version {version} is not a version (the first is 1)"
     for key in ("attributes", "payload", "token_cost", "error"):
         v = rec.get(key)
         if v is None and key in rec:

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import msgpack  # noqa: E402
 import orjson  # noqa: E402
 
-from agent_debug.analysis.spans import TraceSpans, envelope_of  # noqa: E402
+from agent_debug.columns import TraceSpans, envelope_of  # noqa: E402
 from agent_debug.formats import registry  # noqa: E402
 from agent_debug.formats.accept import MAX_DEPTH, _Probe  # noqa: E402
 from agent_debug.formats.reader import ReadReport, read_file_batches  # noqa: E402

@@ -56,7 +56,7 @@ from agent_debug.analysis.blame_model import (  # noqa: E402
 from agent_debug.analysis.buckets import load_rules  # noqa: E402
 from agent_debug.analysis.explain import explain_trace  # noqa: E402
 from agent_debug.analysis.source import FileSource  # noqa: E402
-from agent_debug.analysis.spans import TraceSpans, TraceSummary  # noqa: E402
+from agent_debug.columns import TraceSpans, TraceSummary  # noqa: E402
 from agent_debug.analysis.suspects import trace_features  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -130,7 +130,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def measure_demo(runs: int, seed: int) -> dict[str, Any]:
     """The generated runs: bucket and root-cause accuracy of `bucket`, passing runs bucketed (plain and with
     `--suspects`)."""
-    from agent_debug.analysis.buckets import bucket_runs
+    from agent_debug.analysis.batch import bucket_runs
     from agent_debug.demo.runner import run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +140,7 @@ def measure_demo(runs: int, seed: int) -> dict[str, Any]:
         flagged = bucket_runs(src, None, load_rules(), suspects=True)
         from agent_debug.analysis.patterns import failure_patterns
 
-        rows = failure_patterns(src, None)["patterns"]
+        rows = failure_patterns(src, None).as_dict()["patterns"]
         patterns = rows[:3] + [r for r in rows[3:] if r["dimension"] == "modality"][:1]
     by_trace = {d.trace_id: d for d in report.runs}
     failed = [lab for lab in result.runs if not lab.passed]
@@ -224,7 +224,7 @@ Predictor = Callable[[TrailTrace, Any], list[tuple[str, str]]]
 
 
 def predict_why(t: TrailTrace, model: SpanModel) -> list[tuple[str, str]]:
-    doc = explain_trace(t.ts, t.summary, load_rules(), span_model=model)
+    doc = explain_trace(t.ts, t.summary, load_rules(), span_model=model).as_dict()
     return [(s["span_id"], s["bucket"]) for s in doc["suspects"]]
 
 
@@ -334,7 +334,7 @@ def same_agent(a: str | None, b: str) -> bool:
 
 
 def why_pick(r: LabelledTranscript, model: TranscriptModel) -> tuple[str | None, int | None]:
-    doc = explain_trace(r.ts, r.summary, load_rules(), transcript_model=model)
+    doc = explain_trace(r.ts, r.summary, load_rules(), transcript_model=model).as_dict()
     top = doc["suspects"][0] if doc["suspects"] else None
     return (top["agent_name"], top.get("step")) if top else (None, None)
 
@@ -425,7 +425,7 @@ def measure_judge(trail: list[TrailTrace], ww: list[LabelledTranscript], model: 
     step accuracy; TRAIL location recall and precision of the one step it names."""
     import asyncio
 
-    from agent_debug.analysis.blame_judge import BlameJudge, condense
+    from agent_debug.eval.blame_judge import BlameJudge, condense
     from agent_debug.eval.judge_cache import JudgeCache
 
     judge = BlameJudge(model=model, base_url=os.environ.get("AGENT_DEBUG_JUDGE_BASE_URL") or None,

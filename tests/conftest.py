@@ -111,3 +111,90 @@ def sdk(tmp_path: Path) -> Iterator[Path]:
 def _isolate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_DEBUG_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AGENT_DEBUG_DB", raising=False)
+
+
+# -- store backends: SQLite, chdb (ClickHouse in process) and a ClickHouse server over HTTP ----------------------
+
+BACKENDS = ("sqlite", "chdb", "http")
+CLICKHOUSE_URL_ENV = "AGENT_DEBUG_TEST_CLICKHOUSE_URL"  # clickhouse://user:password@host:port of a real server
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`clickhouse://user:password@host:port` of a ClickHouse server: $AGENT_DEBUG_TEST_CLICKHOUSE_URL when set,
+    else tests/clickhouse_http_server.py (ClickHouse's HTTP interface answered by chdb) in a subprocess."""
+    url = os.environ.get(CLICKHOUSE_URL_ENV)
+    if url:
+        yield url.rstrip("/")
+        return
+    pytest.importorskip("chdb")
+    data = tmp_path_factory.mktemp("clickhouse-server")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "clickhouse_http_server.py"), "--path",
+                             str(data / "engine"), "--user", "tester", "--password", "s3cret:/@"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"the ClickHouse stand-in did not start: {line}{proc.stderr.read() if proc.stderr else ''}")
+    try:
+        yield f"clickhouse://tester:s3cret%3A%2F%40@{line.split()[-1]}"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def store_location(backend: str, tmp_path: Path, server: str | None = None) -> str:
+    """A fresh store's `--db` value on this backend (a database of its own on the server)."""
+    if backend == "sqlite":
+        return str(tmp_path / "traces.db")
+    if backend == "chdb":
+        return f"chdb://{tmp_path / 'chstore'}"
+    assert server is not None
+    return f"{server}/t_{os.getpid()}_{abs(hash(str(tmp_path))) % 10**12}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each store backend in turn (the ClickHouse ones need the clickhouse extra, which dev installs)."""
+    if request.param != "sqlite":
+        pytest.importorskip("chdb" if request.param == "chdb" else "clickhouse_connect")
+    return str(request.param)
+
+
+@pytest.fixture
+def store_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh store's `--db` value on the backend under test."""
+    server = request.getfixturevalue("clickhouse_server") if backend == "http" else None
+    return store_location(backend, tmp_path, server)
+# -- golden (exact-output) files ----------------------------------------------------------------------------------
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="Rewrite tests/golden/*.txt from the current output instead of comparing with them.")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Any:
+    """`golden(name, text)`: `text` must equal tests/golden/<name>.txt (with --update-golden, or the env var
+    AGENT_DEBUG_UPDATE_GOLDEN=1, the file is written instead)."""
+    update = request.config.getoption("--update-golden") or os.environ.get("AGENT_DEBUG_UPDATE_GOLDEN") == "1"
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / f"{name}.txt"
+        if update:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+            return
+        assert path.exists(), f"no golden file {path.name}: run pytest with --update-golden to write it"
+        expected = path.read_text()
+        assert text == expected, f"{path.name} differs (run pytest --update-golden if the change is meant)"
+
+    return check

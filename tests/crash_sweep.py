@@ -34,6 +34,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import rec  # noqa: E402
 
+import agent_debug.store.chunks as chunks  # noqa: E402
 import agent_debug.store.ingest as ingest_mod  # noqa: E402
 from agent_debug.store.ingest import FAULT_ENV, ingest, rejects_path  # noqa: E402
 
@@ -195,8 +196,8 @@ def main() -> None:
     kind = "raise" if "--raise" in args else "kill"
     # small flushes and a low big-trace threshold: many steps per file, parent positions exercised
     ingest_mod.FLUSH_RECORDS = 25
-    ingest_mod.BIG_TRACE = 40
-    ingest_mod.STORED_BATCH = 16
+    chunks.BIG_TRACE = 40
+    chunks.STORED_BATCH = 16
     print(json.dumps(sweep(work, every, kind, "--double" in args)))
 
 

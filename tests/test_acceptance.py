@@ -23,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_debug.analysis.buckets import bucket_runs, diagnose, load_rules
+from agent_debug.analysis.batch import bucket_runs
+from agent_debug.analysis.buckets import diagnose, load_rules
 from agent_debug.analysis.critical import analyze, critical_times
 from agent_debug.analysis.source import FileSource, StoreSource
 from agent_debug.errors import NothingReadable

@@ -16,7 +16,7 @@ from agent_debug.analysis.blame import blame_transcript
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.explain import explain_trace
 from agent_debug.analysis.source import FileSource
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from conftest import ROOT, SHARED_DATA, run_cli
 
 WHO_AND_WHEN = SHARED_DATA / "who_and_when"
@@ -90,7 +90,7 @@ def test_blame_reads_no_labels_on_real_transcripts() -> None:
         assert any(k.startswith("label.") for r in ts.records for k in (r.get("attributes") or {}))
         plain = TraceSpans.from_records(s.trace_id, stripped)
         assert blame_transcript(plain).as_dict() == blame_transcript(ts).as_dict()
-        assert explain_trace(plain, s, load_rules())["suspects"] == explain_trace(ts, s, load_rules())["suspects"]
+        assert explain_trace(plain, s, load_rules()).as_dict()["suspects"] == explain_trace(ts, s, load_rules()).as_dict()["suspects"]
 
 
 def test_why_on_every_trail_trace_lists_suspects_that_are_spans_of_it() -> None:
@@ -100,7 +100,7 @@ def test_why_on_every_trail_trace_lists_suspects_that_are_spans_of_it() -> None:
     src = FileSource([TRAIL / "traces"])
     for s in src.list():
         ts = src.load(s.trace_id, records=True)
-        doc = explain_trace(ts, s, load_rules())
+        doc = explain_trace(ts, s, load_rules()).as_dict()
         assert doc["suspects"], s.trace_id  # every run gets at least its best suspect
         assert all(x["span_id"] in ts.span_id and x["bucket"] in {"tool_execution", "retrieval_miss", "planner_drift",
                    "verifier_false_positive", "routing_mistake", "unclassified"} for x in doc["suspects"])

@@ -20,7 +20,7 @@ from agent_debug.analysis.blame import (
 )
 from agent_debug.analysis.buckets import RunDiagnosis, diagnose, find_suspects, load_rules
 from agent_debug.analysis.source import FileSource
-from agent_debug.analysis.spans import TraceSpans, summarize
+from agent_debug.columns import TraceSpans, summarize
 from agent_debug.analysis.tree import build_tree
 from agent_debug.demo.runner import DemoResult, run_demo
 from conftest import ROOT, rec, run_cli, write_jsonl

@@ -26,7 +26,8 @@ import pytest
 import typer.main
 
 from agent_debug.analysis.source import FileSource
-from agent_debug.replay.packet import build_packet, write_packet
+from agent_debug.replay.packet import write_packet
+from agent_debug.replay.skeleton import build_packet
 from agent_debug.store.db import connect
 from agent_debug.store.ingest import ingest
 from conftest import ROOT, rec, run_cli, write_jsonl

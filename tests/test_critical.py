@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_debug.analysis.critical import analyze
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from conftest import ROOT, rec, run_cli
 
 

@@ -159,7 +159,7 @@ def _patterned(tmp_path: Path) -> Path:
 
 def test_patterns_put_the_correlated_modality_tool_and_model_first(tmp_path: Path) -> None:
     src = FileSource([_patterned(tmp_path)])
-    report = failure_patterns(src, TraceFilter())
+    report = failure_patterns(src, TraceFilter()).as_dict()
     assert (report["runs"], report["failed"]) == (16, 6)
     top = {(r["dimension"], r["value"]) for r in report["patterns"][:6]}
     assert {("modality", "image"), ("tool", "vision"), ("model", "m-vision")} <= top

@@ -170,3 +170,33 @@ def test_validate_cli_exit_codes(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.strip() == f"Error: no such file or directory: {tmp_path / 'missing.jsonl'}"
     assert "Traceback" not in r.stderr
+
+
+def test_a_record_of_a_newer_format_version_is_rejected_by_name(tmp_path: Path) -> None:
+    """`format_version` (docs/trace-format.md): absent or 1 is read; a newer major version is a reject that names
+    it, in the bulk path and the one-by-one path alike; the rest of the file is read."""
+    from agent_debug.model import FORMAT_VERSION
+
+    newer = FORMAT_VERSION + 1
+    ok = [rec(f"s{i}", None if i == 0 else "s0", trace_id="t1", start=i) for i in range(3)]
+    ok[1]["format_version"] = FORMAT_VERSION
+    lines = [orjson.dumps(r) for r in ok]
+    lines.append(orjson.dumps(dict(rec("new"), format_version=newer)))
+    lines.append(orjson.dumps(dict(rec("odd"), format_version="1")))
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = ReadReport()
+    got = list(read_file(path, report))
+    assert [r["span_id"] for r in got] == ["s0", "s1", "s2"]
+    assert [(r.location, r.reason) for r in report.rejects] == [
+        ("line 4", f"format_version {newer} is newer than this agent-debug reads ({FORMAT_VERSION}): upgrade "
+                   "agent-debug"),
+        ("line 5", "format_version must be an integer")]
+    r = run_cli("validate", str(path))
+    assert r.returncode == 1 and f"format_version {newer} is newer" in r.stdout
+    packed = tmp_path / "t.msgpack"  # MessagePack goes through the one-by-one path
+    packed.write_bytes(msgpack.packb(ok[0]) + msgpack.packb(dict(rec("new"), format_version=newer)))
+    report = ReadReport()
+    assert [r["span_id"] for r in read_file(packed, report)] == ["s0"]
+    assert report.reject_reasons == {f"format_version {newer} is newer than this agent-debug reads "
+                                     f"({FORMAT_VERSION})": 1}

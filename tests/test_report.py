@@ -15,7 +15,7 @@ import pytest
 
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.source import FileSource
-from agent_debug.analysis.spans import TraceSpans, summarize
+from agent_debug.columns import TraceSpans, summarize
 from agent_debug.report.details import read_block
 from agent_debug.report.document import build_document, build_run, preorder
 from agent_debug.report.page import DOC_ELEMENT_ID, page_html

@@ -25,7 +25,7 @@ import pytest
 
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.source import StoreSource
-from agent_debug.analysis.spans import TraceSpans, summarize
+from agent_debug.columns import TraceSpans, summarize
 from agent_debug.report.document import build_document, build_run
 from agent_debug.report.page import page_html, write_page
 from conftest import ROOT, rec, run_cli, write_jsonl

@@ -13,6 +13,7 @@ import pytest
 
 import agent_debug as ad
 from agent_debug.formats.reader import ReadReport, read_paths
+from agent_debug.model import FORMAT_VERSION
 from agent_debug.sdk import runtime
 
 
@@ -43,6 +44,7 @@ def test_run_envelope_and_root_span(sdk: Path) -> None:
     assert (root["workflow"], root["actor"], root["session_id"]) == ("repo-fix-agent", "cron", "s1")
     assert root["attributes"]["outcome.passed"] is False
     assert root["attributes"]["run.started_at"] == env.started_at
+    assert {r["format_version"] for r in recs.values()} == {FORMAT_VERSION}  # every record says its version
     planner = recs["planner"]
     assert planner["parent_id"] == root["span_id"]
     assert planner["token_cost"] == {"prompt_tokens": 900, "completion_tokens": 120}

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent_debug.analysis.disagreement import conclusions, find_disagreements
 from agent_debug.analysis.sessions import facts
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from conftest import rec, run_cli, write_jsonl
 
 # -- emergent disagreement --------------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Columns loaded from the store: the spec's defaults, odd values kept, repeated strings shared."""
+"""Columns loaded from the store's chunks: the spec's defaults, odd values kept, repeated strings shared."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from agent_debug.analysis.spans import TraceSpans
+import orjson
+
+from agent_debug.columns import TraceSpans
+from agent_debug.store.chunks import CHUNK_VERSION, append_batch, decode
 
 
 def _cols(**over: Any) -> dict[str, Any]:
@@ -19,7 +22,7 @@ def _cols(**over: Any) -> dict[str, Any]:
 
 def test_defaults_and_token_columns() -> None:
     ts = TraceSpans("t")
-    ts.extend_columns(_cols(token_cost=[None, {"prompt_tokens": 900, "completion_tokens": 120, "cost_usd": 0.01}, {}]))
+    append_batch(ts, _cols(token_cost=[None, {"prompt_tokens": 900, "completion_tokens": 120, "cost_usd": 0.01}, {}]))
     assert ts.name == ["run", "LLM_CALL", "grep"]  # a missing name is the event type
     assert ts.status == ["ok", "ok", "ok"]
     assert (ts.prompt_tokens, ts.completion_tokens, ts.cost_usd) == ([0, 900, 0], [0, 120, 0], [0.0, 0.01, 0.0])
@@ -28,10 +31,25 @@ def test_defaults_and_token_columns() -> None:
 def test_odd_values_take_the_slow_path_without_losing_anything() -> None:
     ts = TraceSpans("t")
     odd = [{"prompt_tokens": None, "completion_tokens": "7"}, {"prompt_tokens": "lots", "cost_usd": "0.5"}, None]
-    ts.extend_columns(_cols(name=[["a", "list"], None, 3], token_cost=odd, status=["ok", "error", None]))
-    assert ts.name == ['["a","list"]', "LLM_CALL", "3"]  # a name is a string (spec): others as their JSON text
+    append_batch(ts, _cols(token_cost=odd, status=["ok", "error", None]))
     assert ts.status == ["ok", "error", "ok"]
     assert (ts.prompt_tokens, ts.completion_tokens, ts.cost_usd) == ([0, 0, 0], [7, 0, 0], [0.0, 0.5, 0.0])
+
+
+def test_a_version_1_chunk_of_an_older_store_is_upgraded_when_read() -> None:
+    """Stores older than 0.1.0 kept a name of any JSON type and a token_cost of any type; their chunks have no
+    version ("v"). Reading upgrades them: a name becomes its JSON text, a token cost that is no object counts
+    nothing."""
+    batch = _cols(name=[["a", "list"], None, 3], token_cost=[5, "x", {"prompt_tokens": 2}])
+    encoded = _cols(name={"values": [3, "b"], "codes": [0, 1, 0]})
+    blob = orjson.dumps({"roots": {"a": {"workflow": "w"}}, "hashes": "00000000" * 6, "batches": [batch, encoded]})
+    c = decode(blob)
+    assert c["v"] == CHUNK_VERSION
+    ts = TraceSpans("t")
+    for b in c["batches"]:
+        append_batch(ts, b)
+    assert ts.name == ['["a","list"]', "LLM_CALL", "3", "3", "b", "3"]  # a name is a string (spec)
+    assert ts.prompt_tokens == [0, 0, 2, 0, 0, 0]
 
 
 def test_repeated_strings_are_one_object_across_batches() -> None:
@@ -39,8 +57,8 @@ def test_repeated_strings_are_one_object_across_batches() -> None:
         return ["".join(list(v)) for v in values]
 
     ts = TraceSpans("t")
-    ts.extend_columns(_cols(agent_name=fresh("planner", "coder", "coder"), event_type=fresh("AGENT", "SEND", "SEND")))
-    ts.extend_columns(_cols(span_id=["d", "e", "f"], agent_name=fresh("planner", "coder", "coder"),
+    append_batch(ts, _cols(agent_name=fresh("planner", "coder", "coder"), event_type=fresh("AGENT", "SEND", "SEND")))
+    append_batch(ts, _cols(span_id=["d", "e", "f"], agent_name=fresh("planner", "coder", "coder"),
                             event_type=fresh("AGENT", "SEND", "SEND")))
     assert len({id(a) for a in fresh("coder", "coder")}) == 2  # the test's strings really are distinct objects
     assert len(ts) == 6 and ts.agent_name == ["planner", "coder", "coder"] * 2

@@ -410,12 +410,12 @@ def test_a_big_trace_is_stored_joined_and_encoded_and_loads_like_its_files(
     """Past BIG_TRACE spans, a trace's columns are stored in joined batches with agent, event type and name
     dictionary-encoded; what loads is what the files say, whatever mix of statuses, names and token costs the
     joined batches had."""
-    from agent_debug.analysis.spans import COLUMNS, TraceSpans
-    from agent_debug.store import ingest as ingest_mod
+    from agent_debug.columns import COLUMNS, TraceSpans
+    from agent_debug.store import chunks
     from agent_debug.store.ingest import load_columns
 
-    monkeypatch.setattr(ingest_mod, "BIG_TRACE", 100)
-    monkeypatch.setattr(ingest_mod, "STORED_BATCH", 150)
+    monkeypatch.setattr(chunks, "BIG_TRACE", 100)
+    monkeypatch.setattr(chunks, "STORED_BATCH", 150)
     records = [rec("root", trace_id="big", agent="orchestrator", duration_ms=10_000)]
     for i in range(1, 1000):
         extra: dict[str, Any] = {"name": f"step{i % 6}"}
@@ -449,7 +449,7 @@ def test_a_big_trace_is_stored_joined_and_encoded_and_loads_like_its_files(
 
 
 def test_dictionary_encoding_keeps_values_that_cannot_be_encoded() -> None:
-    from agent_debug.store.ingest import dictionary_encode
+    from agent_debug.store.chunks import dictionary_encode
 
     assert dictionary_encode(["a", "b", "a", "a"]) == {"values": ["a", "b"], "codes": [0, 1, 0, 0]}
     assert dictionary_encode([["a", "list"], None, "x"]) == [["a", "list"], None, "x"]
@@ -490,7 +490,8 @@ def test_parents_stored_as_positions_equal_the_id_map_however_the_spans_arrive(t
     from hypothesis import strategies as st
 
     from agent_debug.analysis.tree import build_tree
-    from agent_debug.analysis.spans import TraceSpans
+    from agent_debug.columns import TraceSpans
+    from agent_debug.store import chunks
     from agent_debug.store import ingest as ingest_mod
     from agent_debug.store.ingest import load_columns
 
@@ -511,14 +512,14 @@ def test_parents_stored_as_positions_equal_the_id_map_however_the_spans_arrive(t
         flush = data.draw(st.integers(1, 40))
         pending = data.draw(st.sampled_from([0, 1000]))  # 0: keys dropped after each flush
         big = data.draw(st.sampled_from([1, 3, 10_000]))
-        saved = ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, ingest_mod.BIG_TRACE
-        ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, ingest_mod.BIG_TRACE = flush, pending, big
+        saved = ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, chunks.BIG_TRACE
+        ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, chunks.BIG_TRACE = flush, pending, big
         try:
             for k, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(records)], strict=True)):
                 if a < b:
                     ingest([write_jsonl(case / f"part{k}.jsonl", records[a:b])], db)
         finally:
-            ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, ingest_mod.BIG_TRACE = saved
+            ingest_mod.FLUSH_RECORDS, ingest_mod.MAX_PENDING_TRACES, chunks.BIG_TRACE = saved
         con = connect(db)
         try:
             for tid in traces:
@@ -547,10 +548,11 @@ def test_critical_path_of_a_big_trace_from_the_store_equals_the_files(
     chunks, so most are adopted across chunks), the critical path from the store is the files' one."""
     from agent_debug.analysis.critical import analyze
     from agent_debug.analysis.source import FileSource, StoreSource
+    from agent_debug.store import chunks
     from agent_debug.store import ingest as ingest_mod
 
-    monkeypatch.setattr(ingest_mod, "BIG_TRACE", 5)
-    monkeypatch.setattr(ingest_mod, "STORED_BATCH", 16)
+    monkeypatch.setattr(chunks, "BIG_TRACE", 5)
+    monkeypatch.setattr(chunks, "STORED_BATCH", 16)
     monkeypatch.setattr(ingest_mod, "FLUSH_RECORDS", 7)
     lines = (Path(__file__).resolve().parents[1] / "fixtures" / "benchmark_trace.jsonl").read_bytes().splitlines()
     lines.reverse()  # the fixture's spans with parents after their children, in four files read in one ingest

@@ -22,7 +22,7 @@ from agent_debug.analysis.blame_model import (
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.span_context import SpanContext, is_empty_text
 from agent_debug.analysis.span_signals import answer_tokens, span_hits
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from agent_debug.analysis.suspects import run_suspects
 from conftest import rec, run_cli, write_jsonl
 

@@ -15,7 +15,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
 from agent_debug.store.ingest import ingest

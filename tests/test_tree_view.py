@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from agent_debug.analysis.tree import build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
 from conftest import rec, run_cli, tree_json_span_ids, write_jsonl

@@ -38,7 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.analysis.findings import Suspect
+from agent_debug.columns import TraceSpans
 
 USER_AGENTS = frozenset({"human", "user", "admin", "user_proxy", "userproxy"})
 
@@ -436,11 +437,9 @@ def blame_transcript(ts: TraceSpans, policy: BlamePolicy | None = None) -> Blame
                        [chosen, *ranked])
 
 
-def transcript_suspect(ts: TraceSpans) -> Any:
-    """The blamed message of a transcript-format trace as a strong `buckets.Suspect`, or None when there is no
-    message to blame: the hook `diagnose()` calls for `source.format == "transcript"`."""
-    from agent_debug.analysis.buckets import Suspect
-
+def transcript_suspect(ts: TraceSpans) -> Suspect | None:
+    """The blamed message of a transcript-format trace as a strong `Suspect`, or None when there is no message to
+    blame: the hook `buckets.diagnose` calls for `source.format == "transcript"`."""
     if ts.records is None:
         return None
     result = blame_transcript(ts)

@@ -35,9 +35,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agent_debug.analysis.blame import transcript_suspect
+from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+from agent_debug.analysis.findings import RunDiagnosis, Suspect
 from agent_debug.analysis.rules_check import check_rules_file
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import Tree, build_tree
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import UsageError
 
 CALL_TYPES = frozenset({"TOOL_CALL", "RETRIEVAL"})
@@ -102,50 +105,6 @@ def load_rules(path: str | Path | None = None) -> Rules:
     for rule in rules:
         buckets.setdefault(rule.bucket, {})
     return Rules(dict(base.get("thresholds", {})), buckets, rules)
-
-
-# -- results ----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Suspect:
-    span_id: str
-    agent_name: str
-    name: str
-    event_type: str
-    bucket: str
-    rule: str
-    reason: str
-    strength: str
-    start_ns: int
-    index: int = field(repr=False, default=-1)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("index", "start_ns")}
-
-
-@dataclass
-class RunDiagnosis:
-    """One failed run: its bucket, root cause, chain, evidence, suspects and next action."""
-
-    trace_id: str
-    workflow: str | None
-    session_id: str | None
-    start_ns: int
-    bucket: str
-    root_cause: dict[str, Any]
-    chain: list[str]
-    visible_failure: dict[str, Any]
-    evidence: list[str]
-    suspects: list[dict[str, Any]]
-    next_action: str
-    source: dict[str, Any] | None = None
-    fingerprint: str = ""
-    flag: str | None = None  # set when the run was bucketed for its suspects, not for a recorded failure
-    session: dict[str, Any] | None = None  # the earlier turn whose state corrupted this one (sessions.py)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 # -- detectors --------------------------------------------------------------------------------------------------
@@ -287,8 +246,6 @@ def _d_unrecovered_error(c: _Ctx) -> list[int]:
 
 
 def _d_unreconciled_disagreement(c: _Ctx) -> list[int]:
-    from agent_debug.analysis.disagreement import blamed_span, find_disagreements
-
     return sorted({blamed_span(d) for d in find_disagreements(c.ts)})
 
 
@@ -343,9 +300,13 @@ def _match_when(c: _Ctx, i: int, when: dict[str, Any]) -> bool:
         return False
 
 
-def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> list[Suspect]:
+def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool, facts: Any = None) -> list[Suspect]:
+    """Every span a rule marks, one per span (its most specific rule), strong ones first, then in causal order.
+    With `facts` (`column_path.ColumnFacts`), the rules read the stored columns instead of the records."""
+    if facts is not None:
+        return facts.find_suspects(tree, rules, failed)
     c = _Ctx(ts, tree, rules, failed)
-    found: dict[tuple[int, str], Suspect] = {}
+    hits_by_rule = []
     for rule in rules.rules:
         try:
             if rule.detector:
@@ -356,8 +317,17 @@ def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> lis
                 hits = []
         except Exception:  # an unexpected attribute shape must never crash bucketing
             hits = []
+        hits_by_rule.append(hits)
+    return rank_suspects(ts, tree, rules, hits_by_rule, c.recovered)
+
+
+def rank_suspects(ts: TraceSpans, tree: Tree, rules: Rules, hits_by_rule: list[list[int]], recovered: set[int],
+                  *, by_id: dict[str, int] | None = None) -> list[Suspect]:
+    """`find_suspects` from each rule's hits (in `rules.rules` order) and the spans retries recovered."""
+    found: dict[tuple[int, str], Suspect] = {}
+    for rule, hits in zip(rules.rules, hits_by_rule, strict=True):
         for i in hits:
-            if i in c.recovered and rule.detector != "verifier_approved_failed_run":
+            if i in recovered and rule.detector != "verifier_approved_failed_run":
                 continue
             key = (i, rule.bucket)
             if key not in found:
@@ -371,7 +341,7 @@ def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool) -> lis
     for group in by_span.values():
         named = [s for s in group if s.bucket != "unclassified"] or group
         out.append(min(named, key=lambda s: (s.strength != "strong", rules.rules.index(_rule(rules, s.rule)))))
-    depth = _depths(tree, [s.index for s in out])
+    depth = _depths(tree, [s.index for s in out], by_id)
     return sorted(out, key=lambda s: (s.strength != "strong", s.start_ns, -depth[s.index]))
 
 
@@ -379,12 +349,13 @@ def _rule(rules: Rules, name: str) -> Rule:
     return next(r for r in rules.rules if r.name == name)
 
 
-def _depths(tree: Tree, indices: list[int]) -> dict[int, int]:
+def _depths(tree: Tree, indices: list[int], by_id: dict[str, int] | None = None) -> dict[int, int]:
     """How many ancestors each of these spans has (parent cycles stop the count), with one id map for all."""
     ts = tree.spans
     if not indices:
         return {}
-    by_id = {sid: k for k, sid in enumerate(ts.span_id)}
+    if by_id is None:
+        by_id = {sid: k for k, sid in enumerate(ts.span_id)}
     out: dict[int, int] = {}
     for i in indices:
         d, p, seen = 0, ts.parent_id[i], set()
@@ -399,8 +370,11 @@ def _depths(tree: Tree, indices: list[int]) -> dict[int, int]:
 # -- diagnosis --------------------------------------------------------------------------------------------------
 
 
-def _visible_failure(ts: TraceSpans, tree: Tree, root: int) -> int:
-    rejected = [i for i in range(len(ts)) if ts.attributes(i).get("verifier.passed") is False]
+def _visible_failure(ts: TraceSpans, tree: Tree, root: int, facts: Any = None) -> int:
+    if facts is not None:
+        rejected = facts.positions("verifier.passed", False)
+    else:
+        rejected = [i for i in range(len(ts)) if ts.attributes(i).get("verifier.passed") is False]
     if rejected:
         return max(rejected, key=lambda i: ts.start_ns[i])
     if ts.status[root] == "error":  # follow the error down to where it surfaced first
@@ -414,10 +388,11 @@ def _visible_failure(ts: TraceSpans, tree: Tree, root: int) -> int:
     return root
 
 
-def _chain(tree: Tree, a: int, b: int) -> list[int]:
+def causal_chain(tree: Tree, a: int, b: int, by_id: dict[str, int] | None = None) -> list[int]:
     """Spans from a up to the common ancestor and down to b."""
     ts = tree.spans
-    by_id = {sid: k for k, sid in enumerate(ts.span_id)}
+    if by_id is None:
+        by_id = {sid: k for k, sid in enumerate(ts.span_id)}
 
     def up(i: int) -> list[int]:
         path, seen = [i], {i}
@@ -464,20 +439,28 @@ def normalize_message(msg: str) -> str:
     return re.sub(r"\s+", " ", msg).strip()[:120]
 
 
-def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None = None) -> RunDiagnosis | None:
-    """The bucket and root cause of a failed run; None for a run that did not fail."""
+def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None = None, *,
+             facts: Any = None) -> RunDiagnosis | None:
+    """The bucket and root cause of a failed run; None for a run that did not fail. With `facts`
+    (`column_path.ColumnFacts`), from the stored columns, reading only the records of the spans it reports."""
     if not summary.failed or summary.root_span_id is None:
         return None
+    from agent_debug.gcpause import gc_paused
+
+    with gc_paused():
+        return _diagnose(ts, summary, rules, tree, facts)
+
+
+def _diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None, facts: Any
+              ) -> RunDiagnosis | None:
     tree = tree or build_tree(ts)
     root = ts.span_id.index(summary.root_span_id)
-    suspects = find_suspects(ts, tree, rules, failed=True)
+    suspects = find_suspects(ts, tree, rules, failed=True, facts=facts)
     strong = [s for s in suspects if s.strength == "strong"]
     if summary.source_format == "transcript":  # chat logs have no attributes for the rules: blame a message
-        from agent_debug.analysis.blame import transcript_suspect
-
         if (blamed := transcript_suspect(ts)) is not None:
             suspects, strong = [blamed, *suspects], [blamed]
-    visible = _visible_failure(ts, tree, root)
+    visible = _visible_failure(ts, tree, root, facts)
     if strong:
         cause = _routing_cause(ts, suspects, strong[0])
     elif suspects:
@@ -498,8 +481,6 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     if rec.get("error"):
         evidence.append(f"error {rec['error'].get('type')}: {rec['error'].get('message')}")
     if cause.rule == "unreconciled_disagreement":
-        from agent_debug.analysis.disagreement import blamed_span, find_disagreements
-
         evidence.extend(d.evidence(ts) for d in find_disagreements(ts) if blamed_span(d) == i)
     vis_attrs = ts.attributes(visible)
     if visible != i:
@@ -508,7 +489,7 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     root_attrs = ts.attributes(root)
     if root_attrs.get("outcome.reason"):
         evidence.append(f"outcome: {root_attrs['outcome.reason']}")
-    chain = [ts.span_id[k] for k in _chain(tree, i, visible)]
+    chain = [ts.span_id[k] for k in causal_chain(tree, i, visible, facts.by_id() if facts is not None else None)]
     source = None
     if summary.source_file or summary.source_format:
         source = {"file": summary.source_file, "format": summary.source_format}
@@ -578,36 +559,6 @@ def cluster(runs: list[RunDiagnosis]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: (-c["count"], -c["last_seen_ns"]))
 
 
-def bucket_runs(source: Any, flt: Any, rules: Rules, *, suspects: bool = False, span_model: Any = None
-                ) -> BucketReport:
-    """Diagnose every failed run the filter selects from a Source; with `suspects`, also every run not marked
-    failed that carries a strong suspect (flagged as such)."""
-    summaries = source.list(flt)
-    diagnoses = []
-    passing = 0
-    sessions: dict[str, Any] = {}
-    for s in summaries:
-        if not s.failed:
-            passing += 1
-            if suspects:
-                d = diagnose_suspected(source.load(s.trace_id, records=True), s, rules, span_model)
-                if d is not None:
-                    diagnoses.append(d)
-            continue
-        ts = source.load(s.trace_id, records=True)
-        d = diagnose(ts, s, rules)
-        if d is not None:
-            if s.session_id:
-                from agent_debug.analysis.sessions import session_origin
-
-                origin = session_origin(source, s, d.root_cause["span_id"], sessions)
-                if origin is not None:
-                    blame_earlier_turn(d, origin, rules)
-            diagnoses.append(d)
-    return BucketReport(diagnoses, summarize_buckets(diagnoses, rules), cluster(diagnoses), passing,
-                        list(getattr(source, "notices", [])))
-
-
 def blame_earlier_turn(d: RunDiagnosis, found: dict[str, Any], rules: Rules) -> None:
     """Move a failed turn's bucket and root cause to the earlier turn whose output introduced the fact its
     failing step names (`sessions.session_origin`); the turn's own root cause stays in the evidence."""
@@ -625,37 +576,3 @@ def blame_earlier_turn(d: RunDiagnosis, found: dict[str, Any], rules: Rules) -> 
     d.next_action = rules.next_action(d.bucket)
     d.fingerprint = "|".join([d.bucket, o["agent_name"], o["event_type"], o["name"], found["fact"][:40],
                               d.workflow or "", "", ""])
-
-
-def diagnose_suspected(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: Any = None
-                       ) -> RunDiagnosis | None:
-    """A run not marked failed, bucketed by its top strong suspect (`suspects.run_suspects`); None when it has no
-    strong suspect. The diagnosis says it is a suspicion (`flag`), not a recorded failure."""
-    from agent_debug.analysis.suspects import run_suspects
-
-    tree = build_tree(ts)
-    strong = [x for x in run_suspects(ts, rules, span_model=span_model, tree=tree).suspects if x.strong]
-    if not strong or summary.root_span_id is None:
-        return None
-    top = strong[0]
-    i = top.index
-    root = ts.span_id.index(summary.root_span_id)
-    chain = [ts.span_id[k] for k in _chain(tree, i, root)]
-    attrs = ts.attributes(i)
-    return RunDiagnosis(
-        trace_id=ts.trace_id, workflow=summary.workflow, session_id=summary.session_id, start_ns=summary.start_ns,
-        bucket=top.bucket,
-        root_cause={"span_id": top.span_id, "agent_name": top.agent_name, "name": top.name,
-                    "event_type": top.event_type, "attributes": attrs},
-        chain=chain,
-        visible_failure={"span_id": ts.span_id[root], "agent_name": ts.agent_name[root], "name": ts.name[root],
-                         "event_type": ts.event_type[root]},
-        evidence=[f"{e}: {top.agent_name} {top.name} ({top.span_id})" for e in top.evidence[:3]],
-        suspects=[x.as_dict() for x in strong],
-        next_action=rules.next_action(top.bucket),
-        source={"file": summary.source_file, "format": summary.source_format}
-        if summary.source_file or summary.source_format else None,
-        fingerprint="|".join([top.bucket, top.agent_name, top.event_type, top.name, top.signal,
-                              summary.workflow or "", "", ""]),
-        flag=f"suspected: not marked failed (status {summary.status}); top suspect score {top.score:.2f}",
-    )

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import and_
 from typing import Any
 
 import orjson
 
 from agent_debug.analysis.span_context import span_io
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 
 TEXT_CAP = 8000
 # each pattern finds a separator and a value; the key is read back from the few words before it (one pass over
@@ -161,9 +163,12 @@ def _find(ts: TraceSpans, max_spans: int) -> list[Disagreement]:
     n = len(ts)
     if ts.records is None or n > max_spans:
         return []
+    may = _may_conclude(ts)
+    if may is not None and not may[0]:
+        return []  # no output states a conclusion
     by_id = {sid: i for i, sid in enumerate(ts.span_id)}
     concl: dict[int, list[Conclusion]] = {}
-    for i in range(n):
+    for i in range(n) if may is None else sorted(may[0]):
         if ts.parent_id[i] is None:
             continue
         found = conclusions(_io(ts, i)[1])
@@ -182,22 +187,41 @@ def _find(ts: TraceSpans, max_spans: int) -> list[Disagreement]:
                 cb = next((c for c in concl[b] if ca.contradicts(c)), None)
                 if cb is None or (ca.key, ca.value, cb.value) in seen:
                     continue
-                if _saw(ts, b, ca) or _saw(ts, a, cb):
+                if _saw(ts, b, ca, may) or _saw(ts, a, cb, may):
                     continue  # one branch read the other's conclusion: a correction, not a parallel branch
                 seen.add((ca.key, ca.value, cb.value))
-                out.append(Disagreement(a, b, _merge(ts, a, b, ca, cb, end), ca.key, ca.value, cb.value, ca.kind))
+                out.append(Disagreement(a, b, _merge(ts, a, b, ca, cb, end, may), ca.key, ca.value, cb.value,
+                                        ca.kind))
     return out
 
 
-def _saw(ts: TraceSpans, i: int, c: Conclusion) -> bool:
+def _may_conclude(ts: TraceSpans) -> tuple[set[int], set[int]] | None:
+    """The spans whose output, and those whose input, may state a conclusion (`analysis.digest`'s CONCL flags),
+    when the trace has digests: no other span's text needs reading. None: every span may."""
+    d = ts.digest
+    if not isinstance(d, dict):
+        return None
+    from agent_debug.digest import CONCL, CONCL_IN
+
+    df = d["df"]
+    n = len(df)
+    return (set(compress(range(n), map(and_, df, repeat(CONCL)))),
+            set(compress(range(n), map(and_, df, repeat(CONCL_IN)))))
+
+
+def _saw(ts: TraceSpans, i: int, c: Conclusion, may: tuple[set[int], set[int]] | None = None) -> bool:
     """Did span i take the other branch's conclusion in (its input states that value for that key)?"""
+    if may is not None and i not in may[1]:
+        return False
     return any(x.kind == c.kind and x.key == c.key and x.value == c.value for x in conclusions(_io(ts, i)[0]))
 
 
-def _merge(ts: TraceSpans, a: int, b: int, ca: Conclusion, cb: Conclusion, end: list[int]) -> int | None:
+def _merge(ts: TraceSpans, a: int, b: int, ca: Conclusion, cb: Conclusion, end: list[int],
+           may: tuple[set[int], set[int]] | None = None) -> int | None:
     """The earliest later span that restates a conclusion on the key, or takes in both, without reconciling."""
     after = max(end[a], end[b])
-    later = sorted((i for i in range(len(ts)) if ts.start_ns[i] >= after and ts.parent_id[i] is not None),
+    spans = range(len(ts)) if may is None else may[0] | may[1]  # a span stating nothing merges nothing
+    later = sorted((i for i in spans if ts.start_ns[i] >= after and ts.parent_id[i] is not None),
                    key=lambda i: (ts.start_ns[i], i))
     for i in later:
         inp, out = _io(ts, i)

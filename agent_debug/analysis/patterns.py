@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.analysis.source import Source
+from agent_debug.columns import TraceSpans
+from agent_debug.store.query import TraceFilter
 
 DIMENSIONS: tuple[str, ...] = ("modality", "agent", "model", "tool", "route")
 ALPHA = 0.05
@@ -111,14 +114,53 @@ def run_values(ts: TraceSpans) -> dict[str, set[str]]:
 # -- the report ---------------------------------------------------------------------------------------------------------
 
 
-def failure_patterns(source: Any, flt: Any, dimensions: tuple[str, ...] = DIMENSIONS, *,
-                     min_runs: int = 3) -> dict[str, Any]:
+@dataclass
+class PatternRow:
+    """One value of one dimension: its runs and failures against the rest, the interval and the test."""
+
+    dimension: str
+    value: str
+    runs: int
+    failed: int
+    failure_rate: float
+    ci95: list[float]
+    rest_runs: int
+    rest_failed: int
+    rest_failure_rate: float
+    odds_ratio: float
+    p_value: float
+    p_adjusted: float
+    significant: bool
+
+
+@dataclass
+class PatternReport:
+    """`agent-debug patterns`: failure rates by value, the strongest association first. `as_dict` is its JSON."""
+
+    runs: int
+    failed: int
+    failure_rate: float
+    dimensions: list[str]
+    min_runs: int
+    test: str
+    patterns: list[PatternRow]
+    notices: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "notices": list(self.notices)}
+
+
+def failure_patterns(source: Source, flt: TraceFilter | None, dimensions: tuple[str, ...] = DIMENSIONS, *,
+                     min_runs: int = 3) -> PatternReport:
     """Failure rate by value of each dimension over the runs a filter selects, with intervals and tests."""
     summaries = source.list(flt)
     failed_runs = {s.trace_id for s in summaries if s.failed}
     has: dict[tuple[str, str], set[str]] = defaultdict(set)
+    # a store that can say what each run has in one query (ClickHouse: `run_values` in SQL) spares loading them
+    in_bulk = getattr(source, "run_values", None)
+    bulk = in_bulk([s.trace_id for s in summaries]) if in_bulk is not None else None
     for s in summaries:
-        values = run_values(source.load(s.trace_id, records=True))
+        values = bulk[s.trace_id] if bulk is not None else run_values(source.load(s.trace_id, records=True))
         for dim in dimensions:
             for v in values[dim]:
                 has[(dim, v)].add(s.trace_id)
@@ -150,6 +192,6 @@ def failure_patterns(source: Any, flt: Any, dimensions: tuple[str, ...] = DIMENS
     for r in rows:
         r["p_value"] = float(f"{r['p_value']:.4g}")
         r["p_adjusted"] = float(f"{r['p_adjusted']:.4g}")
-    return {"runs": n, "failed": f, "failure_rate": round(f / n, 4) if n else 0.0, "dimensions": list(dimensions),
-            "min_runs": min_runs, "test": "Fisher's exact test, two-sided; Holm-adjusted across rows",
-            "patterns": rows, "notices": list(getattr(source, "notices", []))}
+    return PatternReport(n, f, round(f / n, 4) if n else 0.0, list(dimensions), min_runs,
+                         "Fisher's exact test, two-sided; Holm-adjusted across rows",
+                         [PatternRow(**r) for r in rows], list(source.notices))

@@ -17,14 +17,17 @@ fact an earlier turn introduced, the bucket and root cause move to that earlier 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 
-from agent_debug.analysis.buckets import Rules, diagnose
+from agent_debug.analysis.buckets import Rules, blame_earlier_turn, diagnose
+from agent_debug.analysis.column_path import column_facts, run_suspects_from
+from agent_debug.analysis.findings import RunDiagnosis
+from agent_debug.analysis.source import Source
 from agent_debug.analysis.span_context import span_io
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import build_tree
 from agent_debug.errors import TraceNotFound
 from agent_debug.store.query import TraceFilter
@@ -140,12 +143,12 @@ def state_corruption(turns: list[Turn], failed: Turn, failing_span: int | None) 
             "relied_on_by": [c["turn"] for c in chain[1:]], "propagation": chain}
 
 
-def _turns(source: Any, session_id: str) -> list[Turn]:
+def _turns(source: Source, session_id: str) -> list[Turn]:
     summaries = sorted(source.list(TraceFilter(session_id=session_id)), key=lambda s: (s.start_ns, s.trace_id))
     return [read_turn(n, s, source.load(s.trace_id, records=True)) for n, s in enumerate(summaries, 1)]
 
 
-def session_origin(source: Any, summary: TraceSummary, failing_span_id: str | None,
+def session_origin(source: Source, summary: TraceSummary, failing_span_id: str | None,
                    cache: dict[str, list[Turn]] | None = None) -> dict[str, Any] | None:
     """For a failed turn: the state corruption its failing step names (its error or output states a fact an
     earlier turn introduced), else None."""
@@ -163,9 +166,47 @@ def session_origin(source: Any, summary: TraceSummary, failing_span_id: str | No
     return found if found is not None and found["named_by_failure"] else None
 
 
-def analyze_session(source: Any, session_id: str, rules: Rules) -> dict[str, Any]:
-    from agent_debug.analysis.suspects import run_suspects
+@dataclass
+class TurnOutcome:
+    """One turn of a session: its outcome, bucket and root cause, and its strong anomalies."""
 
+    turn: int
+    trace_id: str
+    status: str
+    failed: bool
+    bucket: str | None
+    root_cause: dict[str, Any] | None
+    anomalies: list[str]
+
+
+@dataclass
+class BadTurn:
+    """Where a session first went wrong, and why."""
+
+    turn: int
+    trace_id: str
+    reason: str
+
+
+@dataclass
+class SessionReport:
+    """`agent-debug session`: the turns of one conversation, the first that went wrong, and the state corruption
+    that carried a failure across turns (`state_corruption`'s document). `as_dict` is `session --json`."""
+
+    session_id: str
+    turns: list[TurnOutcome]
+    first_bad_turn: BadTurn | None
+    first_failed_turn: int | None
+    state_corruption: dict[str, Any] | None
+    notices: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "turns": [asdict(t) for t in self.turns],
+                "first_bad_turn": asdict(self.first_bad_turn) if self.first_bad_turn else None,
+                "first_failed_turn": self.first_failed_turn, "state_corruption": self.state_corruption}
+
+
+def analyze_session(source: Source, session_id: str, rules: Rules) -> SessionReport:
     turns = _turns(source, session_id)
     if not turns:
         raise TraceNotFound(f"no runs with session id {session_id!r}")
@@ -174,21 +215,19 @@ def analyze_session(source: Any, session_id: str, rules: Rules) -> dict[str, Any
     cache = {session_id: turns}
     for t in turns:
         tree = build_tree(t.ts)
-        strong = [x for x in run_suspects(t.ts, rules, failed=t.summary.failed, tree=tree).suspects if x.strong]
-        d = diagnose(t.ts, t.summary, rules, tree)
+        cf = column_facts(t.ts, rules, tree)
+        strong = [x for x in run_suspects_from(t.ts, rules, cf, failed=t.summary.failed, tree=tree).suspects
+                  if x.strong]
+        d = diagnose(t.ts, t.summary, rules, tree, facts=cf)
         diagnoses[t.n] = d
         if d is not None:  # as `bucket` does: a failure that names a fact an earlier turn introduced moves there
             moved = session_origin(source, t.summary, d.root_cause["span_id"], cache)
             if moved is not None:
-                from agent_debug.analysis.buckets import RunDiagnosis, blame_earlier_turn
-
                 d = RunDiagnosis(**d.as_dict())
                 blame_earlier_turn(d, moved, rules)
-        rows.append({
-            "turn": t.n, "trace_id": t.trace_id, "status": t.summary.status, "failed": t.summary.failed,
-            "bucket": d.bucket if d else None, "root_cause": d.root_cause if d else None,
-            "anomalies": [f"{e}: {x.agent_name} {x.name}" for x in strong for e in x.evidence[:1]],
-        })
+        rows.append(TurnOutcome(t.n, t.trace_id, t.summary.status, t.summary.failed, d.bucket if d else None,
+                                d.root_cause if d else None,
+                                [f"{e}: {x.agent_name} {x.name}" for x in strong for e in x.evidence[:1]]))
     first_failed = next((t for t in turns if t.summary.failed), None)
     corruption = None
     if first_failed is not None:
@@ -197,14 +236,12 @@ def analyze_session(source: Any, session_id: str, rules: Rules) -> dict[str, Any
         corruption = state_corruption(turns, first_failed, rc)
     first_bad = None
     for row in rows:
-        if row["anomalies"] or row["failed"]:
-            reason = row["anomalies"][0] if row["anomalies"] else f"run {row['status']}"
-            first_bad = {"turn": row["turn"], "trace_id": row["trace_id"], "reason": reason}
+        if row.anomalies or row.failed:
+            first_bad = BadTurn(row.turn, row.trace_id, row.anomalies[0] if row.anomalies else f"run {row.status}")
             break
-    if corruption is not None and (first_bad is None or corruption["origin"]["turn"] < first_bad["turn"]):
+    if corruption is not None and (first_bad is None or corruption["origin"]["turn"] < first_bad.turn):
         o = corruption["origin"]
-        first_bad = {"turn": o["turn"], "trace_id": o["trace_id"],
-                     "reason": f"{o['agent_name']} {o['name']} introduced {corruption['fact']!r}, which turn(s) "
-                               f"{corruption['relied_on_by']} relied on"}
-    return {"session_id": session_id, "turns": rows, "first_bad_turn": first_bad,
-            "first_failed_turn": first_failed.n if first_failed else None, "state_corruption": corruption}
+        first_bad = BadTurn(o["turn"], o["trace_id"], f"{o['agent_name']} {o['name']} introduced "
+                            f"{corruption['fact']!r}, which turn(s) {corruption['relied_on_by']} relied on")
+    return SessionReport(session_id, rows, first_bad, first_failed.n if first_failed else None, corruption,
+                         list(source.notices))

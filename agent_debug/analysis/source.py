@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import os
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary, summarize
+from agent_debug.columns import TraceSpans, TraceSummary, summarize
 from agent_debug.errors import AmbiguousTrace, NothingReadable, StoreError, TraceNotFound, UsageError
-from agent_debug.formats.reader import ReadReport, read_paths
 from agent_debug.store import query
 from agent_debug.store import verdicts as verdict_store
-from agent_debug.store.db import connect
+from agent_debug.store.api import Store, open_store
 from agent_debug.store.query import TraceFilter
 from agent_debug.store.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from agent_debug.formats.reader import ReadReport
 
 
 class Source(Protocol):
@@ -33,63 +33,54 @@ class Source(Protocol):
 
 
 class StoreSource:
-    """Traces from the SQLite store, with the stored verdicts (and those of `extra`) applied to their status. A
-    store SQLite cannot read (damaged pages) is a StoreError naming it."""
+    """Traces from the store `--db` names (SQLite, chdb or a ClickHouse server: `store.api`), with the stored
+    verdicts (and those of `extra`) applied to their status. A store that cannot be read is a StoreError."""
 
     def __init__(self, db_path: str | os.PathLike[str], extra: list[Verdict] | None = None) -> None:
-        self.path = Path(db_path)
-        self.db: sqlite3.Connection = connect(db_path, create=False)
-        with self._reading():
-            self.notices: list[str] = query.store_notices(self.db, self.path)
+        self.store: Store = open_store(db_path, create=False)
+        self.notices: list[str] = self.store.notices()
         self._extra = extra or []
         self._verdicts: dict[str, Verdict] | None = None
 
-    @contextmanager
-    def _reading(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"store {self.path} could not be read: {exc}") from None
-
     def verdicts(self) -> dict[str, Verdict]:
         if self._verdicts is None:
-            with self._reading():
-                found = verdict_store.load(self.db)
-                for v in self._extra:
-                    try:
-                        tid = query.resolve_trace(self.db, v.trace_id)
-                    except (TraceNotFound, AmbiguousTrace) as exc:
-                        self.notices.append(f"verdict from {v.source} ignored: {exc}")
-                        continue
-                    found[tid] = replace(v, trace_id=tid)
+            found = self.store.verdicts()
+            for v in self._extra:
+                try:
+                    tid = self.store.resolve(v.trace_id)
+                except (TraceNotFound, AmbiguousTrace) as exc:
+                    self.notices.append(f"verdict from {v.source} ignored: {exc}")
+                    continue
+                found[tid] = replace(v, trace_id=tid)
             self._verdicts = found
         return self._verdicts
 
     def list(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
         verdicts = self.verdicts()
-        with self._reading():
-            if not verdicts:
-                return query.list_traces(self.db, flt)
-            flt = flt or TraceFilter()
-            rows = query.list_traces(self.db, replace(flt, failed=False, slowest=None, limit=None))
+        if not verdicts:
+            return self.store.list_traces(flt)
+        flt = flt or TraceFilter()
+        rows = self.store.list_traces(replace(flt, failed=False, slowest=None, limit=None))
         rows = [s for s in (verdict_store.apply(s, verdicts.get(s.trace_id)) for s in rows) if flt.matches(s)]
         if flt.slowest:
             rows = sorted(rows, key=lambda s: -s.duration_ns)[: flt.slowest]
         return rows[: flt.limit] if flt.limit else rows
 
     def resolve(self, prefix: str) -> str:
-        with self._reading():
-            return query.resolve_trace(self.db, prefix)
+        return self.store.resolve(prefix)
 
     def load(self, trace_id: str, *, records: bool | str = False) -> TraceSpans:
         """`records`: False (columns only), True (every record parsed), or "lazy" (read when asked for)."""
-        with self._reading():
-            return query.load_trace(self.db, trace_id, records=records)
+        return self.store.load(trace_id, records=records)
 
     def summary(self, trace_id: str) -> TraceSummary:
-        with self._reading():
-            found = query.summary(self.db, trace_id)
-        return verdict_store.apply(found, self.verdicts().get(trace_id))
+        return verdict_store.apply(self.store.summary(trace_id), self.verdicts().get(trace_id))
+
+    def __getattr__(self, name: str) -> object:
+        """What only some stores offer, offered when the store does (`run_values`: the ClickHouse store)."""
+        if name == "run_values" and hasattr(self.store, "run_values"):
+            return self.store.run_values
+        raise AttributeError(name)
 
 
 class FileSource:
@@ -99,6 +90,8 @@ class FileSource:
     def __init__(self, paths: Iterable[str | os.PathLike[str]], format: str | None = None,
                  verdicts: list[Verdict] | None = None) -> None:
         paths = list(paths)
+        from agent_debug.formats.reader import ReadReport, read_paths  # only reading files needs the readers
+
         report = ReadReport(keep_rejects=False)
         self.traces: dict[str, TraceSpans] = {}
         trace_paths: list[str | os.PathLike[str]] = []
@@ -193,7 +186,7 @@ def open_source(db_path: str | os.PathLike[str] | None, from_paths: list[Path] |
     return StoreSource(db_path if db_path is not None else query_default(), extra)
 
 
-def query_default() -> Path:
-    from agent_debug.store.db import default_path
+def query_default() -> str:
+    from agent_debug.store.api import default_location
 
-    return default_path()
+    return default_location()

@@ -13,13 +13,12 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
+from agent_debug.digest import TEXT_CAP, is_empty_text  # noqa: F401  (re-exported: the signals import them here)
 
-TEXT_CAP = 20_000
 CANDIDATE_TYPES = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL"})
 _CODE = re.compile(r"```(?:\w+)?\n(.*?)(?:```|$)", re.DOTALL)
 _WORDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
-_EMPTY = frozenset({"", "none", "null", "[]", "{}", '""', "''", "nan"})
 
 
 # -- reading spans --------------------------------------------------------------------------------------------------
@@ -117,15 +116,6 @@ def words(text: str) -> set[str]:
 
 def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
-
-
-def is_empty_text(text: str) -> bool:
-    """Nothing but headers ("Execution logs:") and empty values ("None", "[]") once blank lines are dropped."""
-    for line in text.splitlines():
-        s = line.strip()
-        if s and not s.endswith(":") and s.lower() not in _EMPTY:
-            return False
-    return True
 
 
 # -- the context signals share --------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from agent_debug.analysis.span_context import (
     raw_output,
     words,
 )
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 
 REPEAT_JACCARD = 0.8  # fixed a priori (never tuned): near-identical actions
 REPEAT_WINDOW = 50  # an action is compared with the agent's last 50 calls (bounded work on huge runs)

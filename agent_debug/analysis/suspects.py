@@ -20,11 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_debug.analysis.blame import TranscriptModel, blame_transcript, default_transcript_model
 from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model, select
 from agent_debug.analysis.buckets import Rules, Suspect, find_suspects
+from agent_debug.analysis.disagreement import blamed_span, find_disagreements
 from agent_debug.analysis.span_context import CANDIDATE_TYPES, SpanContext
 from agent_debug.analysis.span_signals import Hit, span_hits
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from agent_debug.analysis.tree import Tree, build_tree
 
 # bucket rules that restate a span signal under the other convention (blame the tool, not the call that chose it):
@@ -109,8 +111,6 @@ def trace_features(ts: TraceSpans, rules: Rules, tree: Tree | None = None, faile
 
 def disagreement_hits(ts: TraceSpans) -> list[Hit]:
     """An unreconciled merge of contradictory parallel branches, as a hit on the merge (`disagreement.py`)."""
-    from agent_debug.analysis.disagreement import blamed_span, find_disagreements
-
     return [Hit(blamed_span(d), "disagreement", "disagreement", d.evidence(ts),
                 related=(ts.span_id[d.a], ts.span_id[d.b])) for d in find_disagreements(ts)]
 
@@ -155,10 +155,8 @@ def split(scored: list[SpanSuspect], threshold: float, method: str) -> SuspectLi
 # -- transcripts ------------------------------------------------------------------------------------------------------
 
 
-def transcript_suspects(ts: TraceSpans, model: Any = None) -> SuspectList:
+def transcript_suspects(ts: TraceSpans, model: TranscriptModel | None = None) -> SuspectList:
     """The messages the transcript signals name, in the policy's order (the first is the blamed one)."""
-    from agent_debug.analysis.blame import blame_transcript, default_transcript_model
-
     tm = model or default_transcript_model()
     result = blame_transcript(ts, tm.policy)
     by_id = {sid: i for i, sid in enumerate(ts.span_id)}
@@ -181,8 +179,9 @@ def is_transcript(ts: TraceSpans) -> bool:
 
 
 def run_suspects(ts: TraceSpans, rules: Rules, *, failed: bool = False, span_model: SpanModel | None = None,
-                 transcript_model: Any = None, tree: Tree | None = None) -> SuspectList:
-    """The ranked suspects of one run (records loaded), whatever wrote it."""
+                 transcript_model: TranscriptModel | None = None, tree: Tree | None = None) -> SuspectList:
+    """The ranked suspects of one run (records loaded), whatever wrote it. From stored columns and digests:
+    `column_path.run_suspects_from`."""
     if ts.records is not None and is_transcript(ts):
         return transcript_suspects(ts, transcript_model)
     model = span_model or default_span_model()

@@ -7,14 +7,12 @@ chain is fine.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, compress
 from typing import Any
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
+from agent_debug.gcpause import gc_paused
 
 
 @dataclass
@@ -62,19 +60,6 @@ class Tree:
 
 
 _LEAF: Any = ()  # the children of a leaf: shared and immutable
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Whole-trace passes allocate millions of small objects that never form cycles: pausing the cyclic GC
-    for their duration roughly halves their time at 1M spans. The previous state is restored."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def build_tree(ts: TraceSpans) -> Tree:

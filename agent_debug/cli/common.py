@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Protocol
 
 import orjson
 import typer
 
 from agent_debug.errors import CouldNotRun
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent_debug.analysis.commands import Inputs
+
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="The store (SQLite). Default: $AGENT_DEBUG_DB, else ./.agent-debug/traces.db.",
+        help="The store: a SQLite file, chdb:///DIR or clickhouse://[user[:password]@]host[:port]/database "
+        "(the last two need the clickhouse extra). Default: $AGENT_DEBUG_DB, else ./.agent-debug/traces.db.",
         show_default=False,
     ),
 ]
@@ -26,17 +32,21 @@ FromOption = Annotated[
     list[Path] | None,
     typer.Option("--from", help="Read these trace files or directories directly instead of the store."),
 ]
+VerdictsOption = Annotated[Path | None, typer.Option(
+    "--verdicts", help="A verdict file (JSON Lines of {trace_id, passed, reason}) applied to the runs' status.")]
+RulesOption = Annotated[Path | None, typer.Option("--rules", help="A TOML file merged over the default rules.")]
 FormatOption = Annotated[
     str | None,
     typer.Option("--format", help="Force the input format instead of detecting it (e.g. otlp, langfuse)."),
 ]
 
 
-def db_path(db: Path | None) -> Path:
+def db_path(db: str | None) -> str:
+    """The store `--db` names (a file path or a URL: see `store.api`), else $AGENT_DEBUG_DB, else the default."""
     if db is not None:
         return db
     env = os.environ.get("AGENT_DEBUG_DB")
-    return Path(env) if env else Path(".agent-debug") / "traces.db"
+    return env if env else str(Path(".agent-debug") / "traces.db")
 
 
 def print_json(obj: Any) -> None:
@@ -51,6 +61,33 @@ def print_json(obj: Any) -> None:
 def print_result(doc: dict[str, Any], notices: Sequence[str]) -> None:
     """A command's `--json` document with its `notices` (always present; an empty list when there are none)."""
     print_json({**doc, "notices": list(notices)})
+
+
+class Result(Protocol):
+    """What every command's library call returns: its JSON document and the notices of what it read."""
+
+    @property
+    def notices(self) -> list[str]: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def show(result: Result, json: bool, render: Callable[[Console], None]) -> None:
+    """A command's result: its notices as warnings on stderr, then `--json` (the result's document with its
+    notices) or `render` on stdout."""
+    warn(result.notices)
+    if json:
+        print_result(result.as_dict(), result.notices)
+    else:
+        render(stdout_console())
+
+
+def inputs(db: Path | None, from_: list[Path] | None, format: str | None = None,
+           verdicts: Path | None = None) -> Inputs:
+    """Where a command reads runs from, as its shared options give it."""
+    from agent_debug.analysis.commands import Inputs
+
+    return Inputs(db_path(db), from_, format, verdicts)
 
 
 def warn(notices: Iterable[str]) -> None:
@@ -93,13 +130,13 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def stderr_console() -> Any:
+def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
 
 
-def stdout_console() -> Any:
+def stdout_console() -> Console:
     from rich.console import Console
 
     return Console()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from typing import Any
-
-from agent_debug.cli.common import JsonOption, print_result, stdout_console, warn
+from agent_debug.cli.common import JsonOption, show
 from agent_debug.cli.render import fmt_ns
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent_debug.demo.runner import DemoReport
 
 
 def demo(
@@ -21,23 +24,22 @@ def demo(
 ) -> None:
     """Run a batch of the demo agent team (healthy runs, recovered retries, and a failure of every bucket),
     write rotated, compressed trace files, and summarize."""
-    from agent_debug.demo.runner import run_demo
+    from agent_debug.demo.runner import demo_of
 
-    result = run_demo(dir, runs, seed=seed)
-    store = Path(result.directory) / "store.db"
-    from agent_debug.store.ingest import ingest
+    report = demo_of(dir, runs, seed=seed)
 
-    ingested = ingest([result.trace_dir], store)
-    warn(ingested.notices)
-    if json:
-        print_result({"directory": result.directory, "traces": result.trace_dir, "labels": result.labels_path,
-                    "runs": len(result.runs), "failed": result.failed, "files": result.files,
-                    "sdk": result.sdk_stats, "store": str(store), "ingest": ingested.as_dict(),
-                    "packets": sorted(str(p) for p in Path(result.packet_dir).rglob("*.json"))}, ingested.notices)
-        return
+    def render(out: Console) -> None:
+        render_demo(out, report)
+        tour(out, report)
+
+    show(report, json, render)
+
+
+def render_demo(out: Console, report: DemoReport) -> None:
+    """The batch: runs, files, scenarios, what the SDK wrote."""
     from rich.table import Table
 
-    out = stdout_console()
+    result = report.result
     out.print(f"[bold]demo[/]: {len(result.runs)} runs, {result.failed} failed")
     out.print(f"  traces  {result.trace_dir}  ({len(result.files)} files)")
     out.print(f"  labels  {result.labels_path}")
@@ -53,48 +55,40 @@ def demo(
     st = result.sdk_stats
     out.print(f"  sdk: {st.get('written', 0)} records written, {st.get('dropped', 0)} dropped, "
               f"{st.get('redacted', 0)} redacted, {st.get('files_compressed', 0)} files rotated+compressed")
-    _tour(out, result, store, ingested)
 
 
-def _tour(out: Any, result: Any, store: Path, ingested: Any) -> None:
-    """What an engineer on call does next: ingest, look at the slowest failure, bucket the batch, replay."""
-    from agent_debug.analysis.buckets import bucket_runs, load_rules
-    from agent_debug.analysis.critical import analyze
-    from agent_debug.analysis.source import StoreSource
-    from agent_debug.analysis.tree import build_tree
-    from agent_debug.analysis.treeview import build_view
-    from agent_debug.cli.analysis import _render_tree
-    from agent_debug.cli.diagnose import render_buckets
+def tour(out: Console, report: DemoReport) -> None:
+    """What an engineer on call does next: ingest, look at the slowest failure, bucket the batch, replay. Each
+    step is the command's own library call and renderer."""
+    from agent_debug.analysis.commands import Inputs, bucket_of, critical_path_of, list_runs, tree_of
+    from agent_debug.cli.views import render_buckets, render_replay, render_tree
+    from agent_debug.replay.commands import replay_of
+    from agent_debug.replay.packet import load_packet
     from agent_debug.store.query import TraceFilter
 
+    result, ingested, store = report.result, report.ingested, Path(report.store)
     out.rule("1. ingest")
     out.print(f"agent-debug ingest {result.trace_dir} --db {store}: {ingested.records} records, "
               f"{ingested.traces} traces, {ingested.rejected} rejected, {ingested.seconds:.2f}s", highlight=False)
-    src = StoreSource(store)
-    slowest = src.list(TraceFilter(failed=True, slowest=1))
+    src = Inputs(store)
+    slowest = list_runs(src, TraceFilter(failed=True, slowest=1)).runs
     if slowest:
         tid = slowest[0].trace_id
         out.rule(f"2. agent-debug tree {tid[:8]} (the slowest failed run)")
-        ts = src.load(tid, records=True)
-        tree = build_tree(ts)
-        cp = analyze(ts, tree)
-        _render_tree(build_view(tree, set(cp.critical_ns)), ts)
+        render_tree(out, tree_of(src, tid))
+        cp = critical_path_of(src, tid).result
         if cp.bottleneck:
             b = cp.bottleneck
             out.print(f"bottleneck: {b['agent_name']} {b['name']} ({fmt_ns(b['critical_ns'])} of "
                       f"{fmt_ns(cp.duration_ns)} on the critical path)", highlight=False)
     out.rule("3. agent-debug bucket")
-    render_buckets(bucket_runs(src, TraceFilter(), load_rules()), runs_shown=0)
+    render_buckets(out, bucket_of(src, TraceFilter()), runs_shown=0)
     packets = sorted(Path(result.packet_dir).rglob("*.json"))
     if packets:
-        from agent_debug.cli.replay import _render
-        from agent_debug.replay.engine import replay_packet
-        from agent_debug.replay.packet import load_packet
-
         target = next((p for p in packets if (load_packet(p).get("failure") or {}).get("bucket")
                        == "retrieval_miss"), packets[0])
         out.rule(f"4. agent-debug replay {target}")
-        _render(replay_packet(target), counterfactual=False, brief=False)
+        render_replay(out, replay_of(target).results[0])
         pk = load_packet(target)
         if (pk.get("failure") or {}).get("bucket") == "retrieval_miss":
             import orjson
@@ -108,8 +102,8 @@ def _tour(out: Any, result: Any, store: Path, ingested: Any) -> None:
             out.rule("5. counterfactual: give the empty retrieval real documents")
             out.print(f"agent-debug replay {target} --inject '{inject}' --fallback live", highlight=False,
                       markup=False)
-            _render(replay_packet(target, mode="lenient", fallback="live", inject=[inject]), counterfactual=True,
-                    brief=False)
+            replayed = replay_of(target, mode="lenient", fallback="live", inject=[inject]).results[0]
+            render_replay(out, replayed, counterfactual=True)
     out.rule("next")
     out.print(f"agent-debug traces --db {store}    agent-debug why <trace> --db {store}    "
               f"agent-debug replay {result.packet_dir} --check", highlight=False)

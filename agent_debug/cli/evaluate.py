@@ -22,9 +22,12 @@ from typer.core import TyperArgument, TyperGroup
 from agent_debug.cli.common import DbOption, FromOption, JsonOption, db_path, fail, print_result, stdout_console, warn
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from agent_debug.analysis.source import Source
     from agent_debug.eval.calibrate import CalibrationResult
     from agent_debug.eval.harness import CaseResult, EvalResult
+    from agent_debug.eval.dataset import AddedCase
     from agent_debug.eval.judge import GeminiJudge
 
 JUDGE_BASE_URL_ENV = "AGENT_DEBUG_JUDGE_BASE_URL"
@@ -129,7 +132,7 @@ def evaluate(
     if json:
         print_result(result.model_dump(mode="json"), notices)
     else:
-        render_eval(result, junit)
+        render_eval(stdout_console(), result, junit)
     incomplete = [c for c in result.cases if c.status in ("no_runs", "unscored")]
     if result.exit_code == 3 and incomplete:
         c = incomplete[0]
@@ -148,6 +151,7 @@ def _open(db: Path | None, from_: list[Path] | None, opened: list[Source]) -> So
 
 def make_judge(model: str) -> GeminiJudge:
     """A cached judge; `AGENT_DEBUG_JUDGE_BASE_URL` points it at another endpoint (a proxy, a local server)."""
+    from agent_debug.eval.dataset import AddedCase
     from agent_debug.eval.judge import GeminiJudge
     from agent_debug.eval.judge_cache import JudgeCache
 
@@ -184,8 +188,7 @@ def _styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
 
 
-def render_eval(result: EvalResult, junit: Path | None) -> None:
-    out = stdout_console()
+def render_eval(out: Console, result: EvalResult, junit: Path | None) -> None:
     for case in result.cases:
         _render_case(out, case)
     s = result.summary
@@ -199,7 +202,7 @@ def render_eval(result: EvalResult, junit: Path | None) -> None:
         out.print(f"JUnit report: {junit}", highlight=False)
 
 
-def _render_case(out: Any, case: CaseResult) -> None:
+def _render_case(out: Console, case: CaseResult) -> None:
     from rich import box
     from rich.table import Table
 
@@ -273,16 +276,15 @@ def calibrate(
     if json:
         print_result(result.model_dump(mode="json"), [])
     else:
-        render_calibration(result)
+        render_calibration(stdout_console(), result)
     if result.scored == 0:
         sys.stderr.write(f"Error: none of the {result.n} labelled cases could be scored by the judge\n")
         raise typer.Exit(3)
 
 
-def render_calibration(result: CalibrationResult) -> None:
+def render_calibration(out: Console, result: CalibrationResult) -> None:
     from rich.table import Table
 
-    out = stdout_console()
     out.print(f"[bold]judge calibration[/]: {result.model} (prompt {result.prompt_version}), pass at score >= "
               f"{result.threshold}; {result.n} cases, {result.scored} scored, {result.unscored} unscored",
               highlight=False)
@@ -331,8 +333,11 @@ def dataset_add(
     if json:
         print_result(added.model_dump(mode="json"), src.notices)
         return
-    out = stdout_console()
-    out.print(f"added case {case!r} ({label.value}, run {added.case['trace_id']}) to {added.dataset}, now version "
+    render_dataset_added(stdout_console(), added, label.value, expected)
+
+
+def render_dataset_added(out: Console, added: AddedCase, label: str, expected: str | None) -> None:
+    out.print(f"added case {added.case['name']!r} ({label}, run {added.case['trace_id']}) to {added.dataset}, now version "
               f"{added.version}", highlight=False)
     if added.packet is not None:
         out.print(f"  replay packet: {added.packet}", highlight=False)
@@ -340,7 +345,7 @@ def dataset_add(
         if key in added.case:
             shown = added.case[key] if len(added.case[key]) <= 80 else added.case[key][:77] + "..."
             out.print(f"  {key}: {shown}", highlight=False, markup=False)
-    if label is Label.failed and expected is None:
+    if label == Label.failed.value and expected is None:
         out.print("  note: the case forbids the recorded output only; if the fault is not in the output (a skipped "
                   "agent, an empty tool result, ...), add the check that catches it to the case (docs/eval.md)",
                   highlight=False, style="yellow")

@@ -7,45 +7,137 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import sys
+from difflib import get_close_matches
+from importlib import import_module
 from types import FrameType
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from agent_debug.errors import AgentDebugError, StoreError
 
 try:  # recent typer vendors click; older versions use click itself
+    from typer._click import Command, Context, HelpFormatter
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    from typer._click.utils import make_default_short_help
 except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import Command, Context, HelpFormatter  # type: ignore[assignment,no-redef]
     from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[no-redef]
+    from click.utils import make_default_short_help  # type: ignore[no-redef]
 
-app = typer.Typer(
-    name="agent-debug",
-    help="Trace, diagnose, replay and evaluate LLM agent runs, offline.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+HELP = "Trace, diagnose, replay and evaluate LLM agent runs, offline."
+_SETTINGS: dict[str, Any] = {"no_args_is_help": True, "add_completion": False, "pretty_exceptions_enable": False,
+                             "rich_markup_mode": None}
+
+# Every command, in the order `--help` lists them: name -> (the module of agent_debug.cli that registers it, the
+# summary `agent-debug --help` shows: the command's own help, checked by tests/test_cli_basics.py). The CLI loads
+# a command's module only when that command runs, so `--help` and every command start without building the
+# others (typer builds a command's parameters from its signature: tens of ms for all of them).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("validate", "Read trace files and report files, records, traces and rejects by reason."),
+    "demo": ("demo", "Run a batch of the demo agent team (healthy runs, recovered retries, and a failure of every "
+                     "bucket), write rotated, compressed trace files, and summarize."),
+    "ingest": ("store", "Ingest trace files into the store (append-only, idempotent, incremental)."),
+    "traces": ("store", "List runs with status, duration, span count, agents, tokens and cost."),
+    "store": ("store", "The store itself: `store ddl` prints the ClickHouse schema (a cluster's too), `store copy` "
+                       "moves a store between SQLite and ClickHouse."),
+    "tree": ("analysis", "The causal tree of a run with a latency waterfall; the critical path is highlighted."),
+    "critical-path": ("analysis", "The chain of span segments that determines end-to-end latency, the bottleneck, "
+                                  "per-agent hotspots, and sequential steps that could have run in parallel "
+                                  "(latency stacking)."),
+    "export": ("interop", "Export traces as OTLP/JSON lines (one TracesData per trace) for OpenTelemetry tools."),
+    "bucket": ("diagnose", "Give every failed run one bucket and a root cause; a table per bucket and clusters "
+                           "ranked by impact."),
+    "why": ("diagnose", "One run's story: root cause -> hops -> visible failure, with the evidence; and, for every "
+                        "run (failed or not), the ranked suspects: the spans most likely to hold its mistake."),
+    "session": ("diagnose", "The turns of one conversation with each one's outcome and bucket, and the earliest "
+                            "turn where things went wrong."),
+    "mark": ("outcomes", "Record your verdict on runs (the store keeps it; trace files are never changed): bucket, "
+                         "why, eval, the clusters and traces then treat it as the runs' outcome."),
+    "patterns": ("outcomes", "Failure rate by modality, agent, model, tool and route, with counts, 95% Wilson "
+                             "intervals and a test of independence (Fisher's exact test), the strongest "
+                             "associations first."),
+    "packet": ("replay", "Write a replay packet for one run: small, redacted, mode 0600."),
+    "replay": ("replay", "Re-run a packet's failing path against deterministic stubs (no network, no API spend) "
+                         "and say whether it reproduced: same output, same path, same failure bucket."),
+    "report": ("report", "Write one self-contained HTML file (opens from disk, offline): the waterfall with the "
+                         "critical path, errors and latency stacking, the message flow between agents, and why the "
+                         "run failed; with several runs, a run list to switch between them."),
+    "eval": ("evaluate", "Evaluate cases over runs: correctness (regex or Gemini judge), token/latency budgets, "
+                         "agent topology, deterministic checks; pass rates, pass@k and pass^k."),
+    "dataset": ("evaluate", "Regression datasets: recorded runs kept as eval cases in a versioned TOML file."),
+    "serve": ("serve", "Receive OpenTelemetry traces (OTLP/HTTP) and follow trace directories, run a debug session "
+                       "per run, and serve the runs as a live view in the browser, as JSON and as events."),
+    "tail": ("serve", "The live view for incidents in the terminal: runs in flight, the newest spans, and failures "
+                      "with their bucket and root cause as they are analyzed."),
+}
 
 
-def _register() -> None:
-    from agent_debug.cli import demo, validate
-
-    validate.register(app)
-    demo.register(app)
-    for name in ("store", "analysis", "interop", "diagnose", "outcomes", "replay", "evaluate", "report", "serve"):
-        try:
-            module = __import__(f"agent_debug.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"agent_debug.cli.{name}":
-                raise
-            continue
-        module.register(app)
+def _typer_app(modules: list[str]) -> typer.Typer:
+    """A Typer application with the commands these modules register."""
+    app = typer.Typer(name="agent-debug", help=HELP, **_SETTINGS)
+    for module in dict.fromkeys(modules):
+        import_module(f"agent_debug.cli.{module}").register(app)
+    return app
 
 
-_register()
+def __getattr__(name: str) -> Any:
+    """`app`: the whole application as one Typer (what tests and docs inspect). Running the CLI does not build it
+    (`root_command` builds only the command that runs)."""
+    if name == "app":
+        app = globals()["app"] = _typer_app([module for module, _ in COMMANDS.values()])
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Commands(TyperGroup):
+    """The top-level group: lists COMMANDS by their summaries, and builds a command (with the others of its
+    module) only when it is looked up to run or to show its own help."""
+
+    def __init__(self) -> None:
+        super().__init__(name="agent-debug", help=HELP, no_args_is_help=True, rich_markup_mode=None)
+        self._built: set[str] = set()
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        if cmd_name not in self.commands:
+            module = entry[0]
+            built = typer.main.get_command(_typer_app([module]))
+            names = [name for name, (m, _) in COMMANDS.items() if m == module]
+            if len(names) == 1 and not isinstance(built, TyperGroup):
+                self.commands[cmd_name] = built
+            else:
+                assert isinstance(built, TyperGroup)
+                self.commands.update({name: built.commands[name] for name in names})
+        return self.commands[cmd_name]
+
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
+        """As typer's, with "did you mean" drawn from every command (not only those built)."""
+        if args and args[0] not in COMMANDS:
+            matches = get_close_matches(args[0], list(COMMANDS))
+            if matches and not args[0].startswith("-"):
+                ctx.fail(f"No such command {args[0]!r}. Did you mean {', '.join(repr(m) for m in matches)}?")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The summaries, without building every command."""
+        limit = formatter.width - 6 - max(map(len, COMMANDS))
+        rows = [(name, make_default_short_help(summary, limit)) for name, (_, summary) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def root_command() -> Command:
+    """The `agent-debug` command as it runs (commands built on demand)."""
+    return _Commands()
 
 
 class Interrupted(BaseException):
@@ -78,7 +170,7 @@ def _os_error(exc: OSError) -> str:
 def main() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     try:
-        code = app(standalone_mode=False, prog_name="agent-debug")
+        code = root_command().main(standalone_mode=False, prog_name="agent-debug")
     except NoArgsIsHelpError as exc:  # `agent-debug` or a group alone: its help, as before
         exc.show()
         sys.exit(exc.exit_code)
@@ -94,12 +186,16 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    except sqlite3.DatabaseError as exc:  # damaged pages met outside the store's own checks
-        sys.stderr.write(f"Error: the store could not be read: {one_line(str(exc))}\n")
-        sys.exit(StoreError.exit_code)
     except OSError as exc:  # the file system refused something no command checks for itself: still one line
         sys.stderr.write(f"Error: {_os_error(exc)}\n")
         sys.exit(3)
+    except Exception as exc:
+        sqlite3 = sys.modules.get("sqlite3")  # not imported at start: a command that met SQLite has loaded it
+        if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+            raise
+        # damaged pages met outside the store's own checks
+        sys.stderr.write(f"Error: the store could not be read: {one_line(str(exc))}\n")
+        sys.exit(StoreError.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
 

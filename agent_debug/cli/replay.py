@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agent_debug.cli.common import (
-    DbOption,
-    FormatOption,
-    FromOption,
-    JsonOption,
-    db_path,
-    print_result,
-    stdout_console,
-    warn,
-)
+from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOption, inputs, show
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def packet(
@@ -29,21 +23,11 @@ def packet(
     json: JsonOption = False,
 ) -> None:
     """Write a replay packet for one run: small, redacted, mode 0600."""
-    from agent_debug.analysis.source import open_source
-    from agent_debug.replay.packet import build_packet, write_packet
+    from agent_debug.cli.views import render_packet
+    from agent_debug.replay.commands import write_packet_of
 
-    src = open_source(db_path(db), from_, format)
-    warn(src.notices)
-    pk = build_packet(src, trace)
-    path = write_packet(pk, directory, output)
-    info = {"packet": str(path), "trace_id": pk["trace_id"], "bytes": path.stat().st_size,
-            "calls": len(pk["calls"]), "bucket": (pk.get("failure") or {}).get("bucket"),
-            "entrypoint": pk.get("entrypoint"), "redactions": pk["sanitized"]["redactions"]}
-    if json:
-        print_result(info, src.notices)
-    else:
-        stdout_console().print(f"wrote {path} ({info['bytes']} bytes, {info['calls']} recorded calls, "
-                               f"bucket {info['bucket']}, entrypoint {info['entrypoint'] or 'none'})", highlight=False)
+    info = write_packet_of(inputs(db, from_, format), trace, directory, output)
+    show(info, json, lambda out: render_packet(out, info))
 
 
 def replay(
@@ -56,60 +40,18 @@ def replay(
 ) -> None:
     """Re-run a packet's failing path against deterministic stubs (no network, no API spend) and say whether
     it reproduced: same output, same path, same failure bucket."""
-    from agent_debug.replay.engine import packets_in, replay_packet
+    from agent_debug.cli.views import render_replay
+    from agent_debug.replay.commands import replay_of
 
-    paths = packets_in(packet)
-    if len(paths) > 1 and not check:
-        raise typer.BadParameter("a folder of packets needs --check")
-    if not paths:
-        from agent_debug.errors import UsageError
+    run = replay_of(packet, mode=mode, fallback=fallback, inject=inject, check=check)
 
-        raise UsageError(f"no packets in {packet}")
-    results = [replay_packet(p, mode=mode, fallback=fallback, inject=inject) for p in paths]
-    counterfactual = bool(inject)
-    notices = [n for r in results for n in r.notices]
-    warn(notices)
-    if json:
-        print_result(results[0].as_dict() if not check else
-                     {"packets": [r.as_dict() for r in results], "reproduced": sum(r.reproduced for r in results),
-                      "total": len(results), "passed": all(r.reproduced for r in results)}, notices)
-    else:
-        for r in results:
-            _render(r, counterfactual, brief=check)
-    if check and not all(r.reproduced for r in results):
+    def render(out: Console) -> None:
+        for r in run.results:
+            render_replay(out, r, counterfactual=run.counterfactual, brief=check)
+
+    show(run, json, render)
+    if check and not run.passed:
         raise typer.Exit(1)
-
-
-def _render(r: Any, counterfactual: bool, brief: bool) -> None:
-    out = stdout_console()
-    if brief:
-        mark = "[green]reproduced[/]" if r.reproduced else "[red]CHANGED[/]"
-        out.print(f"{mark}  {r.packet}  {r.failure_bucket or r.outcome.get('status')}  ({r.seconds * 1000:.0f} ms)",
-                  highlight=False)
-        for d in r.diff:
-            out.print(f"    {d['field']}: recorded {d['recorded']!r} -> replayed {d['replayed']!r}", highlight=False,
-                      markup=False)
-        return
-    lines = [f"trace_id: {r.trace_id}", f"workflow: {r.workflow}", f"selected_model: {r.selected_model}",
-             f"replayed_steps: {' -> '.join(r.replayed_steps)}", f"failure_bucket: {r.failure_bucket or 'none'}",
-             f"next_action: {r.next_action or '-'}"]
-    for line in lines:
-        out.print(line, highlight=False, markup=False)
-    if counterfactual:
-        for inj in r.injected:
-            out.print(f"injected at hop {inj['hop']} ({inj['agent']}:{inj['name']})", highlight=False, markup=False)
-        o = r.original
-        out.print(f"outcome: {o.get('status')} -> {r.outcome.get('status')}; bucket: {o.get('bucket')} -> "
-                  f"{r.failure_bucket}", highlight=False, markup=False)
-    if r.reproduced:
-        out.print("reproduced: yes (same output, path and failure bucket)"
-                  + ("" if r.executed else " [recorded steps walked: no entrypoint]"), style="green", highlight=False)
-    else:
-        out.print("changed by the injection:" if counterfactual else "reproduced: no",
-                  style="red" if not counterfactual else "yellow")
-        for d in r.diff:
-            out.print(f"  {d['field']}: recorded {d['recorded']!r}", highlight=False, markup=False)
-            out.print(f"  {' ' * len(d['field'])}  replayed {d['replayed']!r}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,8 +7,16 @@ from typing import Annotated
 
 import typer
 
-from agent_debug.cli.common import DbOption, FormatOption, FromOption, JsonOption, db_path, print_json, warn
-from agent_debug.cli.diagnose import RulesOption
+from agent_debug.cli.common import (
+    DbOption,
+    FormatOption,
+    FromOption,
+    JsonOption,
+    RulesOption,
+    db_path,
+    print_json,
+    warn,
+)
 
 DEFAULT_LIMIT = 50
 

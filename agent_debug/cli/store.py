@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,12 +14,11 @@ from agent_debug.cli.common import (
     FromOption,
     JsonOption,
     db_path,
-    print_result,
+    inputs,
+    show,
     stderr_console,
-    stdout_console,
-    warn,
 )
-from agent_debug.cli.render import fmt_ns, parse_since, status_text
+from agent_debug.cli.render import parse_since
 
 
 def ingest(
@@ -31,7 +29,7 @@ def ingest(
 ) -> None:
     """Ingest trace files into the store (append-only, idempotent, incremental). Exit codes: 0 all kept,
     1 some records rejected (everything readable kept), 2 usage error, 3 nothing could be read."""
-    from agent_debug.store.ingest import ingest as run_ingest
+    from agent_debug.store.api import open_store
 
     progress = None
     bar = None
@@ -49,25 +47,13 @@ def ingest(
             bar.update(task, records=seen, rate=int(seen / elapsed))
 
     try:
-        result = run_ingest(paths, db_path(db), format=format, progress=progress)
+        result = open_store(db_path(db)).ingest(paths, format=format, progress=progress)
     finally:
         if bar is not None:
             bar.stop()
-    warn(result.notices)
-    if json:
-        print_result(result.as_dict(), result.notices)
-    else:
-        out = stdout_console()
-        out.print(f"ingested into {result.db}: {result.files} files ({result.files_skipped} unchanged), "
-                  f"{result.records} records kept, {result.duplicates} duplicates, {result.rejected} rejected, "
-                  f"{result.conflicts} conflicts, {result.traces} traces, {result.seconds:.2f}s", highlight=False)
-        for reason, n in sorted(result.rejects_by_reason.items(), key=lambda kv: -kv[1]):
-            out.print(f"  rejected {n}: {reason}", highlight=False)
-        if result.rejects_file:
-            out.print(f"  rejects kept verbatim in {result.rejects_file}", highlight=False)
-        for c in result.conflict_list[:10]:
-            out.print(f"  conflict: trace {c['trace_id']} span {c['span_id']} seen with different content",
-                      highlight=False)
+    from agent_debug.cli.views import render_ingest
+
+    show(result, json, lambda out: render_ingest(out, result))
     if result.nothing_readable:
         sys.stderr.write("Error: nothing could be read from " + ", ".join(map(str, paths)) + "\n")
         raise typer.Exit(3)
@@ -86,32 +72,75 @@ def traces(
     json: JsonOption = False,
 ) -> None:
     """List runs with status, duration, span count, agents, tokens and cost."""
-    from agent_debug.analysis.source import open_source
+    from agent_debug.analysis.commands import list_runs
+    from agent_debug.cli.views import render_runs
     from agent_debug.store.query import TraceFilter
 
     flt = TraceFilter(failed=failed, workflow=workflow, agent=agent,
                       since_ns=parse_since(since) if since else None, slowest=slowest)
-    src = open_source(db_path(db), from_)
-    warn(src.notices)
-    rows = src.list(flt)
-    if json:
-        print_result({"traces": [r.as_dict() for r in rows], "count": len(rows)}, src.notices)
-        return
-    from rich.table import Table
+    result = list_runs(inputs(db, from_), flt)
+    show(result, json, lambda out: render_runs(out, result))
 
-    table = Table("trace", "workflow", "status", "started", "duration", "spans", "agents", "tokens", "cost",
-                  title=f"{len(rows)} runs")
-    for r in rows:
-        started = datetime.fromtimestamp(r.start_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S") if r.start_ns else "-"
-        status = status_text(r.status)
-        if r.verdict:
-            status.append(" (marked)", style="dim")
-        table.add_row(r.trace_id[:12], r.workflow or "-", status, started, fmt_ns(r.duration_ns),
-                      str(r.span_count), ",".join(r.agents)[:40], str(r.prompt_tokens + r.completion_tokens),
-                      f"${r.cost_usd:.4f}" if r.cost_usd else "-")
-    stdout_console().print(table)
+
+def ddl(
+    cluster: Annotated[str | None, typer.Option("--cluster", help="The cluster form: Replicated local tables and "
+                                                "Distributed tables sharded by trace id over this cluster.")] = None,
+    database: Annotated[str, typer.Option("--database", help="The database the tables go in.")] = "agent_debug",
+    ttl_days: Annotated[int | None, typer.Option("--ttl-days", min=1, help="Drop spans and runs this many days "
+                                                 "after they started.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Print the ClickHouse schema's statements (what `ingest --db clickhouse://...` creates), for one node or a
+    cluster, to review or apply by hand."""
+    from agent_debug.store.clickhouse.schema import Target, ddl as make_ddl
+
+    try:
+        target = Target(database=database, cluster=cluster, ttl_days=ttl_days)
+    except ValueError as exc:
+        from agent_debug.errors import UsageError
+
+        raise UsageError(str(exc)) from None
+    statements = make_ddl(target)
+    if json:
+        print_result({"database": database, "cluster": cluster, "ttl_days": ttl_days, "statements": statements}, [])
+        return
+    sys.stdout.write("".join(stmt + ";\n\n" for stmt in statements))
+
+
+def copy(
+    source: Annotated[str, typer.Option("--from", help="The store to copy (a SQLite file, chdb:///DIR or "
+                                        "clickhouse://...).", show_default=False)],
+    target: Annotated[str, typer.Option("--to", help="The store to copy into (must hold no traces).",
+                                        show_default=False)],
+    json: JsonOption = False,
+) -> None:
+    """Copy a store into another, on any backend, losing nothing (spans, conflicts, rejects, file offsets,
+    verdicts), then compare the two: counts, and a sample of traces span by span."""
+    from agent_debug.store.api import open_store
+    from agent_debug.store.copy import copy_store
+
+    src = open_store(source, create=False)
+    try:
+        dst = open_store(target)
+        try:
+            result = copy_store(src, dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    if json:
+        print_result(result.as_dict(), [])
+        return
+    counts = ", ".join(f"{v} {k}" for k, v in result.counts.items())
+    stdout_console().print(f"copied {result.source} -> {result.target}: {counts}; {len(result.checked)} traces "
+                           f"compared span by span, {result.seconds:.2f}s", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("traces")(traces)
+    store_app = typer.Typer(help="The store itself: its ClickHouse schema, copying it between backends.",
+                            no_args_is_help=True)
+    store_app.command("ddl")(ddl)
+    store_app.command("copy")(copy)
+    app.add_typer(store_app, name="store")

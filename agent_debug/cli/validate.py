@@ -7,15 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agent_debug.cli.common import (
-    FormatOption,
-    JsonOption,
-    fail,
-    print_result,
-    stderr_console,
-    stdout_console,
-    warn,
-)
+from agent_debug.cli.common import FormatOption, JsonOption, fail, show, stderr_console
 
 
 def validate(
@@ -28,22 +20,9 @@ def validate(
     from agent_debug.formats.validate import validate_paths
 
     result = validate_paths(paths, format=format)
-    warn(result.notices)
-    if json:
-        print_result(result.as_dict(), result.notices)
-    else:
-        from rich.table import Table
+    from agent_debug.cli.views import render_validation
 
-        err = stderr_console()
-        table = Table(show_header=False, box=None)
-        for key in ("files", "records", "traces", "failed_runs", "orphans", "rejected"):
-            table.add_row(key.replace("_", " "), str(getattr(result, key)))
-        stdout_console().print(table)
-        for reason, n in sorted(result.rejects_by_reason.items(), key=lambda kv: -kv[1]):
-            stdout_console().print(f"  rejected {n}: {reason}", highlight=False)
-        for r in result.rejects[:10]:
-            err.print(f"  {r['source']} {r['location']}: {r['reason']}", highlight=False, markup=False,
-                      soft_wrap=True)
+    show(result, json, lambda out: render_validation(out, stderr_console(), result))
     if result.records == 0 and (result.rejected or result.damaged or result.files == 0):
         where = ", ".join(map(str, paths))
         fail(f"no trace files found in {where}" if result.files == 0 else f"nothing could be read from {where}", 3)

@@ -14,6 +14,7 @@ import agent_debug as ad
 from agent_debug.demo.scenarios import ROOT_CAUSE, SCENARIO_ROOT_CAUSE, Scenario, batch
 from agent_debug.demo.system import run_workflow
 from agent_debug.sdk import runtime
+from agent_debug.store.ingest import IngestResult, ingest
 
 
 @dataclass
@@ -114,3 +115,30 @@ def run_demo(directory: str | os.PathLike[str] = "demo-out", runs: int = 24, *, 
     labels_path.write_bytes(orjson.dumps([lab.__dict__ for lab in labels], option=orjson.OPT_INDENT_2))
     files = sorted(str(p) for p in trace_dir.rglob("*") if p.is_file())
     return DemoResult(str(base), str(trace_dir), str(packet_dir), str(labels_path), labels, files, stats)
+
+
+@dataclass
+class DemoReport:
+    """`agent-debug demo`: the batch run and its traces ingested into a store beside them."""
+
+    result: DemoResult
+    store: str
+    ingested: IngestResult
+
+    @property
+    def notices(self) -> list[str]:
+        return self.ingested.notices
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {"directory": r.directory, "traces": r.trace_dir, "labels": r.labels_path, "runs": len(r.runs),
+                "failed": r.failed, "files": r.files, "sdk": r.sdk_stats, "store": self.store,
+                "ingest": self.ingested.as_dict(),
+                "packets": sorted(str(p) for p in Path(r.packet_dir).rglob("*.json"))}
+
+
+def demo_of(directory: str | os.PathLike[str], runs: int, *, seed: int = 0) -> DemoReport:
+    """Run the batch, then ingest its traces into `<directory>/store.db`."""
+    result = run_demo(directory, runs, seed=seed)
+    store = Path(result.directory) / "store.db"
+    return DemoReport(result, str(store), ingest([result.trace_dir], store))

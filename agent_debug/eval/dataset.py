@@ -26,7 +26,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel
 
-from agent_debug.analysis.spans import summarize
+from agent_debug.columns import summarize
 from agent_debug.errors import CaseFileError, CouldNotRun, OutputError, UsageError
 from agent_debug.eval.cases import Case, parse_case_data
 from agent_debug.eval.harness import final_output, recorded_task, root_record
@@ -178,7 +178,8 @@ def _with_version(text: str, version: int) -> str:
 
 def _write_packet(source: Any, trace_id: str, dataset: Path) -> Path:
     try:
-        from agent_debug.replay.packet import build_packet, write_packet
+        from agent_debug.replay.packet import write_packet
+        from agent_debug.replay.skeleton import build_packet
     except ImportError as exc:
         raise CouldNotRun(f"cannot write the replay packet ({exc}); add the case without one: --no-packet") from None
     return Path(write_packet(build_packet(source, trace_id), dataset.parent / "packets"))

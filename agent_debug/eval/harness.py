@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from agent_debug.analysis.critical import analyze
-from agent_debug.analysis.spans import TraceSpans, TraceSummary, summarize
+from agent_debug.columns import TraceSpans, TraceSummary, summarize
 from agent_debug.errors import CouldNotRun, TraceNotFound
 from agent_debug.eval.cases import Case, CaseFile
 from agent_debug.eval.judge import JudgeScore

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from agent_debug.errors import CouldNotRun
 
 

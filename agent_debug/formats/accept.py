@@ -15,7 +15,7 @@ stored as it is, with two exceptions that make every record storable and readabl
 
 Optional fields with values outside the spec (a token count that is text, an actor that is an object) are kept in
 the record as they are; what the store derives from them is decided where the columns are made
-(`analysis.spans.token_count`, `analysis.spans.envelope_of`).
+(`columns.token_count`, `columns.envelope_of`).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _ENVELOPE = ("run_id", "session_id", "workflow", "actor", "modality")
 _HANDLED = frozenset(
     {"trace_id", "span_id", "parent_id", "agent_name", "event_type", "timestamp", "duration_ns", "name", "status",
-     "error", "payload", "token_cost", "attributes", *_ENVELOPE}
+     "error", "payload", "token_cost", "attributes", "format_version", *_ENVELOPE}
 )
 _INT64 = (-(2**63), 2**63 - 1)
 

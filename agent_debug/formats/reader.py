@@ -27,7 +27,7 @@ from agent_debug.formats import registry
 from agent_debug.formats.accept import MAX_DEPTH, accept, safe_dumps, within_limits
 from agent_debug.formats.gzip_stream import GzipStream
 from agent_debug.formats.msgpack_stream import MsgpackStream
-from agent_debug.model import MAX_DURATION_NS, MAX_TIMESTAMP, REQUIRED_FIELDS
+from agent_debug.model import FORMAT_VERSION, MAX_DURATION_NS, MAX_TIMESTAMP, REQUIRED_FIELDS
 
 CHUNK = 1 << 18
 MAX_LINE = 64 << 20  # a single line longer than this is rejected without being held in memory
@@ -275,6 +275,8 @@ _INT = {int}
 _DICT = {dict}
 _STATUSES = {"ok", "error"}
 _OBJECT_FIELDS = ("attributes", "payload", "token_cost", "error")
+_VERSIONS = {None, FORMAT_VERSION}
+_VERSION_TYPES = {type(None), int}
 
 
 def record_columns(recs: list[dict[str, Any]]) -> Columns:
@@ -293,7 +295,7 @@ def _checked_columns(objs: list[Any]) -> Columns | None:
     """`record_columns` of values parsed from JSON that all pass `model.check_record`'s fast path (so they are
     valid records, and unchanged), checked column-wise in C; None when any one does not (then they are checked
     one by one). Must accept exactly what that fast path accepts, for JSON values (which are never NaN or
-    infinite): a type set per column instead of a type test per value."""
+    infinite): a type set per column instead of a type test per value (tests/test_contracts.py checks it)."""
     try:
         cols = record_columns(objs)
         parents, ts, dur = cols["parent_id"], cols["timestamp"], cols["duration_ns"]
@@ -313,6 +315,10 @@ def _checked_columns(objs: list[Any]) -> Columns | None:
         for key in _OBJECT_FIELDS:
             if set(map(type, map(get, objs, repeat(key, n), repeat(_EMPTY, n)))) != _DICT:
                 return None
+        versions = list(map(get, objs, repeat("format_version", n)))
+        if versions.count(None) != n and not (set(map(type, versions)) <= _VERSION_TYPES
+                                              and set(versions) <= _VERSIONS):  # True == 1: the types first
+            return None
     except (KeyError, TypeError, ValueError):  # a value that is not a record, or not hashable
         return None
     return cols

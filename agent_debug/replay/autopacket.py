@@ -4,23 +4,41 @@ exists even when traces are sampled. Built on a background thread from the run's
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agent_debug.sdk import runtime
+
 if TYPE_CHECKING:
+    from agent_debug.sdk.runtime import Config
     from agent_debug.sdk.tracer import Run
 
 _threads: list[threading.Thread] = []
 _lock = threading.Lock()
 
 
+@functools.wraps(runtime.configure)
+def configure(*args: Any, **kwargs: Any) -> Config:
+    """`agent_debug.configure`: the SDK's `configure`, and with `packets=True` the packet writer hooked in."""
+    cfg = runtime.configure(*args, **kwargs)
+    if cfg.packets:
+        enable()
+    return cfg
+
+
+def enable() -> None:
+    """Write a packet for every failed or escalated run from now on (when the configuration asks for packets),
+    and let `shutdown` wait for the packets being written."""
+    runtime.add_run_listener(on_run_finished)
+    runtime.add_shutdown_hook(wait)
+
+
 def on_run_finished(run: Run, root_record: dict[str, Any]) -> None:
     """Called in the agent's thread as a run's root span ends: copies what the packet needs (cheap) and builds
     and writes it on a background thread. Never raises: faults are counted in `stats()["internal_errors"]`."""
-    from agent_debug.sdk import runtime
-
     try:
         cfg = runtime.config()
         if cfg is None or not cfg.packets:
@@ -38,9 +56,8 @@ def on_run_finished(run: Run, root_record: dict[str, Any]) -> None:
         runtime.internal_error(exc)
 
 
-def _write(records: list[bytes], calls: list[dict[str, Any]], cfg: Any) -> None:
+def _write(records: list[bytes], calls: list[dict[str, Any]], cfg: Config) -> None:
     from agent_debug.replay.packet import build_packet_from_records, write_packet
-    from agent_debug.sdk import runtime
 
     try:
         parsed = [orjson.loads(r) for r in records]

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from agent_debug.analysis.buckets import diagnose, load_rules
-from agent_debug.analysis.spans import TraceSpans, summarize
+from agent_debug.columns import TraceSpans, summarize
 from agent_debug.errors import PacketError, ReplayMiss, UsageError
 from agent_debug.replay import matchers
 from agent_debug.replay.matchers import Fallback, Mode

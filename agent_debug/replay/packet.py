@@ -20,7 +20,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent_debug.analysis.spans import TraceSpans, summarize
+from agent_debug.columns import TraceSpans, summarize
 from agent_debug.errors import OutputError, PacketError
 from agent_debug.model import check_record
 from agent_debug.sdk.redact import Redactor
@@ -164,13 +164,6 @@ def sanitize(packet: dict[str, Any], redactor: Redactor | None = None) -> dict[s
     packet = cut(packet)
     packet["sanitized"] = {"redactions": count, "truncated_strings": truncated}
     return packet
-
-
-def build_packet(source: Any, trace_id: str) -> dict[str, Any]:
-    """A packet for one trace of a Source (store or files)."""
-    tid = source.resolve(trace_id)
-    ts = source.load(tid, records=True)
-    return build_packet_from_records(ts.records or [])
 
 
 def default_path(packet: dict[str, Any], directory: str | os.PathLike[str] = "packets") -> Path:

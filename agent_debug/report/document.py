@@ -16,7 +16,7 @@ from agent_debug.analysis.buckets import Rules
 from agent_debug.analysis.explain import explain_run, explain_trace
 from agent_debug.analysis.critical import _self_times, analyze
 from agent_debug.analysis.source import Source
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.report.details import BLOCK_SIZE, detail_blocks
 from agent_debug.report.flow import message_flow
@@ -82,7 +82,7 @@ def build_run(ts: TraceSpans, summary: TraceSummary, rules: Rules, *, block_size
     tree = build_tree(ts)
     crit = analyze(ts, tree)
     if why is None:
-        why = explain_trace(ts, summary, rules)
+        why = explain_trace(ts, summary, rules).as_dict()
     self_ns = _self_times(tree)
     order = preorder(tree)
     pos = {i: k for k, i in enumerate(order)}

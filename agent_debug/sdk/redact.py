@@ -104,7 +104,8 @@ _VALUE_TRIGGERS: tuple[tuple[bytes, bytes | None], ...] = (
     (b"\xe2\x84\xaa", None),  # KELVIN SIGN: str.lower() makes it 'k', bytes.lower() does not
 )
 
-NEVER_WALKED = frozenset({"trace_id", "span_id", "parent_id", "timestamp", "duration_ns", "event_type"})
+NEVER_WALKED = frozenset({"trace_id", "span_id", "parent_id", "timestamp", "duration_ns", "event_type",
+                          "format_version"})
 
 _KEY_SEPARATORS = str.maketrans({"-": "_", ".": "_", " ": "_"})
 

@@ -1,5 +1,6 @@
-"""Process-wide SDK state: the configuration, the writer, internal-error accounting, and what happens when a
-run finishes (packets). `configure` and `shutdown` are the public entry points."""
+"""Process-wide SDK state: the configuration, the writer, internal-error accounting, and the hooks called when a
+run finishes and at shutdown (replay's packets hook in there: `replay.autopacket`). `configure` and `shutdown`
+are the public entry points (`agent_debug.configure` adds the packets)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_debug.sdk.redact import Redactor
-from agent_debug.sdk.writer import WAKE_AT, Writer
+from agent_debug.sdk.writer import Writer
 
 if TYPE_CHECKING:
     from agent_debug.sdk.tracer import Run
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Config:
-    """What `configure` set. Every field has a sane default."""
+    """What `configure` set. Every field has a sane default: `configure`'s defaults are these."""
 
     directory: str = "logs"
     format: str = "jsonl"
@@ -50,29 +51,30 @@ _writer: Writer | None = None
 _internal_errors = 0
 _unconfigured_warned = False
 _run_listeners: list[Callable[[Run, dict[str, Any]], None]] = []
+_shutdown_hooks: list[Callable[[float], None]] = []
 
 
 def configure(
-    directory: str | os.PathLike[str] = "logs",
-    format: str = "jsonl",
+    directory: str | os.PathLike[str] = Config.directory,
+    format: str = Config.format,
     *,
-    prefix: str = "traces",
-    rotation: str | int = "20 MB",
-    retention: str | int | None = "14 days",
-    compression: str | Callable[[str], None] | None = "gz",
-    buffer_size: int = 100_000,
-    flush_interval: float = 0.1,
-    sample_rate: float = 1.0,
-    slow_threshold_s: float = 30.0,
-    redact: bool = True,
-    redact_keys: tuple[str, ...] | list[str] = (),
-    redact_patterns: tuple[str, ...] | list[str] = (),
-    allow_keys: tuple[str, ...] | list[str] = (),
-    max_string_chars: int = 4096,
-    max_payload_bytes: int = 16384,
-    packets: bool = False,
-    packet_dir: str | os.PathLike[str] = "packets",
-    raise_internal_errors: bool | None = None,
+    prefix: str = Config.prefix,
+    rotation: str | int = Config.rotation,
+    retention: str | int | None = Config.retention,
+    compression: str | Callable[[str], None] | None = Config.compression,
+    buffer_size: int = Config.buffer_size,
+    flush_interval: float = Config.flush_interval,
+    sample_rate: float = Config.sample_rate,
+    slow_threshold_s: float = Config.slow_threshold_s,
+    redact: bool = Config.redact,
+    redact_keys: tuple[str, ...] | list[str] = Config.redact_keys,
+    redact_patterns: tuple[str, ...] | list[str] = Config.redact_patterns,
+    allow_keys: tuple[str, ...] | list[str] = Config.allow_keys,
+    max_string_chars: int = Config.max_string_chars,
+    max_payload_bytes: int = Config.max_payload_bytes,
+    packets: bool = Config.packets,
+    packet_dir: str | os.PathLike[str] = Config.packet_dir,
+    raise_internal_errors: bool | None = Config.raise_internal_errors,
 ) -> Config:
     """Start (or restart) writing traces. Safe to call again: the previous writer is flushed and closed.
 
@@ -83,7 +85,9 @@ def configure(
     - `redact_keys` / `redact_patterns` add to the default secret key names and value patterns; `allow_keys`
       are never redacted by name. Strings over `max_string_chars` and payloads over `max_payload_bytes` are
       truncated (with a hash) after redaction.
-    - `packets`: write a replay packet for every failed run to `packet_dir/YYYY-MM-DD/<trace_id>.json`.
+    - `packets`: write a replay packet for every failed run to `packet_dir/YYYY-MM-DD/<trace_id>.json` (the
+      packet writer is replay's: `agent_debug.configure` hooks it in, `agent_debug.sdk.runtime.configure` alone
+      does not).
     """
     global _config, _writer
     if format not in ("jsonl", "msgpack"):
@@ -131,10 +135,6 @@ def configure(
             on_error=_log_internal,
         )
         _config = cfg
-    if cfg.packets:
-        from agent_debug.replay.autopacket import on_run_finished
-
-        add_run_listener(on_run_finished)
     return cfg
 
 
@@ -194,14 +194,7 @@ def emit(trace_id: str, flags: int, data: bytes) -> None:
             return
         _unconfigured()
         return
-    # Writer.emit, inlined (this is the caller's hot path)
-    q = w._q
-    if len(q) >= w.buffer_size:
-        w.stats.dropped += 1
-        return
-    q.append(data if flags == 0 or w.keep_all else (trace_id, flags, data))
-    if len(q) == WAKE_AT:  # a burst: wake the writer once
-        w._wake.set()
+    w.emit(trace_id, flags, data)
 
 
 def dropped() -> int:
@@ -224,10 +217,11 @@ def flush(timeout: float = 10.0) -> bool:
 def shutdown(timeout: float = 10.0) -> dict[str, Any]:
     """Flush and close the writer (also registered at exit). Returns the final counters."""
     global _writer
-    if _config is not None and _config.packets:
-        from agent_debug.replay.autopacket import wait
-
-        wait(timeout)
+    for hook in list(_shutdown_hooks):
+        try:
+            hook(timeout)
+        except Exception as exc:
+            internal_error_quiet(exc)
     with _lock:
         w = _writer
         _writer = None
@@ -289,6 +283,13 @@ def add_run_listener(fn: Callable[[Run, dict[str, Any]], None]) -> None:
     """Called with (run, root record) when a run's root span ends (packets hook in here)."""
     if fn not in _run_listeners:
         _run_listeners.append(fn)
+
+
+def add_shutdown_hook(fn: Callable[[float], None]) -> None:
+    """Called with the timeout by `shutdown`, before the writer closes (packets being written finish here).
+    Parts above the SDK (replay) hook in through this and `add_run_listener`: the SDK imports none of them."""
+    if fn not in _shutdown_hooks:
+        _shutdown_hooks.append(fn)
 
 
 def run_finished(run: Run, root_record: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from agent_debug.model import RECORD_MAX_DEPTH
 MAX_DEPTH = RECORD_MAX_DEPTH - 2
 _OPTS = orjson.OPT_NON_STR_KEYS
 _ENVELOPE = ("trace_id", "span_id", "parent_id", "agent_name", "event_type", "timestamp", "duration_ns", "name",
-             "run_id", "workflow", "actor", "session_id", "status")
+             "format_version", "run_id", "workflow", "actor", "session_id", "status")
 
 
 class SerializationFault(ValueError):

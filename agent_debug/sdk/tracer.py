@@ -1,6 +1,13 @@
 """Spans and the run envelope. Parents propagate through contextvars: correct under asyncio tasks and gather,
 and across threads with `handoff`. Nothing here raises into the agent: SDK faults are counted and logged
 (re-raised under pytest so bugs surface); the agent's own exceptions pass through untouched.
+
+The caller's hot path is inlined, by measurement (a call costs a sizeable share of a span's few microseconds):
+`span()` builds a Span without `__init__`, `Span.__enter__` starts a child without `_start`, and `Span.__exit__`
+serializes and enqueues an ok child without `_exit`/`_emit`/`runtime.emit`/`Writer.emit`. The other paths
+(roots, errors, retries, spans outside a run) go through those methods. tests/test_sdk_paths.py emits spans
+through every path and compares their bytes with the documented format, and checks that both enqueues drop
+alike, so a change to one copy that misses the other fails there.
 """
 
 from __future__ import annotations
@@ -14,14 +21,17 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from agent_debug.model import RunEnvelope
+from agent_debug.model import FORMAT_VERSION
 from agent_debug.sdk import runtime
 from agent_debug.sdk.safe import dumps_record
-from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT
+from agent_debug.sdk.writer import F_ERROR, F_KEEP, F_ROOT, WAKE_AT, YIELD_MASK
+
+if TYPE_CHECKING:
+    from agent_debug.schema import RunEnvelope
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -183,7 +193,7 @@ class Span:
             trace_id = self.trace_id
             rec = {"trace_id": trace_id, "span_id": self.span_id, "parent_id": self.parent_id,
                    "agent_name": self.agent_name, "event_type": self.event_type, "timestamp": self.timestamp,
-                   "duration_ns": dur, "name": self.name}
+                   "duration_ns": dur, "name": self.name, "format_version": FORMAT_VERSION}
             if self.payload is not None:
                 rec["payload"] = self.payload
             if self.token_cost is not None:
@@ -199,11 +209,12 @@ class Span:
             if w is None or runtime._collectors:
                 runtime.emit(trace_id, 0, data)
             else:
-                q = w._q
+                q = w._q  # Writer.emit for flags 0, inlined (tests/test_sdk_paths.py checks both drop alike)
                 if len(q) < w.buffer_size:
                     q.append(data)
-                    if len(q) == 4096:  # a burst: wake the writer once (writer.WAKE_AT)
+                    if len(q) & YIELD_MASK == 0 and len(q) >= _WAKE_AT:  # a burst: see Writer.emit
                         w._wake.set()
+                        _yield(0)
                 else:
                     w.stats.dropped += 1
             if run.records is not None:
@@ -370,6 +381,7 @@ class Span:
             "timestamp": self.timestamp,
             "duration_ns": self.duration_ns,
             "name": self.name,
+            "format_version": FORMAT_VERSION,
         }
         if self.status != "ok":
             rec["status"] = self.status
@@ -413,6 +425,8 @@ class Span:
 
 
 _dumps = orjson.dumps
+_WAKE_AT = WAKE_AT
+_yield = time.sleep
 _getrandbits = _rng.getrandbits
 _time = time.time
 _perf_ns = time.perf_counter_ns
@@ -460,6 +474,9 @@ class Run:
 
     @property
     def envelope(self) -> RunEnvelope:
+        """The run envelope as its pydantic model (imported here: the SDK does not load pydantic otherwise)."""
+        from agent_debug.schema import RunEnvelope
+
         return RunEnvelope(
             trace_id=self.trace_id,
             run_id=self.run_id,

@@ -12,7 +12,7 @@ from agent_debug.analysis.buckets import Rules, diagnose, load_rules
 from agent_debug.analysis.critical import analyze as critical_path, critical_times
 from agent_debug.analysis.explain import explain_run
 from agent_debug.analysis.source import StoreSource
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import build_tree
 from agent_debug.analysis.treeview import nested_json
 from agent_debug.errors import AgentDebugError, TraceNotFound

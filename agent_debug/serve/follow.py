@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import TraceNotFound
 from agent_debug.store import query
 from agent_debug.store.db import connect

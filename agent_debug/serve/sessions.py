@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from agent_debug.analysis.spans import TraceSummary
+from agent_debug.columns import TraceSummary
 
 DEFAULT_IDLE = 30.0
 SETTLE = 0.2  # after the root span, wait this long for its last siblings (exporters send in batches)

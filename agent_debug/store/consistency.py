@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSummary, summarize
+from agent_debug.columns import TraceSummary, summarize
 from agent_debug.errors import StoreError
 from agent_debug.store.load import load_columns
 

@@ -1,9 +1,10 @@
 """The embedded store: SQLite in WAL mode, schema changed only through ordered, named migrations run on open.
 
-Layout (why): spans are kept per trace in *chunks*: one row holds the analysis columns of many spans
-(MessagePack column lists) and their verbatim records (compressed JSON lines). A row per span would cost a
-B-tree insert per record; chunks cost one per trace per batch, and the analysis columns load without parsing
-any JSON. `traces` holds one summary row per run for listing and filtering.
+Layout (why): spans are kept per trace in *chunks*: one row holds the analysis columns of many spans (a JSON
+object of column lists, versioned per chunk) and their verbatim records (zlib-compressed JSON lines); the
+format, its writer and its reader are `store.chunks`. A row per span would cost a B-tree insert per record;
+chunks cost one per trace per batch, and the analysis columns load with one JSON parse per chunk and a few
+C-level passes, without parsing any record. `traces` holds one summary row per run for listing and filtering.
 
 Consistency (why ingest writes a file at a time): one transaction holds a file's chunks, the summaries of the
 traces they touch and the file's new offset, so every committed state is one a reader may see and an ingest may
@@ -40,7 +41,7 @@ def _m001_initial(db: sqlite3.Connection) -> None:
             id INTEGER PRIMARY KEY,
             trace_id TEXT NOT NULL,
             n INTEGER NOT NULL,
-            cols BLOB NOT NULL,        -- msgpack: column lists of the spans in this chunk
+            cols BLOB NOT NULL,        -- JSON: column lists of the spans in this chunk (store.chunks)
             records BLOB NOT NULL,     -- compressed JSON lines, one record per span, in column order
             codec TEXT NOT NULL,       -- 'zlib' (isal or stdlib zlib write the same format)
             ingest_id INTEGER
@@ -145,6 +146,11 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("003_summaries_of_interrupted_ingests", _m003_summaries_of_interrupted_ingests),
     ("004_verdicts", _m004_verdicts),
 ]
+
+
+def rejects_path(db_path: Path) -> Path:
+    """The file beside the store that keeps rejected records verbatim (`store.ingest`)."""
+    return db_path.with_name(db_path.stem + ".rejects.jsonl")
 
 
 def default_path() -> Path:

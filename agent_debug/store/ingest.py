@@ -17,7 +17,7 @@ Speed (why it looks the way it does): the reader hands over records in small bat
 split into columns with C-level passes (`formats.reader.read_file_batches`). Ingest finishes each batch while
 it is still in the CPU cache: content hashes, dedupe against the trace's known span ids (set and dict operations;
 a per-record loop only when an id repeats), the trace's running summary, and the batch's columns encoded as
-JSON and its lines kept as one bytes object. Then the batch is dropped: nothing per record stays in memory
+JSON and its lines kept as one bytes object (the chunk format, its writer and its reader: `store.chunks`). Then the batch is dropped: nothing per record stays in memory
 but the span ids kept for dedupe and the raw lines of the pending chunks, so memory is reused while hot instead
 of growing and being walked again later. Every FLUSH_RECORDS records (or MAX_PENDING_TRACES traces) the pending
 chunks' lines go to a compressor thread (one task per chunk: zlib and isal release the GIL, so the
@@ -41,23 +41,17 @@ from array import array
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
-from operator import add, itemgetter
+from itertools import chain
+from operator import add
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from agent_debug.analysis.spans import (
-    TraceSpans,
-    TraceSummary,
-    envelope_of,
-    saturated,
-    summarize,
-    text_of,
-    token_columns,
-)
-from agent_debug.analysis.tree import gc_paused
+from agent_debug.digest import digest_batch
+
+from agent_debug.columns import TraceSpans, TraceSummary, envelope_of, saturated, summarize, token_columns
+from agent_debug.gcpause import gc_paused
 from agent_debug.errors import NothingReadable, StoreError
 from agent_debug.formats.reader import (
     GZ,
@@ -71,57 +65,29 @@ from agent_debug.formats.reader import (
     record_columns,
 )
 from agent_debug.store.consistency import FAULT_ENV, Fault, InjectedFault, exclusive, write_summary
-from agent_debug.store.db import connect
-from agent_debug.store.load import LazyRecords, load_columns, unpack_columns
+from agent_debug.store.db import connect, rejects_path
+from agent_debug.store.chunks import (
+    STORED_COLUMNS,
+    ChunkBuilder,
+    SpanKeys,
+    append_batch,
+    compress_records,
+    content_hash,
+    crc32,
+    decode,
+    encode,
+    json_default,
+    parent_ids,
+    stored_batch,
+)
+from agent_debug.store.load import LazyRecords, load_columns
 
 __all__ = ["FAULT_ENV", "IngestResult", "InjectedFault", "LazyRecords", "content_hash", "ingest", "load_columns",
            "rejects_path"]
 
-try:  # the same formats as zlib (crc32 too), several times faster
-    from isal import isal_zlib as _compress_impl  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover
-    _compress_impl = zlib
-_crc32 = _compress_impl.crc32
-
 HEAD = 4096
 FLUSH_RECORDS = 20_000
 MAX_PENDING_TRACES = 1000  # traces with spans waiting for a flush (each holds a compressor of ~70 KB)
-
-# A chunk's `cols` is a JSON object: "batches", a list of {column: [value per span]} for STORED_COLUMNS (in the
-# batches ingest took the spans in), "roots": {span_id: envelope}, and "hashes": the spans' content hashes in the
-# same order, as hex of 32-bit integers (only dedupe reads them; a string costs nothing to parse when loading).
-# Values as the records had them (the spec's defaults are applied when loading, to keep ingest cheap), except
-# the timestamp, kept as integer nanoseconds (`analysis.spans`' start_ns), `status`, null when every span of
-# the batch is ok, and in a big trace (BIG_TRACE) agent_name, event_type and name, which may be dictionary-
-# encoded ({"values": [...], "codes": [...]}). `records` is the spans' raw lines, each ending in b"\n", compressed
-# (zlib format).
-STORED_COLUMNS = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "start_ns", "duration_ns",
-                  "token_cost")
-# a trace this big (spans so far) has its columns stored in batches of STORED_BATCH spans, with agent_name,
-# event_type and name dictionary-encoded: they load with a few C-level passes per 1024 spans and without a
-# string per span (loading is what a big trace's tree and critical path wait for), and every chunk of it keeps
-# its spans' parents as positions (`_Known`; `_Ingest._position_stored` for a trace that becomes big later).
-# That work costs ingest time that small traces, which load in milliseconds anyway, do not pay.
-BIG_TRACE = 10_000
-STORED_BATCH = 1024
-_MINUS_ONE = -1
-_ENCODED = ("agent_name", "event_type", "name")
-_HASH_ARRAY = next(code for code in "IL" if array(code).itemsize == 4)  # content hashes are 32-bit
-_COPIED = ("span_id", "parent_id", "agent_name", "event_type", "name", "duration_ns", "token_cost")
-
-_MICRO = 1_000_000.0
-_THOUSANDS = repeat(1000)  # endless: zipped by map against each batch's timestamps
-_NAME_TYPES = {str, type(None)}
-
-
-def rejects_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.stem + ".rejects.jsonl")
-
-
-def content_hash(raw: bytes) -> int:
-    """crc32 seeded with the length: cheap (one C call, mapped over a batch), stable across processes, ample
-    for telling two versions of one span apart."""
-    return _crc32(raw, len(raw))  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -149,202 +115,39 @@ class IngestResult:
         return dict(self.__dict__)
 
 
-class _Known:
-    """A trace's spans kept so far: for dedupe, and, in a big trace, for storing each span's parent as a position
-    in the trace (positions follow the order its chunks are stored and read), so loading builds the tree
-    without a map of every span id. A parent written after its child (writers write a span when it ends)
-    adopts the child in its own chunk."""
-
-    __slots__ = ("pos", "hashes", "waiting", "positioned", "tried")
-
-    def __init__(self) -> None:
-        self.pos: dict[str, int] = {}  # span id -> position
-        self.hashes = array(_HASH_ARRAY)  # content hash by position
-        self.waiting: dict[str, list[int]] = {}  # a parent id not seen yet -> positions of its children
-        # whether every chunk of the trace has its parents as positions (None: no chunk written yet; a trace
-        # that is not gets them once, when it becomes big: see `_Ingest._position_stored`)
-        self.positioned: bool | None = None
-        self.tried = False  # `_position_stored` ran (it runs at most once per ingest)
-
-    def add_stored(self, sids: list[str], hashes: array[int], pids: list[str | None], positioned: bool) -> None:
-        """A chunk of the trace already in the store (an ingest that goes on with a trace), in order."""
-        if len(sids) != len(hashes):
-            raise StoreError(f"a stored chunk has {len(sids)} spans and {len(hashes)} hashes")
-        base = len(self.pos)
-        self.pos.update(zip(sids, range(base, base + len(sids))))
-        self.hashes.extend(hashes)
-        self.positioned = positioned and self.positioned is not False
-        if self.positioned:
-            pos, waiting = self.pos, self.waiting
-            for pid in [pid for pid in waiting if pid in pos]:
-                del waiting[pid]
-            for i, pid in enumerate(pids):
-                if pid is not None and pid not in pos:
-                    waiting.setdefault(pid, []).append(base + i)
-
-    def all_new(self, sids: Sequence[str], hashes: list[int]) -> bool:
-        """Add a batch's span ids if none was seen before and none repeats (the common case, decided in C);
-        otherwise change nothing and say so."""
-        base = len(self.pos)
-        new = dict(zip(sids, range(base, base + len(sids))))
-        if len(new) == len(sids) and self.pos.keys().isdisjoint(new):
-            self.pos.update(new)
-            self.hashes.extend(hashes)
-            return True
-        return False
-
-    def parents(self, base: int, pids: list[str | None]) -> dict[str, Any]:
-        """A chunk's `parent_at` (each span's parent as a position in the trace, -1 for none or not seen yet),
-        `base` (its first span's position: loading checks it) and `adopt` ([children], [parents]: earlier spans
-        whose parent is in this chunk). Called at flush, when every span of the chunk is in `pos`."""
-        pos = self.pos
-        parent_at = list(map(pos.get, pids, repeat(-1)))  # in C: parents in this chunk or an earlier one
-        out: dict[str, Any] = {"parent_at": parent_at, "base": base}
-        waiting = self.waiting
-        if waiting:
-            children: list[int] = []
-            parents: list[int] = []
-            for pid in [pid for pid in waiting if pid in pos]:
-                kids = waiting.pop(pid)
-                children.extend(kids)
-                parents.extend(repeat(pos[pid], len(kids)))
-            if children:
-                out["adopt"] = [children, parents]
-        for i in compress(range(len(pids)), map(_MINUS_ONE.__eq__, parent_at)):
-            pid = pids[i]
-            if pid is not None:
-                waiting.setdefault(pid, []).append(base + i)
-        return out
-
-
-class _Chunk:
-    """The new spans of one trace since the last flush: their columns as JSON objects (one per reader batch; in
-    a big trace, STORED_BATCH spans of them joined and dictionary-encoded, see BIG_TRACE), and their raw lines
-    (each ending in b"\\n"), compressed at flush on the compressor thread."""
-
-    __slots__ = ("known", "base", "pids", "n", "batches", "waiting", "waiting_n", "hashes", "raw", "roots")
-
-    def __init__(self, known: _Known) -> None:
-        self.known = known  # every span of the trace kept so far
-        self.base = len(known.pos)  # the position of this chunk's first span in its trace
-        self.pids: list[str | None] | None = [] if known.positioned else None  # parent ids, when positioned
-        self.n = 0
-        self.batches: list[bytes] = []
-        self.waiting: list[dict[str, Any]] = []  # reader batches not yet joined into a stored batch
-        self.waiting_n = 0
-        self.hashes: list[bytes] = []
-        self.raw: list[bytes] = []
-        self.roots: dict[str, dict[str, Any]] = {}  # span id -> envelope, for spans without a parent
-
-    def add(self, cols: dict[str, Any], hashes: list[int], lines: list[bytes]) -> None:
-        if self.pids is not None:
-            self.pids.extend(cols["parent_id"])
-        if len(self.known.pos) < BIG_TRACE:  # stored as it is, while it is in the CPU cache
-            self.batches.append(bytes(memoryview(_json(cols))))
-        else:
-            self.waiting.append(cols)
-            self.waiting_n += len(lines)
-            if self.waiting_n >= STORED_BATCH:
-                self._store_batch()
-        self.hashes.append(array(_HASH_ARRAY, hashes).tobytes())
-        self.raw.append(b"".join(lines))
-        self.n += len(lines)
-
-    def _store_batch(self) -> None:
-        batches, self.waiting, self.waiting_n = self.waiting, [], 0
-        cols = batches[0] if len(batches) == 1 else _joined(batches)
-        for k in _ENCODED:
-            cols[k] = dictionary_encode(cols[k])
-        # a copy: orjson's own result keeps its whole output buffer (~100 KB) allocated while it lives
-        self.batches.append(bytes(memoryview(_json(cols))))
-
-    def cols_json(self) -> bytes:
-        if self.waiting:
-            self._store_batch()
-        known = self.known
-        if known.positioned is None:  # the trace's first chunk: big enough for parent positions?
-            known.positioned = self.base == 0 and len(known.pos) >= BIG_TRACE
-        parents = b""
-        if known.positioned:
-            if self.pids is None:  # decided since this chunk began: read back, once per trace
-                self.pids = [pid for b in self.batches for pid in orjson.loads(b)["parent_id"]]
-            parents = b',"parents":' + _json(known.parents(self.base, self.pids))
-        hashes = b"".join(self.hashes).hex().encode()
-        return (b'{"roots":' + _json(self.roots) + b',"hashes":"' + hashes + b'"' + parents + b',"batches":['
-                + b",".join(self.batches) + b"]}")
-
-    def raw_lines(self) -> bytes:
-        return b"".join(self.raw)
-
-
-def _joined(batches: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several batches' columns as one batch (`status`: None when every span is ok)."""
-    out: dict[str, Any] = {}
-    for key in batches[0]:
-        if key != "status":
-            out[key] = list(chain.from_iterable(map(itemgetter(key), batches)))
-    statuses = list(map(itemgetter("status"), batches))
-    if statuses.count(None) == len(statuses):
-        out["status"] = None
-    else:
-        out["status"] = list(chain.from_iterable(
-            repeat("ok", len(b["span_id"])) if st is None else st for b, st in zip(batches, statuses, strict=True)))
-    return out
-
-
-def dictionary_encode(values: Sequence[Any]) -> Sequence[Any] | dict[str, list[Any]]:
-    """A column of few distinct values as {"values": [distinct, first seen first], "codes": [index per span]}:
-    small integers parse without allocating and decode with one C-level map that shares one string per value.
-    Values that cannot be keys (a name may be any JSON value), or mostly distinct ones, stay as they are."""
-    codes: dict[Any, int] = {}
-    try:  # one C-level pass: a new value gets the next code (the dict's size when it is met)
-        coded = list(map(codes.setdefault, values, map(len, repeat(codes))))
-    except TypeError:
-        return values
-    if len(codes) > len(coded) // 2:
-        return values
-    return {"values": list(codes), "codes": coded}
-
-
-def _compress_records(raw: bytes) -> bytes:
-    """A chunk's raw lines, zlib format (level 1). Runs on the compressor thread: zlib and isal release the GIL,
-    so it overlaps with the parsing of the next chunk on a second core."""
-    return _compress_impl.compress(raw, 1)  # type: ignore[no-any-return]
-
-
 def _take(seq: Sequence[Any], idx: list[int]) -> list[Any]:
     return [seq[i] for i in idx]
 
 
-def _json(obj: Any) -> bytes:
-    try:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
-    except TypeError:  # an integer JSON cannot hold exactly (a token count beyond 64 bits): as a float
-        return orjson.dumps(_json_safe(obj), option=orjson.OPT_NON_STR_KEYS, default=_json_default)
+DIGEST_RECORDS = 1024
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, int) and not -(1 << 63) <= v < 1 << 64:
-        return float(v)
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v
+def _take_cols(cols: Columns, idx: list[int]) -> Columns:
+    """A batch's columns (and span digests) of the records at `idx`."""
+    out: dict[str, Any] = {k: _take(v, idx) for k, v in cols.items() if k != "dg"}
+    if "dg" in cols:
+        d: dict[str, Any] = cols["dg"]  # type: ignore[assignment]
+        at = {old: new for new, old in enumerate(idx)}
+        out["dg"] = {"df": _take(d["df"], idx), "ol": _take(d["ol"], idx), "ih": _take(d["ih"], idx),
+                     "da": {k: kept for k, pairs in d["da"].items()
+                            if (kept := [[at[p], v] for p, v in pairs if p in at])}}
+    return out
 
 
-def _json_default(obj: Any) -> Any:
-    """Values a MessagePack record may hold that JSON has no type for."""
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    return str(obj)
+def _digest_slice(d: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """The span digests (`digest.digest_batch`) of records start..end of a batch, positions from start."""
+    da: dict[str, list[list[Any]]] = {}
+    for k, pairs in d["da"].items():
+        got = [[p - start, v] for p, v in pairs if start <= p < end]
+        if got:
+            da[k] = got
+    return {"df": d["df"][start:end], "ol": d["ol"][start:end], "ih": d["ih"][start:end], "da": da}
+
 
 
 class _Agg:
     """A new trace's summary, accumulated chunk by chunk during ingest (no reload, no per-record pass in
-    Python beyond a few C-level maps). Must agree with `analysis.spans.summarize`."""
+    Python beyond a few C-level maps). Must agree with `columns.summarize` (a property test checks it)."""
 
     __slots__ = ("n", "start", "end", "agents", "errors", "ptok", "ctok", "cost", "root_cols", "envelopes")
 
@@ -386,7 +189,7 @@ class _Agg:
 
     def summary(self, trace_id: str) -> TraceSummary:
         ts = TraceSpans(trace_id)
-        ts.extend_columns(self.root_cols)
+        append_batch(ts, self.root_cols)
         ts.envelopes = self.envelopes
         s = summarize(ts)
         s.start_ns = self.start
@@ -415,8 +218,8 @@ class _Ingest:
         self.touched: set[str] = set()
         self.file_touched: set[str] = set()  # traces given spans by the file being read (its summaries)
         self.aggs: dict[str, _Agg] = {}
-        self.keys: dict[str, _Known] = {}  # the known spans of the traces in the last flush (see `flush`)
-        self.pending: dict[str, _Chunk] = {}
+        self.keys: dict[str, SpanKeys] = {}  # the known spans of the traces in the last flush (see `flush`)
+        self.pending: dict[str, ChunkBuilder] = {}
         self.pending_n = 0
         # an ingest that never finished (killed; its files' transactions that committed are kept) is continued
         # by this one, under its id: the store ends as if it had never stopped
@@ -566,75 +369,104 @@ class _Ingest:
 
     # -- records ----------------------------------------------------------------------------------------------
 
-    def _builder(self, trace_id: str) -> _Chunk:
+    def _builder(self, trace_id: str) -> ChunkBuilder:
         b = self.pending.get(trace_id)
         if b is None:
-            b = self.pending[trace_id] = _Chunk(self._existing_keys(trace_id))
+            b = self.pending[trace_id] = ChunkBuilder(self._existing_keys(trace_id))
         return b
 
-    def _existing_keys(self, trace_id: str) -> _Known:
+    def _existing_keys(self, trace_id: str) -> SpanKeys:
         keys = self.keys.get(trace_id)
         if keys is None:
-            keys = _Known()
+            keys = SpanKeys()
             if trace_id in self.known or trace_id in self.touched:
                 if trace_id in self.inflight_traces:
                     self.settle()
                 for (cols,) in self.db.execute("SELECT cols FROM chunks WHERE trace_id = ? ORDER BY id",
                                                (trace_id,)):
-                    c = unpack_columns(cols)
-                    hashes = array(_HASH_ARRAY)
-                    hashes.frombytes(bytes.fromhex(c["hashes"]))
-                    sids = [sid for batch in c["batches"] for sid in batch["span_id"]]
-                    pids = [pid for batch in c["batches"] for pid in batch["parent_id"]]
-                    keys.add_stored(sids, hashes, pids, "parents" in c)
+                    keys.add_stored(decode(cols))
             self.keys[trace_id] = keys
         return keys
 
     def add_all(self, batches: Iterable[Batch]) -> None:
-        """The hot loop of ingest (see the module docstring): each batch goes to its trace's pending chunk."""
-        n = self.pending_n
+        """The hot loop of ingest (see the module docstring): each batch goes to its trace's pending chunk. The
+        span digests (`analysis.digest`) are made for DIGEST_RECORDS records at a time (their C-level passes cost
+        little per record, and a fixed amount per call)."""
+        held: list[tuple[list[dict[str, Any]], list[bytes], Columns]] = []
+        held_n = 0
         for recs, lines, cols in batches:
             if cols is None:  # records that needed a closer look (envelopes, MessagePack, normalized values)
                 cols = record_columns(recs)
                 if None in lines:  # not the record's own line: keep the record as canonical JSON
                     dumps, opt = orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-                    lines = [line if line is not None else dumps(rec, option=opt, default=_json_default) + b"\n"
+                    lines = [line if line is not None else dumps(rec, option=opt, default=json_default) + b"\n"
                              for rec, line in zip(recs, lines, strict=True)]
+            held.append((recs, lines, cols))  # type: ignore[arg-type]
+            held_n += len(recs)
+            if held_n >= DIGEST_RECORDS:
+                self._add_held(held)
+                held, held_n = [], 0
+        if held:
+            self._add_held(held)
+
+    def _add_held(self, held: list[tuple[list[dict[str, Any]], list[bytes], Columns]]) -> None:
+        """Held reader batches: their digests made at once, and consecutive batches of one trace joined into one
+        (a stored batch of up to DIGEST_RECORDS spans: fewer, bigger batches to write and to load)."""
+        d = digest_batch([r for recs, _, _ in held for r in recs])
+        n = self.pending_n
+        base = i = 0
+        while i < len(held):
+            recs, lines, cols = held[i]
             tids = cols["trace_id"]
-            if tids.count(tids[0]) == len(tids):  # one trace, as writers usually write them
-                self._add(tids[0], recs, lines, cols)  # type: ignore[arg-type]
+            single = tids.count(tids[0]) == len(tids)
+            j = i + 1
+            # join while no flush would have come between them (flushes stay where batch by batch puts them)
+            joined = n + len(recs)
+            join = single and (tids[0] in self.pending or len(self.pending) < MAX_PENDING_TRACES)
+            while join and j < len(held) and joined < FLUSH_RECORDS:
+                nxt = held[j][2]["trace_id"]
+                if nxt[0] != tids[0] or nxt.count(nxt[0]) != len(nxt):
+                    break
+                joined += len(nxt)
+                j += 1
+            if j - i > 1:
+                part = held[i:j]
+                recs = [r for h in part for r in h[0]]
+                lines = [ln for h in part for ln in h[1]]
+                cols = {k: list(chain.from_iterable(h[2][k] for h in part)) for k in cols}
+            size = len(recs)
+            cols = dict(cols)
+            cols["dg"] = _digest_slice(d, base, base + size)  # type: ignore[assignment]
+            if single:  # one trace, as writers usually write them
+                self._add(tids[0], recs, lines, cols)
             else:
                 groups: dict[str, list[int]] = {}
-                for i, tid in enumerate(tids):
-                    groups.setdefault(tid, []).append(i)
+                for k, tid in enumerate(tids):
+                    groups.setdefault(tid, []).append(k)
                 for tid, idx in groups.items():
-                    self._add(tid, _take(recs, idx), _take(lines, idx),  # type: ignore[arg-type]
-                              {k: _take(v, idx) for k, v in cols.items()})
-            n += len(recs)
+                    self._add(tid, _take(recs, idx), _take(lines, idx), _take_cols(cols, idx))
+            n += size
             if n >= FLUSH_RECORDS or len(self.pending) > MAX_PENDING_TRACES:
                 self.pending_n = n
                 self.flush()
                 n = 0
+            base += size
+            i = j
         self.pending_n = n
 
     def _add(self, trace_id: str, recs: list[dict[str, Any]], lines: list[bytes], cols: Columns) -> None:
         """Dedupe a batch of one trace against its known spans, and queue what is new."""
         chunk = self.pending.get(trace_id) or self._builder(trace_id)
-        hashes = list(map(_crc32, lines, map(len, lines)))  # content_hash of each, in C
+        hashes = list(map(crc32, lines, map(len, lines)))  # content_hash of each, in C
         sids = cols["span_id"]
         if not chunk.known.all_new(sids, hashes):
             keep = self._dedupe(trace_id, chunk.known, sids, hashes, lines)
             if not keep:
                 return
             recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
-            cols = {k: _take(v, keep) for k, v in cols.items()}
-        out: dict[str, Any] = {k: cols[k] for k in _COPIED}
-        if not set(map(type, out["name"])) <= _NAME_TYPES:  # the spec's name is a string: kept as its JSON text
-            out["name"] = [nm if nm is None or type(nm) is str else text_of(nm) for nm in out["name"]]
-        status = cols["status"]
-        out["status"] = status if "error" in status else None  # all ok: nothing to store or load
-        # analysis.spans.start_ns_of, in C: round(t * 1e6) * 1000 (t * 1_000_000 is t * 1e6 for an int or float)
-        out["start_ns"] = list(map(int.__mul__, map(round, map(_MICRO.__mul__, cols["timestamp"])), _THOUSANDS))
+            cols = _take_cols(cols, keep)
+        out = stored_batch(cols)
+        out.update(cols["dg"])  # type: ignore[arg-type]  # what diagnosis reads instead of the records
         parents = cols["parent_id"]
         roots: list[int] = []
         if not all(parents):  # a root (a parent id is never "")
@@ -652,7 +484,7 @@ class _Ingest:
                 agg.envelopes.update(chunk.roots)
         chunk.add(out, hashes, lines)
 
-    def _dedupe(self, trace_id: str, known: _Known, sids: Sequence[str], hashes: list[int],
+    def _dedupe(self, trace_id: str, known: SpanKeys, sids: Sequence[str], hashes: list[int],
                 lines: list[bytes]) -> list[int]:
         """Positions of the new spans; repeats are counted as duplicates or kept as conflicts, in order."""
         keep: list[int] = []
@@ -681,12 +513,12 @@ class _Ingest:
             self.file_touched.add(trace_id)
             if chunk.n:
                 known = chunk.known
-                if known.positioned is False and not known.tried and len(known.pos) >= BIG_TRACE:
+                if known.positioned is False and not known.tried and known.big():
                     self._position_stored(trace_id, chunk)
                 if self._compressor is None:
                     self._compressor = ThreadPoolExecutor(1, thread_name_prefix="agent-debug-compress")
                 rows.append(((trace_id, chunk.n, chunk.cols_json()),
-                             self._compressor.submit(_compress_records, chunk.raw_lines())))
+                             self._compressor.submit(compress_records, chunk.raw_lines())))
                 self.result.records += chunk.n
         self.seen += self.pending_n
         # keep the span keys of the traces still being written (writers write a trace in one go, so a trace
@@ -701,7 +533,7 @@ class _Ingest:
         if self.progress is not None:
             self.progress(self.seen, self.result.records)
 
-    def _position_stored(self, trace_id: str, chunk: _Chunk) -> None:
+    def _position_stored(self, trace_id: str, chunk: ChunkBuilder) -> None:
         """A trace that has just become big over several chunks (or was stored before parent positions existed):
         give its stored chunks parent positions, once, so the whole trace loads without an id map. With every
         span now known, each parent is looked up directly; the ones still missing wait for a later chunk."""
@@ -714,11 +546,11 @@ class _Ingest:
         updates: list[tuple[bytes, int]] = []
         for chunk_id, cols in self.db.execute("SELECT id, cols FROM chunks WHERE trace_id = ? ORDER BY id",
                                               (trace_id,)):
-            c = unpack_columns(cols)
-            pids = [pid for batch in c["batches"] for pid in batch["parent_id"]]
+            c = decode(cols)
+            pids = parent_ids(c)
             c["parents"] = known.parents(base, pids)
             base += len(pids)
-            updates.append((_json(c), chunk_id))
+            updates.append((encode(c), chunk_id))
         if base != chunk.base:  # the store does not hold what this ingest counted: leave the trace mapped by id
             known.waiting = {}
             return

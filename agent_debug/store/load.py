@@ -1,4 +1,5 @@
-"""Reading a trace back from the store: its chunks' columns, and its full records at once or lazily.
+"""Reading a trace back from the store: its chunks' columns, and its full records at once or lazily (the
+chunk format itself: `store.chunks`).
 
 A damaged chunk (a flipped byte in its blob, a page the disk garbled) is the store's failure, not the
 caller's: it is raised as StoreError naming the trace and the chunk, and every other trace stays readable
@@ -11,18 +12,16 @@ import sqlite3
 import threading
 import zlib
 from bisect import bisect_right
-from collections import deque
 from collections.abc import Iterable, Sequence
-from itertools import compress, repeat
 from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans
-from agent_debug.analysis.tree import gc_paused
+from agent_debug.columns import TraceSpans
 from agent_debug.errors import StoreError
+from agent_debug.gcpause import gc_paused
+from agent_debug.store.chunks import NewerChunk, TraceReader, decode, record_lines
 
-_MINUS_ONE = -1
 # what reading a damaged chunk raises: zlib (a bad blob), orjson (ValueError), the column code on wrong shapes,
 # SQLite on a garbled page
 DAMAGE = (zlib.error, ValueError, KeyError, TypeError, IndexError, AttributeError, sqlite3.DatabaseError)
@@ -36,11 +35,6 @@ def damaged(trace_id: str, chunk_id: int | None, exc: BaseException) -> StoreErr
                       + (f": {text[0]}" if text else "") + "); other traces are unaffected")
 
 
-def unpack_columns(cols: bytes) -> dict[str, Any]:
-    """A chunk's columns: {"roots": {span_id: envelope}, "hashes": hex, "batches": [{column: [values]}]}."""
-    return orjson.loads(cols)  # type: ignore[no-any-return]
-
-
 def load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | str = False) -> TraceSpans:
     """A trace's spans from its chunks; the full records too when asked (decompress + parse), or with
     `with_records="lazy"` a `LazyRecords` that reads only the records an analysis asks for."""
@@ -52,6 +46,8 @@ def _load_columns(db: sqlite3.Connection, trace_id: str, with_records: bool | st
     at: list[int | None] = [None]  # the chunk being read
     try:
         return _load_chunks(db, trace_id, with_records, at)
+    except NewerChunk as exc:
+        raise NewerChunk(f"trace {trace_id}: stored chunk {at[0]}: {exc}") from None
     except DAMAGE as exc:
         raise damaged(trace_id, at[0], exc) from None
 
@@ -61,58 +57,25 @@ def _load_chunks(db: sqlite3.Connection, trace_id: str, with_records: bool | str
     lazy = with_records == "lazy"
     eager = bool(with_records) and not lazy
     ts = TraceSpans(trace_id, records=[] if eager else None)
+    reader = TraceReader(ts)
     loads = orjson.loads
     chunk_ids: list[int] = []
-    offsets: list[int] = []
-    parents: list[int] | None = []  # None once a chunk without parent positions is met
-    adopted: list[list[int]] = []
     for chunk_id, cols, records in db.execute(
         f"SELECT id, cols, {'records' if eager else 'NULL'} FROM chunks WHERE trace_id = ? ORDER BY id", (trace_id,)
     ):
         at[0] = chunk_id
         chunk_ids.append(chunk_id)
-        offsets.append(len(ts))
-        c = unpack_columns(cols)
-        if parents is not None:
-            got = c.get("parents")
-            if not isinstance(got, dict) or got.get("base") != len(ts):
-                parents = None
-            else:
-                parents.extend(got["parent_at"])
-                if "adopt" in got:
-                    adopted.append(got["adopt"])
-        for batch in c["batches"]:
-            ts.extend_columns(batch)
-        ts.envelopes.update(c["roots"])
-        if eager:
-            assert ts.records is not None
-            lines = _lines_of(records)
+        reader.add(decode(cols))
+        if ts.records is not None:
+            lines = record_lines(records)
             lines.pop()  # after the last line's b"\n"
             ts.records.extend(map(loads, lines))
             if len(ts.records) != len(ts):
                 raise ValueError(f"{len(ts.records)} records for {len(ts)} spans")
         at[0] = None
     if lazy:
-        ts.records = LazyRecords(db, chunk_ids, offsets, len(ts), trace_id=trace_id)  # type: ignore[assignment]
-    if parents:
-        ts.parent_index = _parent_index(parents, adopted, len(ts))
-    return ts
-
-
-def _parent_index(parents: list[int], adopted: list[list[int]], n: int) -> list[int | None] | None:
-    """`TraceSpans.parent_index` from the chunks' `parent_at` and `adopt` (None when a position is out of range:
-    the tree then maps the ids itself)."""
-    if len(parents) != n or min(parents) < -1 or max(parents) >= n:
-        return None
-    for children, ps in adopted:
-        if len(children) != len(ps) or min(children + ps, default=0) < 0 or max(children + ps, default=0) >= n:
-            return None
-    out: list[int | None] = parents  # type: ignore[assignment]
-    none = list(compress(range(n), map(_MINUS_ONE.__eq__, parents)))
-    deque(map(out.__setitem__, none, repeat(None)), maxlen=0)
-    for children, ps in adopted:
-        deque(map(out.__setitem__, children, ps), maxlen=0)
-    return out
+        ts.records = LazyRecords(db, chunk_ids, reader.offsets, len(ts), trace_id=trace_id)  # type: ignore[assignment]
+    return reader.finish()
 
 
 class LazyRecords(Sequence[dict[str, Any]]):
@@ -165,7 +128,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
         try:
             for k, data, wanted in work:
                 base = self._offsets[k]
-                lines = _lines_of(data) if isinstance(data, bytes) else data
+                lines = record_lines(data) if isinstance(data, bytes) else data
                 for i in wanted:
                     self._parsed[i] = loads(lines[i - base])
         except Exception as exc:  # a damaged chunk: raised to the caller on its next access
@@ -195,7 +158,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
             try:
                 lines = self._lines.pop(k, None)
                 if lines is None:
-                    lines = _lines_of(self._blob(k))
+                    lines = record_lines(self._blob(k))
                     if len(self._lines) >= self.CACHED_CHUNKS:
                         del self._lines[next(iter(self._lines))]
                 self._lines[k] = lines  # most recently used last
@@ -210,10 +173,3 @@ class LazyRecords(Sequence[dict[str, Any]]):
         except (sqlite3.DatabaseError, TypeError) as exc:  # TypeError: the row is gone
             raise damaged(self._trace_id, self._chunk_ids[k], exc) from None
         return blob  # type: ignore[no-any-return]
-
-
-def _lines_of(blob: bytes) -> list[bytes]:
-    """A chunk's stored records, one line each (the last element is the empty rest after the final newline)."""
-    return zlib.decompress(blob).split(b"\n")
-
-

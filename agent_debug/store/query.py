@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSpans, TraceSummary
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import AmbiguousTrace, StoreError, TraceNotFound
 from agent_debug.store.load import load_columns
 
@@ -135,7 +135,7 @@ def summary(db: sqlite3.Connection, trace_id: str) -> TraceSummary:
 def store_notices(db: sqlite3.Connection, db_path: Path) -> list[str]:
     """What a reader of the store must be told: records rejected at ingest (kept verbatim in the rejects file
     beside the store) and spans seen again with other content (the first version is the one shown)."""
-    from agent_debug.store.ingest import rejects_path
+    from agent_debug.store.db import rejects_path
 
     out = []
     rejected = db.execute("SELECT COALESCE(SUM(rejected), 0) FROM ingests").fetchone()[0]

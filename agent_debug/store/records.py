@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from agent_debug.analysis.tree import gc_paused
+from agent_debug.gcpause import gc_paused
 from agent_debug.formats.reader import Batch, FileReport, ReadReport, Reject, _checked_columns
 from agent_debug.model import check_record
 from agent_debug.store.consistency import exclusive

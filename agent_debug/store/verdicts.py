@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from agent_debug.analysis.spans import TraceSummary
+from agent_debug.columns import TraceSummary
 from agent_debug.errors import UsageError
+from agent_debug.store import query
+from agent_debug.store.db import connect
 
 
 @dataclass(frozen=True)
@@ -126,3 +128,18 @@ def read_file(path: Path) -> list[Verdict]:
         reason = obj.get("reason")
         out.append(Verdict(obj["trace_id"], obj["passed"], reason if isinstance(reason, str) else None, str(path)))
     return out
+
+
+@dataclass
+class MarkResult:
+    """`agent-debug mark`: the verdicts recorded (or, with `clear`, the runs whose verdicts were forgotten)."""
+
+    marked: list[Verdict]
+    cleared: list[str] | None = None  # the runs asked to be cleared (None: a mark)
+    count: int = 0  # verdicts recorded, or cleared
+    notices: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.cleared is not None:
+            return {"cleared": self.cleared, "count": self.count}
+        return {"marked": [{"trace_id": v.trace_id, **v.as_dict()} for v in self.marked], "count": self.count}

@@ -1,15 +1,14 @@
-"""A trace's spans as columns (one list per field), and the one-pass summary of a run.
+"""The column model: a trace's spans as columns (one list per field), and the one-pass summary of a run.
 
-Columns keep a 1M-span trace in a few hundred MB and load from the store without parsing JSON; the full
-records are attached only when an analysis needs attributes or payloads.
+The ground floor beside `model`: readers, the store and every analysis share it, so it imports nothing of the
+package. Columns keep a 1M-span trace in a few hundred MB and load from the store without parsing JSON
+(`store.chunks` decodes a chunk into them); the full records are attached only when an analysis needs attributes or payloads.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import compress
 from operator import methodcaller
 from typing import Any
 
@@ -44,7 +43,6 @@ MAX_COST = 1e12
 INT64_MAX = (1 << 63) - 1
 _INT = {int}
 _NUMBER = {int, float}
-_NAME_TYPES = {str, type(None)}
 
 
 def _number(s: str) -> int | float | None:
@@ -92,7 +90,7 @@ def cost_values(values: list[Any]) -> list[float]:
 
 def token_columns(costs: list[Any]) -> tuple[list[int], list[int], list[float]]:
     """Prompt tokens, completion tokens and cost of each `token_cost` object (absent keys count 0), in C for the
-    usual columns. Shared by loading (`TraceSpans.extend_columns`) and ingest's running summary."""
+    usual columns. Shared by loading (`store.chunks.append_batch`) and ingest's running summary."""
     try:
         return (token_counts(list(map(_GET_PROMPT, costs))), token_counts(list(map(_GET_COMPLETION, costs))),
                 cost_values(list(map(_GET_COST, costs))))
@@ -154,15 +152,6 @@ def envelope_of(rec: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
-def _shared_values(share: Any, col: list[Any] | dict[str, list[Any]]) -> list[Any]:
-    """A column's values with one shared object per distinct value; `col` may be dictionary-encoded
-    (`store.ingest.dictionary_encode`)."""
-    if isinstance(col, dict):
-        values = [share(v, v) for v in col["values"]]
-        return list(map(values.__getitem__, col["codes"]))
-    return list(map(share, col, col))
-
-
 @dataclass
 class TraceSpans:
     """One trace, column-wise. Index i of every list is the same span."""
@@ -184,62 +173,14 @@ class TraceSpans:
     # each span's parent as an index (None: a root, or a parent not in the trace), when the source knows it and
     # the span ids are unique (the store: ingest keeps one span per id); the tree is built from it without an id map
     parent_index: list[int | None] | None = field(default=None, repr=False, compare=False)
-    _shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # see extend_columns
+    # the spans' digests (`analysis.digest`: df, ol, ih lists and da {key: [[position, value]]}), when every stored
+    # batch had one; False once one did not (an older store), None before any batch
+    digest: dict[str, Any] | bool | None = field(default=None, repr=False, compare=False)
+    # one shared object per distinct agent, event type, name and status (see `store.chunks.append_batch`)
+    shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.span_id)
-
-    def extend_columns(self, cols: dict[str, Any]) -> None:
-        """Append a batch of stored columns (`store.ingest.STORED_COLUMNS`: values as the records had them,
-        `start_ns` already converted, `status` None when all are ok) with the defaults the spec gives.
-        Column-wise: a 1M-span trace loads with a few C-level passes per batch."""
-        # agents, event types, names and statuses repeat: one shared string per distinct value (a 1M-span trace
-        # keeps a few hundred instead of 4M, and equality tests on them succeed on identity)
-        share = self._shared.setdefault
-        et = _shared_values(share, cols["event_type"])
-        try:
-            names = _shared_values(share, cols["name"])
-        except TypeError:  # a name that is not a string (an older store kept any JSON value)
-            names = list(cols["name"])
-        if not set(map(type, names)) <= _NAME_TYPES:
-            names = [nm if nm is None or type(nm) is str else text_of(nm) for nm in names]
-        status = cols["status"]
-        tc = cols["token_cost"]
-        n = len(et)
-        self.span_id.extend(cols["span_id"])
-        self.parent_id.extend(cols["parent_id"])
-        self.agent_name.extend(_shared_values(share, cols["agent_name"]))
-        self.event_type.extend(et)
-        if None in names or "" in names:
-            self.name.extend([nm or e for nm, e in zip(names, et, strict=True)])
-        else:
-            self.name.extend(names)
-        if status is None:  # every one ok
-            self.status.extend(["ok"] * n)
-        elif None in status or "" in status:
-            self.status.extend([share(s, s) if s else "ok" for s in status])
-        else:
-            self.status.extend(map(share, status, status))
-        self.start_ns.extend(cols["start_ns"])
-        self.duration_ns.extend(cols["duration_ns"])
-        if tc.count(None) == n:
-            zeros = [0] * n
-            self.prompt_tokens.extend(zeros)
-            self.completion_tokens.extend(zeros)
-            self.cost_usd.extend([0.0] * n)
-            return
-        # the spans with token costs (often a fifth of them): their values read in C and put in place with
-        # map(list.__setitem__); anything unusual (null counts, strings) takes the per-span loop
-        prompt, completion, cost = [0] * n, [0] * n, [0.0] * n
-        at = list(compress(range(n), tc))
-        got = list(compress(tc, tc))
-        p_vals, c_vals, u_vals = token_columns(got)
-        deque(map(prompt.__setitem__, at, p_vals), maxlen=0)
-        deque(map(completion.__setitem__, at, c_vals), maxlen=0)
-        deque(map(cost.__setitem__, at, u_vals), maxlen=0)
-        self.prompt_tokens.extend(prompt)
-        self.completion_tokens.extend(completion)
-        self.cost_usd.extend(cost)
 
     def add(self, rec: dict[str, Any]) -> None:
         for name, value in zip(COLUMNS, columns_of(rec), strict=True):

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from agent_debug.analysis.span_context import span_io
-from agent_debug.analysis.spans import TraceSpans
+from agent_debug.columns import TraceSpans
 from agent_debug.eval.judge import GeminiJudge, _strip_code_fence, choose_nonce, escape_data
 
 MAX_STEPS = 120
