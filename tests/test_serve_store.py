@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import agent_debug.store.ingest as ingest_mod
+from agent_debug.store import chunks
 from agent_debug.store.db import connect
 from agent_debug.store.ingest import FAULT_ENV, InjectedFault, ingest, rejects_path
 from agent_debug.store.query import list_traces, load_trace
@@ -61,7 +62,7 @@ def content(db: Path) -> dict[str, Any]:
 
 
 def test_batches_over_time_end_where_one_file_ingest_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest_mod, "BIG_TRACE", 40)  # a big trace's parent positions, over many batches
+    monkeypatch.setattr(chunks, "BIG_TRACE", 40)  # a big trace's parent positions, over many batches
     rng = random.Random(7)
     records = spans("a", 30) + spans("b", 12) + spans("big", 150) + spans("c", 25) + spans("d", 8)
     rng.shuffle(records)  # traces interleaved, children before parents

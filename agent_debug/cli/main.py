@@ -42,8 +42,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "bucket), write rotated, compressed trace files, and summarize."),
     "ingest": ("store", "Ingest trace files into the store (append-only, idempotent, incremental)."),
     "traces": ("store", "List runs with status, duration, span count, agents, tokens and cost."),
-    "store": ("store", "The store itself: `store ddl` prints the ClickHouse schema (a cluster's too), `store copy` "
-                       "moves a store between SQLite and ClickHouse."),
     "tree": ("analysis", "The causal tree of a run with a latency waterfall; the critical path is highlighted."),
     "critical-path": ("analysis", "The chain of span segments that determines end-to-end latency, the bottleneck, "
                                   "per-agent hotspots, and sequential steps that could have run in parallel "
@@ -66,13 +64,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "Write one self-contained HTML file (opens from disk, offline): the waterfall with the "
                          "critical path, errors and latency stacking, the message flow between agents, and why the "
                          "run failed; with several runs, a run list to switch between them."),
+    "serve": ("serve", "Receive OpenTelemetry traces (OTLP/HTTP at /v1/traces) and follow trace directories, run a "
+                       "debug session per run (attached, recording, analyzing, done), and serve the runs as a live "
+                       "view in the browser (/), as JSON (/api/runs) and as events (/api/events)."),
+    "tail": ("serve", "The live view for incidents: runs in flight with their state, span counts and elapsed time, "
+                      "the newest spans, and failures with their bucket and root cause as they are analyzed."),
+    "store": ("store", "The store itself: its ClickHouse schema, copying it between backends."),
     "eval": ("evaluate", "Evaluate cases over runs: correctness (regex or Gemini judge), token/latency budgets, "
                          "agent topology, deterministic checks; pass rates, pass@k and pass^k."),
     "dataset": ("evaluate", "Regression datasets: recorded runs kept as eval cases in a versioned TOML file."),
-    "serve": ("serve", "Receive OpenTelemetry traces (OTLP/HTTP) and follow trace directories, run a debug session "
-                       "per run, and serve the runs as a live view in the browser, as JSON and as events."),
-    "tail": ("serve", "The live view for incidents in the terminal: runs in flight, the newest spans, and failures "
-                      "with their bucket and root cause as they are analyzed."),
 }
 
 

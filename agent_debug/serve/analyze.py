@@ -5,6 +5,8 @@ library functions on the store."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +126,7 @@ class RunAnalyzer:
         return out
 
     def close(self) -> None:
-        self.src.db.close()
+        self.src.store.close()
 
 
 # -- analysis in a worker process ------------------------------------------------------------------------------
@@ -147,6 +149,16 @@ def init_worker(db_path: str, cases: list[CaseFile], rules: Rules | None) -> Non
         except OSError:
             pass
     _worker = RunAnalyzer(db_path, cases, rules)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="agent-debug-orphan-check",
+                     daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A server killed outright (SIGKILL, OOM) cannot shut its pool down: the worker would wait on its queue
+    forever, holding the server's stderr open. It leaves once it is orphaned."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def analyze_batch(trace_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -196,7 +196,7 @@ def create_app(engine: Engine, *, token: str | None = None,
                           workflow=request.query_params.get("workflow") or None)
 
         def read() -> tuple[list[dict[str, Any]], list[str]]:
-            db = analyzer().src.db
+            db = analyzer().src.store.db
             rows = list_traces(db, flt)
             rows.sort(key=lambda s: s.start_ns, reverse=True)
             return ([{**s.as_dict(), "state": engine.sessions.state_of(s.trace_id).value} for s in rows[:limit]],
@@ -209,7 +209,7 @@ def create_app(engine: Engine, *, token: str | None = None,
         try:
             tid = request.path_params["trace_id"]
             out, notices = await run_in_threadpool(
-                lambda: (analyzer().details(tid), store_notices(analyzer().src.db, engine.db_path)))
+                lambda: (analyzer().details(tid), store_notices(analyzer().src.store.db, engine.db_path)))
         except TraceNotFound as exc:
             return _json({"error": str(exc)}, 404)
         except AmbiguousTrace as exc:
@@ -266,7 +266,7 @@ def create_app(engine: Engine, *, token: str | None = None,
         run = request.query_params.get("run") or None
         try:
             doc = await run_in_threadpool(lambda: live_document(analyzer(), engine.sessions, selected=run))
-            notices = await run_in_threadpool(lambda: store_notices(analyzer().src.db, engine.db_path))
+            notices = await run_in_threadpool(lambda: store_notices(analyzer().src.store.db, engine.db_path))
         except AmbiguousTrace as exc:
             return _json({"error": str(exc)}, 409)
         except StoreError as exc:

@@ -19,6 +19,7 @@ import orjson
 from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import TraceNotFound
 from agent_debug.store import query
+from agent_debug.store.chunks import ChunkCols, append_batch, decode
 from agent_debug.store.db import connect
 
 SPAN_FIELDS = ("span_id", "parent_id", "agent_name", "event_type", "name", "status", "start_ns", "duration_ns")
@@ -64,7 +65,7 @@ class StoreFollower:
                                (self.last_chunk, MAX_CHUNKS)).fetchall()
         for chunk_id, trace_id, n, cols in rows:
             self.last_chunk = chunk_id
-            c = orjson.loads(cols)
+            c = decode(cols)
             had = counts.get(trace_id, (0, False))
             counts[trace_id] = (had[0] + n, had[1] or bool(c.get("roots")))
             if spans:
@@ -87,12 +88,12 @@ class StoreFollower:
 
 def chunk_spans(trace_id: str, cols: bytes) -> list[dict[str, Any]]:
     """A stored chunk's spans as small dicts (SPAN_FIELDS and the trace id), decoded as loading does."""
-    return _spans(trace_id, orjson.loads(cols))
+    return _spans(trace_id, decode(cols))
 
 
-def _spans(trace_id: str, c: dict[str, Any]) -> list[dict[str, Any]]:
+def _spans(trace_id: str, c: ChunkCols) -> list[dict[str, Any]]:
     ts = TraceSpans(trace_id)
     for batch in c["batches"]:
-        ts.extend_columns(batch)
+        append_batch(ts, batch)
     columns = [getattr(ts, f) for f in SPAN_FIELDS]
     return [{"trace_id": trace_id, **dict(zip(SPAN_FIELDS, values, strict=True))} for values in zip(*columns)]

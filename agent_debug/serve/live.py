@@ -84,7 +84,7 @@ def live_document(analyzer: RunAnalyzer, sessions: SessionManager, *, selected: 
                   limit: int = MAX_RUNS) -> dict[str, Any]:
     """The page's first document (the report's format, `mode` "live"): the newest runs with their states, and
     the data of `selected` (default: the newest run)."""
-    rows = list_traces(analyzer.src.db)
+    rows = list_traces(analyzer.src.store.db)
     rows.sort(key=lambda s: s.start_ns, reverse=True)
     runs = []
     for s in rows[:limit]:

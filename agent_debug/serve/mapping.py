@@ -25,7 +25,7 @@ import orjson
 from agent_debug.formats import otlp
 from agent_debug.formats.semconv import Draft, finalize
 from agent_debug.sdk.redact import Redactor
-from agent_debug.store.ingest import _json_default
+from agent_debug.store.chunks import json_default as _json_default
 from agent_debug.store.records import LINE_OPTIONS
 
 SOURCE = "otlp-http"

@@ -33,7 +33,9 @@ from agent_debug.formats.reader import Batch, FileReport, ReadReport, Reject, _c
 from agent_debug.model import check_record
 from agent_debug.store.consistency import exclusive
 from agent_debug.store.db import connect
-from agent_debug.store.ingest import IngestResult, _Ingest, _json_default, _Known, rejects_path
+from agent_debug.store.chunks import json_default as _json_default
+from agent_debug.store.chunks import SpanKeys
+from agent_debug.store.ingest import IngestResult, _Ingest, rejects_path
 
 MAX_LIVE_TRACES = 2_000  # traces whose span keys and running summaries stay in memory between batches
 LINE_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
@@ -80,7 +82,7 @@ class RecordIngest:
         self._job: _Ingest | None = None
         self._known: _KnownTraces | None = None
         self._last_chunk = 0  # the highest chunk id once this ingester's last batch committed
-        self._live: OrderedDict[str, _Known] = OrderedDict()  # trace -> its span keys, least recent first
+        self._live: OrderedDict[str, SpanKeys] = OrderedDict()  # trace -> its span keys, least recent first
         self._rejected = 0  # over this ingester's life (its `ingests` row)
         self._seconds = 0.0
 
