@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import rec, write_jsonl
+from conftest import rec, run_cli, write_jsonl
 
 from agent_debug.serve.follow import StoreFollower
 from agent_debug.serve.mapping import LiveMapper
@@ -273,3 +273,14 @@ def test_usage_of_a_child_arriving_after_its_aggregate_parent_was_stored_is_not_
     ingest_records([agent, late, root], db)
     (summary,) = list_traces(connect(db))
     assert summary.prompt_tokens == 30
+
+
+@pytest.mark.parametrize("command", ["serve", "tail"])
+def test_a_clickhouse_store_is_a_usage_error_for_the_live_commands(tmp_path: Path, command: str) -> None:
+    """serve and tail keep their live store in SQLite: a ClickHouse --db is one line and exit 2, and no file is
+    created under a name made from the URL (as there was)."""
+    res = run_cli(command, "--db", "chdb:///" + str(tmp_path / "ch"), cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("Error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert "SQLite" in res.stderr and "store copy" in res.stderr
+    assert list(tmp_path.iterdir()) == []

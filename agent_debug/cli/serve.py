@@ -71,6 +71,18 @@ def _existing_dirs(paths: list[Path] | None, what: str) -> list[Path]:
     return out
 
 
+def _sqlite_store(db: str | None, command: str) -> str:
+    """The SQLite store `--db` names: the live path (records ingested as they arrive, followed by the analysis)
+    is SQLite's; a ClickHouse store is a one-line usage error, not a file named after the URL."""
+    from agent_debug.store.types import parse_location
+
+    location = db_path(db)
+    if parse_location(location).kind != "sqlite":
+        fail(f"{command} keeps its live store in SQLite: give --db a SQLite file (then `agent-debug store copy` "
+             f"moves it to ClickHouse), not {location.split('://', 1)[0]}://...")
+    return location
+
+
 def serve(
     db: DbOption = None,
     watch: WatchOption = None,
@@ -100,7 +112,7 @@ def serve(
     from agent_debug.serve.engine import Engine
 
     case_files = load_case_files(_existing_dirs(cases, "--cases")) if cases else []
-    store = db_path(db)
+    store = _sqlite_store(db, "serve")
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     engine = Engine(store, lambda events: None, watch=watch_dirs, idle=idle, cases=case_files, writer_process=True)
@@ -194,7 +206,7 @@ def tail(
         fail("--from reads files on its own: give it without --db and --watch")
     follow = _existing_dirs(from_ or watch, "--from" if from_ else "--watch")
     tmp = tempfile.TemporaryDirectory(prefix="agent-debug-tail-") if from_ else None
-    store = Path(tmp.name) / "traces.db" if tmp else db_path(db)
+    store = Path(tmp.name) / "traces.db" if tmp else _sqlite_store(db, "tail")
     engine = Engine(store, lambda events: None, watch=follow or None, idle=idle, from_start=bool(tmp))
     view = _TailView(engine, f"{'files ' + ', '.join(map(str, follow)) if follow else 'store ' + str(store)}")
     engine.sink = view.events
