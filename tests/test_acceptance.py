@@ -231,7 +231,7 @@ def check_one_rule(name: str, data: bytes) -> None:
             assert stored == accepted
             assert sum(s.span_count for s in src.list(TraceFilter())) == res.records
         finally:
-            src.db.close()
+            src.close()
         if v.records == 0:  # `--from` with nothing readable is a one-line error (exit 3), as validate's
             with pytest.raises(NothingReadable):
                 FileSource([d])
@@ -297,7 +297,7 @@ def test_deep_nesting_is_cut_to_a_marker_in_every_format(tmp_path: Path) -> None
     while isinstance(node, list):
         node, depth = node[0], depth + 1
     assert node == DEEP_MARKER and depth == 129
-    src.db.close()
+    src.close()
 
 
 def test_nesting_beyond_what_a_parser_reads_is_a_reject_with_its_reason(tmp_path: Path) -> None:

@@ -76,6 +76,9 @@ class StoreSource:
     def summary(self, trace_id: str) -> TraceSummary:
         return verdict_store.apply(self.store.summary(trace_id), self.verdicts().get(trace_id))
 
+    def close(self) -> None:
+        self.store.close()
+
     def __getattr__(self, name: str) -> object:
         """What only some stores offer, offered when the store does (`run_values`: the ClickHouse store)."""
         if name == "run_values" and hasattr(self.store, "run_values"):
