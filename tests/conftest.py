@@ -14,7 +14,21 @@ import orjson
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _shared_dir() -> Path:
+    """The team's shared folder (real foreign traces in its data/): ../shared beside the repository, or wherever
+    AGENT_DEBUG_SHARED points (point it at a folder that does not exist to run as a fresh clone does)."""
+    override = os.environ.get("AGENT_DEBUG_SHARED")
+    return Path(override) if override else ROOT.parent / "shared"
+
+
+SHARED_DATA = _shared_dir() / "data"
+HAVE_SHARED_DATA = SHARED_DATA.is_dir()
+# real foreign traces: every file in the shared data when it is there, else the small licensed samples copied into
+# fixtures/foreign (same folder names; no TRAIL, whose authors ask that it not be republished)
+FOREIGN_FIXTURES = ROOT / "fixtures" / "foreign"
+FOREIGN_DATA = SHARED_DATA if HAVE_SHARED_DATA else FOREIGN_FIXTURES
 
 
 def rec(
@@ -174,6 +188,13 @@ def store_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> st
 # -- golden (exact-output) files ----------------------------------------------------------------------------------
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if HAVE_SHARED_DATA:
+        return f"foreign traces: {SHARED_DATA} (the full shared data)"
+    return (f"foreign traces: {FOREIGN_FIXTURES} (samples; no shared data at {SHARED_DATA}: "
+            "the TRAIL and the real-data blame tests skip)")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -162,6 +162,6 @@ def test_reingesting_the_mess_adds_nothing(mess: dict[str, Any]) -> None:
     assert res["records"] == 0 and res["conflicts"] == 0 and res["rejected"] == 0
     # the cut .gz has not changed since it was read: skipped, not parsed again; the live file is read only after
     # its last offset (the partial last line)
-    assert res["duplicates"] == 0 and res["files_skipped"] >= 1 and mess["complete_cut"] > 0
+    assert res["duplicates"] == 0 and res["files_skipped"] == 1
     assert again.returncode == 0
     assert any("partial last line" in n for n in res["notices"])

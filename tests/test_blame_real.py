@@ -1,6 +1,7 @@
 """Blame on real labelled runs nobody on the team wrote (../shared/data: Who&When, TRAIL), cross-validated the way
-scripts/measure_blame.py reports it. Skipped cleanly in a fresh clone, which has no such folder. The bars are
-numbers computed here on the same folds (trivial baselines), not constants typed in."""
+scripts/measure_blame.py reports it. The measurements need the whole labelled sets and skip cleanly in a fresh
+clone, which has no such folder; the checks that hold run by run use the Who&When samples in fixtures/foreign
+there. The bars are numbers computed here on the same folds (trivial baselines), not constants typed in."""
 
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.explain import explain_trace
 from agent_debug.analysis.source import FileSource
 from agent_debug.columns import TraceSpans
-from conftest import ROOT, SHARED_DATA, run_cli
+from conftest import FOREIGN_DATA, ROOT, SHARED_DATA, run_cli
 
 WHO_AND_WHEN = SHARED_DATA / "who_and_when"
 TRAIL = SHARED_DATA / "trail"
+# every Who&When log there is: the shared data's, else the samples in fixtures/foreign
+ANY_WHO_AND_WHEN = FOREIGN_DATA / "who_and_when"
 OURS_TRAIL = "ours: `why --json` suspects, fitted in each fold"
 OURS_WW = "ours: `why --json` top suspect, policy fitted in each fold"
 
-pytestmark = pytest.mark.skipif(not (WHO_AND_WHEN.is_dir() and TRAIL.is_dir()),
-                                reason=f"no labelled real data at {SHARED_DATA}")
+needs_labelled_sets = pytest.mark.skipif(not (WHO_AND_WHEN.is_dir() and TRAIL.is_dir()),
+                                         reason=f"no labelled real data at {SHARED_DATA}")
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +53,16 @@ def who_and_when(measure: Any) -> dict[str, Any]:
 
 
 def test_every_who_and_when_failure_gets_a_bucket() -> None:
-    out = run_cli("bucket", "--from", str(WHO_AND_WHEN), "--json")
+    out = run_cli("bucket", "--from", str(ANY_WHO_AND_WHEN), "--json")
     assert out.returncode == 0, out.stderr
     runs = json.loads(out.stdout)["runs"]
-    files = sorted(WHO_AND_WHEN.rglob("*.json"))
-    assert len(runs) == len(files) >= 60
+    files = sorted(ANY_WHO_AND_WHEN.rglob("*.json"))
+    assert len(runs) == len(files) == (60 if WHO_AND_WHEN.is_dir() else 3)
     assert all(r["bucket"] and r["root_cause"]["span_id"] for r in runs)
     assert {r["source"]["format"] for r in runs} == {"transcript"}
 
 
+@needs_labelled_sets
 @pytest.mark.parametrize("split", ["algorithm-generated", "hand-crafted"])
 def test_held_out_blame_beats_every_trivial_rule_on_each_split(who_and_when: dict[str, Any], split: str) -> None:
     rows = who_and_when["cv"]["rows"]
@@ -68,6 +72,7 @@ def test_held_out_blame_beats_every_trivial_rule_on_each_split(who_and_when: dic
     assert ours[0] > max(k for k, _ in trivial), (ours, trivial)
 
 
+@needs_labelled_sets
 def test_held_out_trail_location_beats_blaming_every_model_call_on_gaia(trail: dict[str, Any]) -> None:
     rows = trail["cv"]["rows"]
     ours, every = rows[OURS_TRAIL]["gaia"]["pooled"], rows["baseline: every LLM span"]["gaia"]["pooled"]
@@ -77,7 +82,8 @@ def test_held_out_trail_location_beats_blaming_every_model_call_on_gaia(trail: d
 
 def test_blame_reads_no_labels_on_real_transcripts() -> None:
     """Removing every `label.*` attribute and the ground truth changes nothing."""
-    src = FileSource([WHO_AND_WHEN / "Hand-Crafted"])
+    src = FileSource([WHO_AND_WHEN / "Hand-Crafted" if WHO_AND_WHEN.is_dir() else ANY_WHO_AND_WHEN])
+    assert src.list()
     for s in src.list()[:8]:
         ts = src.load(s.trace_id, records=True)
         assert ts.records is not None
@@ -93,6 +99,7 @@ def test_blame_reads_no_labels_on_real_transcripts() -> None:
         assert explain_trace(plain, s, load_rules()).as_dict()["suspects"] == explain_trace(ts, s, load_rules()).as_dict()["suspects"]
 
 
+@needs_labelled_sets
 def test_why_on_every_trail_trace_lists_suspects_that_are_spans_of_it() -> None:
     out = run_cli("bucket", "--suspects", "--from", str(TRAIL / "traces"), "--json")
     assert out.returncode == 0, out.stderr
@@ -116,7 +123,8 @@ def test_trail_annotations_parse_tolerantly(measure: Any, tmp_path: Path) -> Non
     assert measure.category_bucket("Rate Limiting") == "tool_execution"
 
 
+@needs_labelled_sets
 def test_an_annotation_whose_location_is_a_note_is_left_out(trail: dict[str, Any]) -> None:
     traces = trail["_traces"]
-    assert trail["dropped"] >= 1
+    assert trail["dropped"] == 1  # "Span ID not found for this shard", in one annotation file
     assert all(loc in t.ts.span_id for t in traces for loc, _ in t.errors)

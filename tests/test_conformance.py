@@ -1,7 +1,8 @@
-"""Every real trace in ../shared/data imports completely: nothing rejected, every source span kept, every trace a
-tree. Span counts are taken from the source files here, independently of the importers.
+"""Every real trace written by another system imports completely: nothing rejected, every source span kept, every
+trace a tree. Span counts are taken from the source files here, independently of the importers.
 
-The data lives outside the repository (a fresh clone does not have it): these tests skip cleanly without it.
+The full data lives outside the repository (../shared/data, or $AGENT_DEBUG_SHARED/data); without it these tests
+run on the licensed samples in fixtures/foreign, and the TRAIL tests (whose data may not be republished) skip.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from typing import Any
 import pytest
 
 from agent_debug.formats.reader import ReadReport, read_paths
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} not present (real traces are not in the repo)")
+from conftest import FOREIGN_DATA as DATA
 
 
 def files(folder: str, pattern: str = "*.json") -> list[Path]:
-    return sorted((DATA / folder).rglob(pattern)) if DATA.is_dir() else []
+    return sorted((DATA / folder).rglob(pattern))
+
+
+def cases(folder: str) -> list[Any]:
+    """The files of a folder as test cases, or one skipped case saying the folder is absent."""
+    found = files(folder)
+    return found or [pytest.param(None, id="absent", marks=pytest.mark.skip(reason=f"no {folder} in {DATA}"))]
 
 
 def load(path: Path) -> Any:
@@ -112,7 +116,7 @@ def assert_clean(report: ReadReport, fmt: str) -> None:
 # per format
 
 
-@pytest.mark.parametrize("path", files("otlp"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", cases("otlp"), ids=lambda p: p.name)
 def test_otlp_files(path: Path) -> None:
     records, report = read(path)
     assert_clean(report, "otlp")
@@ -121,7 +125,7 @@ def test_otlp_files(path: Path) -> None:
     assert sum(map(len, orphans.values())) == 1  # the example's parent span is not in the file
 
 
-@pytest.mark.parametrize("path", files("langfuse"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", cases("langfuse"), ids=lambda p: p.name)
 def test_langfuse_files(path: Path) -> None:
     records, report = read(path)
     assert_clean(report, "langfuse")
@@ -146,7 +150,7 @@ def test_langfuse_csharp_orphans_are_kept() -> None:
     assert len(records) == len(load(path)["observations"]) + 1
 
 
-@pytest.mark.parametrize("path", files("langsmith"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", cases("langsmith"), ids=lambda p: p.name)
 def test_langsmith_files(path: Path) -> None:
     records, report = read(path)
     assert_clean(report, "langsmith")
@@ -155,7 +159,7 @@ def test_langsmith_files(path: Path) -> None:
     assert all(r["duration_ns"] > 0 for r in records)  # the patch's end_time reached its post
 
 
-@pytest.mark.parametrize("path", files("trail/traces"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", cases("trail/traces"), ids=lambda p: p.name)
 def test_trail_traces(path: Path) -> None:
     records, report = read(path)
     assert_clean(report, "openinference")
@@ -172,7 +176,7 @@ def test_trail_traces(path: Path) -> None:
 def test_trail_trace_with_seven_missing_parents_keeps_every_span() -> None:
     path = DATA / "trail" / "traces" / "72822db6e120878d916b515c2501246b.json"
     if not path.exists():
-        pytest.skip("that TRAIL trace is not present")
+        pytest.skip(f"that TRAIL trace is not present in {DATA}")
     doc = load(path)
     records, _ = read(path)
     ids = {s["span_id"] for s in trail_spans(doc)}
@@ -190,7 +194,7 @@ def _annotation(path: Path) -> dict[str, Any]:
     return value
 
 
-@pytest.mark.parametrize("path", files("trail/annotations"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", cases("trail/annotations"), ids=lambda p: p.name)
 def test_trail_annotated_locations_exist_after_import(path: Path) -> None:
     trace = DATA / "trail" / "traces" / path.name
     if not trace.exists():
@@ -203,7 +207,7 @@ def test_trail_annotated_locations_exist_after_import(path: Path) -> None:
     assert locations <= ids
 
 
-@pytest.mark.parametrize("path", files("who_and_when"), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", cases("who_and_when"), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_who_and_when_logs(path: Path) -> None:
     records, report = read(path)
     assert_clean(report, "transcript")
@@ -228,6 +232,8 @@ def test_who_and_when_logs(path: Path) -> None:
 def test_whole_folders_validate(folder: str) -> None:
     from agent_debug.formats.validate import validate_paths
 
+    if not (DATA / folder).is_dir():
+        pytest.skip(f"no {folder} in {DATA}")
     result = validate_paths([DATA / folder])
     assert result.rejected == 0 and result.records > 0
     assert result.files == len(files(folder))

@@ -1,5 +1,6 @@
-"""Critical path (Jaeger's definition): hand-computed traces, a brute-force oracle on random trees with parallel
-fan-out, the benchmark fixture through the CLI, and generated traces whose bottleneck is known by construction."""
+"""Critical path (Jaeger's definition): hand-computed traces, two naive oracles (Jaeger UI's walk-back on random
+trees with parallel fan-out; a plain walk-back on random overlapping children that overflow their parents), the
+benchmark fixture through the CLI, and generated traces whose bottleneck is known by construction."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,9 +42,10 @@ def test_sequential_children_and_the_gaps_between_them() -> None:
     assert res.bottleneck is not None and res.bottleneck["span_id"] == "b"
 
 
-def test_parallel_fan_out_puts_only_the_longest_child_on_the_path() -> None:
+@pytest.mark.parametrize("start", [0.0, 0.005], ids=["with-the-parent", "after-the-parent"])
+def test_parallel_fan_out_puts_only_the_longest_child_on_the_path(start: float) -> None:
     records = [rec("root", duration_ms=100)]
-    records += [rec(name, "root", start=0.005, duration_ms=d, agent=name)
+    records += [rec(name, "root", start=start, duration_ms=d, agent=name)
                 for name, d in (("fast", 20), ("slow", 90), ("mid", 60), ("faster", 5))]
     crit = _crit(records)
     assert crit == {"root": 10 * MS, "slow": 90 * MS}
@@ -178,6 +181,56 @@ def test_analyze_agrees_with_the_naive_jaeger_walk_back(rng: random.Random, size
     assert sum(res.critical_ns.values()) == res.duration_ns == records[0]["duration_ns"]
 
 
+def walk_back_oracle(records: list[dict[str, Any]]) -> dict[str, int]:
+    """A second, independent reading of Jaeger's walk-back, naive and recursive, for small trees rooted at "r":
+    from the end of a span, step to the child that ends last (clipped to the span, before the point reached),
+    charge the span the gaps; children that start before or outlive their parent are clipped, not sanitized
+    first."""
+    by = {r["span_id"]: r for r in records}
+    start = {k: round(r["timestamp"] * 1e6) * 1000 for k, r in by.items()}
+    end = {k: start[k] + r["duration_ns"] for k, r in by.items()}
+    kids: dict[str, list[str]] = {k: [] for k in by}
+    for r in records:
+        if r["parent_id"]:
+            kids[r["parent_id"]].append(r["span_id"])
+    out: dict[str, int] = {}
+
+    def walk(s: str, t: int, floor: int) -> None:
+        lo = max(start[s], floor)
+        used: set[str] = set()
+        while True:
+            cands = [c for c in kids[s] if c not in used and start[c] < end[s] and end[c] > start[s]
+                     and min(end[c], end[s]) <= t + 1000 and min(end[c], end[s]) > lo]
+            if not cands:
+                if lo < t:
+                    out[s] = out.get(s, 0) + t - lo
+                return
+            c = max(cands, key=lambda c: (min(end[c], end[s]), -start[c], kids[s].index(c)))
+            ce = min(end[c], end[s], t)
+            if ce < t:
+                out[s] = out.get(s, 0) + t - ce
+            used.add(c)
+            used.update(x for x in cands if min(end[x], end[s]) > min(end[c], end[s]))
+            walk(c, ce, lo)
+            t = max(start[c], lo)
+
+    walk("r", end["r"], start["r"])
+    return {k: v for k, v in out.items() if v > 0}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 60), st.integers(1, 60)), min_size=1, max_size=14))
+def test_analyze_agrees_with_a_naive_walk_back_when_children_overflow(shape: list[tuple[int, int, int]]) -> None:
+    """Children anywhere in 0-120 ms under a 100 ms root: some outlive their parent, some lie wholly outside it."""
+    records = [rec("r", start=0, duration_ms=100)]
+    for i, (p, s, d) in enumerate(shape):
+        parent = "r" if p % (i + 1) == 0 else f"n{p % i}"
+        records.append(rec(f"n{i}", parent, start=s / 1000, duration_ms=d))
+    got = {k: v for k, v in _crit(records).items() if v > 0}
+    assert got == walk_back_oracle(records)
+    assert sum(got.values()) == 100 * MS
+
+
 # -- the benchmark fixture ----------------------------------------------------------------------------------------
 
 
@@ -196,11 +249,28 @@ def test_benchmark_fixture_bottleneck_and_latency_stacking() -> None:
     stacked = {(s["first"]["name"], s["second"]["name"]): s for s in res["stacking"]}
     pair = stacked[("send:researcher", "send:coder")]
     research = next(r for r in spans.values() if r["name"] == "research")
-    assert pair["saving_ns"] > 0 and pair["saving_ns"] >= research["duration_ns"]
-    assert pair["gap_ns"] >= 0 and "no causal link" in pair["evidence"]
+    assert pair["saving_ns"] == min(pair["first"]["duration_ns"], pair["second"]["duration_ns"])
+    assert pair["saving_ns"] >= research["duration_ns"]  # running them side by side saves at least the research
+    assert "no causal link" in pair["evidence"]
+    # the gap runs from the end of the first's work (the send and the replies under it) to the second's start
+    first = spans[pair["first"]["span_id"]]
+    first_end = max(_start_ns(r) + r["duration_ns"] for r in spans.values()
+                    if first["span_id"] in (r["span_id"], r["parent_id"]))
+    assert pair["first"]["duration_ns"] == first_end - _start_ns(first)
+    assert pair["gap_ns"] == _start_ns(spans[pair["second"]["span_id"]]) - first_end > 0
     on_path = [seg["name"] for seg in res["path"]]
     assert on_path.index("send:researcher") < on_path.index("send:coder")  # both on the path, in that order
     assert sum(seg["critical_ns"] for seg in res["path"]) == res["duration_ns"]
+    # one hotspot per agent in the trace
+    assert sorted(h["agent_name"] for h in res["hotspots"]) == sorted({r["agent_name"] for r in spans.values()})
+    # the file holds one trace: TRACE may be left out, with the same result
+    implicit = run_cli("critical-path", "--from", str(FIXTURE), "--json")
+    assert implicit.returncode == 0, implicit.stderr
+    assert orjson.loads(implicit.stdout) == res
+
+
+def _start_ns(record: dict[str, Any]) -> int:
+    return round(record["timestamp"] * 1e6) * 1000  # timestamps are kept to the microsecond
 
 
 def _fixture_trace() -> str:

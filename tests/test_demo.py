@@ -61,7 +61,7 @@ def test_demo_has_failures_of_every_bucket_and_no_orphans(demo: DemoResult) -> N
     assert orphans == []
     assert demo.failed >= 5
     buckets = {r.bucket for r in demo.runs if r.bucket}
-    assert buckets >= {"retrieval_miss", "tool_execution", "planner_drift", "verifier_false_positive",
+    assert buckets == {"retrieval_miss", "tool_execution", "planner_drift", "verifier_false_positive",
                        "routing_mistake", "disagreement"}
     for lab in demo.runs:
         assert lab.passed == (lab.bucket is None), lab

@@ -90,12 +90,16 @@ def without_source(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], d
 def test_every_line_parses_as_official_traces_data() -> None:
     lines = export_lines(sample_records())
     assert len(lines) == 2  # one TracesData per trace
+    starts: list[int] = []
     for line in lines:
         msg = json_format.Parse(line, trace_pb2.TracesData())
         spans = [s for rs in msg.resource_spans for ss in rs.scope_spans for s in ss.spans]
         assert len(spans) == len(spans_of(line))
         assert all(s.kind == trace_pb2.Span.SPAN_KIND_INTERNAL for s in spans)
-        assert all(s.end_time_unix_nano >= s.start_time_unix_nano > 0 for s in spans)
+        assert all(s.end_time_unix_nano - s.start_time_unix_nano == 1_250_000 for s in spans)  # the duration
+        starts.extend(s.start_time_unix_nano for s in spans)
+    # timestamps are kept to the microsecond
+    assert sorted(starts) == sorted(round(r["timestamp"] * 1e6) * 1000 for r in sample_records())
     errors = [s for line in lines for s in spans_of(line) if s.get("status")]
     assert [(s["status"]["code"], s["status"]["message"]) for s in errors] == [(2, "pytest timed out")]
     assert attrs_of({"attributes": errors[0]["events"][0]["attributes"]})["exception.type"] == "TimeoutError"

@@ -63,7 +63,9 @@ def test_value_patterns_and_key_names_never_reach_disk(sdk: Path) -> None:
     tool = records["tool"]
     paths = tool["attributes"]["redacted.paths"]
     assert "payload.headers.Authorization" in paths and "payload.env.DB_PASSWORD" in paths
-    assert tool["attributes"]["redacted.count"] >= 15
+    # 9 attributes; Authorization, X-Api-Key, Cookie; 3 env values; in stdout the AWS secret, the URL's password,
+    # the private key and the nested key; the list's password and bearer token
+    assert tool["attributes"]["redacted.count"] == 9 + 3 + 3 + 4 + 2
     assert "[REDACTED:openai_key]" in tool["attributes"]["out.0"]
     assert tool["attributes"]["out.0"].startswith("prefix ") and tool["attributes"]["out.0"].endswith(" suffix")
     assert "[REDACTED:github_token]" in records["fails"]["error"]["message"]
@@ -160,7 +162,7 @@ def _scrub(value: Any, key: str = "value") -> tuple[Any, list[str], int]:
 def test_adversarial_values(case: str, value: Any, secret: str, kept: str) -> None:
     out, paths, count = _scrub(value)
     text = out if isinstance(out, str) else "\n".join(out)
-    assert secret not in text and count >= 1 and paths
+    assert secret not in text and count == 1 and len(paths) == 1  # one secret in each value
     assert kept in text
     # the batch path finds the same record and gives the same bytes
     data = orjson.dumps({"trace_id": "t", "span_id": "s", "name": "n", "payload": {"value": value}})

@@ -51,6 +51,37 @@ def expected_edges(records: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return out
 
 
+def expected_self_ns(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Each span's own time, computed here from the records: its duration minus the union of its children's
+    intervals (clipped to it). A SEND span lasts until the work it caused is done (its children's ends)."""
+    start = {r["span_id"]: round(r["timestamp"] * 1e6) * 1000 for r in records}
+    kids: dict[str | None, list[dict[str, Any]]] = {}
+    for r in records:
+        kids.setdefault(r["parent_id"], []).append(r)
+
+    def end(r: dict[str, Any]) -> int:
+        own = start[r["span_id"]] + r["duration_ns"]
+        if r["event_type"] != "SEND":
+            return own
+        return max([own, *(end(c) for c in kids.get(r["span_id"], []))])
+
+    out = {}
+    for r in records:
+        lo, hi = start[r["span_id"]], end(r)
+        covered, run_lo, run_hi = 0, 0, None
+        for a, b in sorted((max(lo, start[c["span_id"]]), min(hi, end(c))) for c in kids.get(r["span_id"], [])):
+            if b <= a:
+                continue
+            if run_hi is None or a > run_hi:
+                covered += 0 if run_hi is None else run_hi - run_lo
+                run_lo, run_hi = a, b
+            else:
+                run_hi = max(run_hi, b)
+        covered += 0 if run_hi is None else run_hi - run_lo
+        out[r["span_id"]] = hi - lo - covered
+    return out
+
+
 @pytest.fixture(scope="module")
 def bench_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("report") / "bench.html"
@@ -100,11 +131,12 @@ def test_detail_blocks_give_back_each_record(bench_report: tuple[Path, dict[str,
     assert details["encoding"] == "gzip+base64+json"
     decoded = [d for k in range(len(details["blocks"])) for d in read_block(details, k)]
     assert len(decoded) == len(run["spans"]["id"])
+    self_ns = expected_self_ns(list(by_id.values()))
     for sid, d in zip(run["spans"]["id"], decoded, strict=True):
         r = by_id[sid]
         assert d.get("attributes") == r.get("attributes")
         assert d.get("payload") == r.get("payload")
-        assert d["self_ns"] >= 0
+        assert d["self_ns"] == self_ns[sid], by_id[sid]["name"]
     root = decoded[0]
     assert root["other"]["workflow"] == "repo-fix-agent"  # envelope fields are kept beside the columns
 

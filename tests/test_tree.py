@@ -135,6 +135,10 @@ def test_three_similar_siblings_fold_and_two_do_not() -> None:
               for i in range(4)]
     assert _view_rows(mixed) == [("span", "root"), ("span", "r0"), ("span", "r1"), ("span", "other"),
                                  ("fold", "s0 x4")]
+    # a pair of similar siblings right after a folded run stays unfolded
+    pair = [rec(f"q{i}", "root", agent="retriever", event_type="RETRIEVAL", name="fetch", start=0.01 + i * 0.001)
+            for i in range(2)]
+    assert _view_rows(three + pair) == [("span", "root"), ("fold", "r0 x3"), ("span", "q0"), ("span", "q1")]
 
 
 def _deep() -> list[dict[str, Any]]:
@@ -247,3 +251,9 @@ def test_a_100k_span_trace_renders_collapsed_by_depth_in_seconds(tmp_path: Path)
     assert elapsed < 20, f"tree --depth 3 of 100k spans took {elapsed:.1f}s"
     assert "trace big  100000 spans" in out.stdout and "more spans (--depth)" in out.stdout
     assert len(out.stdout.splitlines()) < 6000  # collapsed, not 100k lines
+    shallow = _cli("tree", "big", "--db", str(db), "--depth", "1", "--json", timeout=120)
+    assert shallow.returncode == 0, shallow.stderr
+    (root,) = orjson.loads(shallow.stdout)["roots"]
+    assert root["span_id"] == "s0" and root["children"]
+    # the children shown plus the descendants each one hides account for every other span
+    assert len(root["children"]) + sum(c["hidden_descendants"] for c in root["children"]) == 100_000 - 1
