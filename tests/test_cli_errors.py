@@ -486,6 +486,8 @@ def _json_runs(w: Path, source: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
         "eval calibrate": ("eval", "calibrate", "calibrate-labels.jsonl"),
         "dataset add": ("dataset", "add", "aa1", "--case", "c", "--label", "fail", "--dataset",
                         f"out-{tag}/d.toml", *source),
+        "store ddl": ("store", "ddl"),
+        "store copy": ("store", "copy", "--from", "clean.db", "--to", f"copy-{tag}.db"),
     }
 
 

@@ -15,8 +15,10 @@ from agent_debug.cli.common import (
     JsonOption,
     db_path,
     inputs,
+    print_result,
     show,
     stderr_console,
+    stdout_console,
 )
 from agent_debug.cli.render import parse_since
 
