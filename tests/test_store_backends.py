@@ -330,3 +330,25 @@ def test_records_are_stored_byte_for_byte_whatever_they_hold(store_db: str, tmp_
         assert [lazy.records[i] for i in (2, 0, 1)] == [full.records[i] for i in (2, 0, 1)]  # type: ignore[index]
     assert [line.rstrip(b"\r") for line in stored] == [line.rstrip(b"\r") for line in lines]
     assert full.records == recs and full.name == [r["name"] for r in recs]
+
+
+@pytest.mark.parametrize(("raw", "padded"), [
+    (b'{"a":1}\n{"b":2}\n', False),
+    (b'{"a":"}\\n{"}\n', False),  # an escaped newline inside a string is not a line end
+    (b'{"a":1} \n{"b":2}\n', True),  # trailing space
+    (b'{"a":1}\n\t{"b":2}\n', True),  # leading tab
+    (b'{"a":1}\r\n{"b":2}\n', True),  # a CRLF line end
+    (b'{"a":1}\n\n{"b":2}\n', True),  # a blank line
+    (b'{"a":1}\n{"b":2}\r\n', True),  # the last line's CRLF
+    (b' {"a":1}\n', True),
+    (b'[1]\n', True),  # not an object
+])
+def test_a_block_is_escaped_exactly_when_a_line_is_padded(raw: bytes, padded: bool) -> None:
+    """The ClickHouse ingest keeps a record's text as the engine reads an object only when no line has whitespace
+    around its object; the check is two counting passes and must agree with the line-by-line definition."""
+    from agent_debug.store.clickhouse.ingest import _padded
+
+    lines = raw.split(b"\n")[:-1]
+    by_line = any(not (line[:1] == b"{" and line[-1:] == b"}") for line in lines)
+    assert by_line == padded
+    assert _padded(raw) is padded
