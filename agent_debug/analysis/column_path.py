@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import compress, repeat
 from operator import and_, eq, is_, is_not, not_
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent_debug import digest as dg
 from agent_debug.analysis.buckets import (
@@ -818,10 +818,18 @@ def suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, m
         return _suspect_list(ts, rules, tree, facts, model, failed)
 
 
-def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, model: Any, failed: bool) -> Any:
-    import heapq
+class ColumnFeatures(NamedTuple):
+    """`suspects.trace_features` from columns: the context, every candidate's feature vector (one shared tuple per
+    distinct vector), the calls whose signals came from the signal functions, and the rule and disagreement hits
+    behind the features they added."""
+
+    context: ColumnContext
+    features: dict[int, Features]
+    slow: set[int]
+    extra: dict[int, list[Hit]]
 
 
+def column_features(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, failed: bool) -> ColumnFeatures:
     c = ColumnContext(ts, tree, facts)
     feats, slow = signal_features(c)
     dis = disagreement_hits(ts)
@@ -850,6 +858,15 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
         extra[s.index].append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
     for i, d in changed.items():
         x_of[i] = tuple(d.items())
+    return ColumnFeatures(c, x_of, slow, extra)
+
+
+def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, model: Any, failed: bool) -> Any:
+    import heapq
+
+    c, x_of, slow, extra = column_features(ts, rules, tree, facts, failed)
+    et = ts.event_type
+
     def weight(f: str) -> float:
         return model.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0))  # type: ignore[no-any-return]
 
