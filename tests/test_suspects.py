@@ -294,6 +294,13 @@ def test_a_healthy_single_agent_run_gets_no_strong_suspect_however_heavy_the_run
     assert bad.suspects[0].strong and bad.suspects[0].signal != "single_agent"
 
 
+def test_the_shipped_model_weighs_the_run_shape() -> None:
+    m = default_span_model()
+    assert m.weights.get("single_agent", 0.0) > 0
+    x = {"action_failed": 1.0}
+    assert m.score({**x, "single_agent": 1.0}) > m.score(x)
+
+
 # -- through the CLI ------------------------------------------------------------------------------------------------------
 
 
@@ -355,4 +362,8 @@ def test_a_bucket_rule_on_our_conventions_is_a_suspect_with_its_own_name_and_buc
     lst = run_suspects(TraceSpans.from_records("t1", records), load_rules())
     assert [(s.span_id, s.signal, s.bucket, s.strong) for s in lst.suspects] == [
         ("ret", "empty_retrieval", "retrieval_miss", True)]  # the weak planned_step_never_ran is no suspect alone
-    assert lst.suspects[0].evidence == ["empty_retrieval: retrieval returned 0 documents (a silent miss)"]
+    # evidence lists what raised the score: the rule, and the tool signal when its fitted weight is positive
+    tool_signal = ["tool_empty_result: returned nothing"] if default_span_model().weights["tool_empty_result"] > 0 \
+        else []
+    assert lst.suspects[0].evidence == ["empty_retrieval: retrieval returned 0 documents (a silent miss)",
+                                        *tool_signal]
