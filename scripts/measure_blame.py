@@ -8,7 +8,9 @@ Every figure for TRAIL and Who&When is a held-out figure: the runs are dealt int
 benchmark / split, `--repeats` different shuffles), the whole fitting procedure (span-model weights and threshold;
 transcript policy) runs on the other folds, and the held-out fold is scored through `explain_trace`, the function
 `agent-debug why --json` prints, with that fold's model. Reported: the mean and standard deviation over all
-folds, and the figure pooled over every held-out prediction. The trivial baselines are scored on the same folds.
+folds, and the figure pooled over every held-out prediction. The trivial baselines are scored on the same folds,
+and so is an ablation: the same procedure with the run-shape features (`suspects.RUN_SHAPE_FEATURES`) taken
+out, with the per-fold difference it makes.
 
 `--write-model` runs the same procedure once on all the data and writes the shipped model
 (agent_debug/analysis/blame_model.json): its in-sample figures are never reported as results.
@@ -57,7 +59,7 @@ from agent_debug.analysis.buckets import load_rules  # noqa: E402
 from agent_debug.analysis.explain import explain_trace  # noqa: E402
 from agent_debug.analysis.source import FileSource  # noqa: E402
 from agent_debug.columns import TraceSpans, TraceSummary  # noqa: E402
-from agent_debug.analysis.suspects import trace_features  # noqa: E402
+from agent_debug.analysis.suspects import RUN_SHAPE_FEATURES, trace_features  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 SPLITS = {"algorithm-generated": "Algorithm-Generated", "hand-crafted": "Hand-Crafted"}
@@ -220,7 +222,16 @@ def _scores(trs: list[TrailTrace], chosen: dict[str, list[tuple[str, str]]]) -> 
     return {**base, "joint": joint / errors if errors else 0.0, "joint_named": named_joint / named if named else 0.0}
 
 
-Predictor = Callable[[TrailTrace, Any], list[tuple[str, str]]]
+@dataclass
+class FoldModels:
+    """The span models one fold's training runs give: the procedure as shipped, and the same procedure with the
+    run-shape features taken out (the ablation)."""
+
+    fitted: SpanModel
+    flat: SpanModel
+
+
+Predictor = Callable[[TrailTrace, FoldModels], list[tuple[str, str]]]
 
 
 def predict_why(t: TrailTrace, model: SpanModel) -> list[tuple[str, str]]:
@@ -228,8 +239,24 @@ def predict_why(t: TrailTrace, model: SpanModel) -> list[tuple[str, str]]:
     return [(s["span_id"], s["bucket"]) for s in doc["suspects"]]
 
 
+def without_run_shape(runs: list[LabelledRun]) -> list[LabelledRun]:
+    """The runs with the run-shape features taken out of every candidate."""
+    return [LabelledRun(r.run_id, r.group, [SpanCandidate(c.span_id, {f: v for f, v in c.features.items()
+                                                                      if f not in RUN_SHAPE_FEATURES}, c.errors)
+                                            for c in r.candidates], r.total_errors) for r in runs]
+
+
+def fit_fold(train: list[LabelledRun], seed: int) -> FoldModels:
+    flat = fit_span_model(without_run_shape(train), seed=seed)
+    flat.weights.update(dict.fromkeys(RUN_SHAPE_FEATURES, 0.0))  # scored through `why` as if the features did not exist
+    return FoldModels(fit_span_model(train, seed=seed), flat)
+
+
+OURS = "ours: `why --json` suspects, fitted in each fold"
+FLAT = "ablation: the same without the run-shape feature (`single_agent`), fitted in each fold"
 TRAIL_ROWS: dict[str, tuple[Predictor, bool]] = {  # name -> (predictor, fitted in each fold?)
-    "ours: `why --json` suspects, fitted in each fold": (predict_why, True),
+    OURS: (lambda t, m: predict_why(t, m.fitted), True),
+    FLAT: (lambda t, m: predict_why(t, m.flat), True),
     "ours with the a-priori weights (no fitting, threshold 0.5)": (lambda t, m: predict_why(t, PRIOR_MODEL), False),
     "baseline: every LLM span": (lambda t, m: [(s, "unclassified") for s in t.llm_spans], False),
     "baseline: the last LLM span": (lambda t, m: [(t.llm_spans[-1], "unclassified")] if t.llm_spans else [],
@@ -247,8 +274,8 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict
     for rep in range(repeats):
         for i, held in enumerate(parts := folds([t.run for t in traces], k, seed=rep)):
             train = [r for j, p in enumerate(parts) if j != i for r in p]
-            model = fit_span_model(train, seed=rep)
-            thresholds.append(model.threshold)
+            model = fit_fold(train, seed=rep)
+            thresholds.append(model.fitted.threshold)
             for row, (fn, _) in TRAIL_ROWS.items():
                 for g in groups:
                     trs = [by_id[r.run_id] for r in held if r.group == g]
@@ -267,6 +294,8 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict
             out["rows"][row][g] = {
                 **{m: mean_sd([f[m] for f in folds_]) for m in ("recall", "precision", "f1", "joint", "joint_named")},
                 "pooled": _scores(trs, pooled[row][g]), "n_folds": len(folds_)}
+    out["run_shape"] = {g: [a["f1"] - b["f1"] for a, b in zip(per_fold[OURS][g], per_fold[FLAT][g], strict=True)]
+                        for g in groups}
     return out
 
 
@@ -531,12 +560,19 @@ def render_trail(trail: dict[str, Any]) -> str:
                      f"{x['pooled']['f1']:.3f} ({x['pooled']['recall']:.3f} / {x['pooled']['precision']:.3f}) | "
                      f"{ms(y['f1'])} | {ms(y['recall'])} | {ms(y['precision'])} | "
                      f"{y['pooled']['f1']:.3f} ({y['pooled']['recall']:.3f} / {y['pooled']['precision']:.3f}) |")
-    ours = cv["rows"]["ours: `why --json` suspects, fitted in each fold"]
+    ours = cv["rows"][OURS]
+
+    def gain(diffs: list[float]) -> str:
+        return (f"{ms(mean_sd(diffs))} (better in {sum(d > 1e-9 for d in diffs)} of {len(diffs)} folds, worse in "
+                f"{sum(d < -1e-9 for d in diffs)})")
+
     lines += ["", f"- joint location + bucket (held out, mean over folds): GAIA {ms(ours['gaia']['joint'])}, "
                   f"over errors whose category maps to a named bucket {ms(ours['gaia']['joint_named'])}; "
                   f"SWE {ms(ours['swe']['joint'])} / {ms(ours['swe']['joint_named'])} "
                   f"(TRAIL's published joint accuracy {PUBLISHED_TRAIL['joint']} is a 21-way category match, "
                   f"not comparable)",
+              f"- the run-shape feature, fold by fold (F1 of ours minus the ablation's on the same held-out fold): "
+              f"GAIA {gain(cv['run_shape']['gaia'])}; SWE {gain(cv['run_shape']['swe'])}",
               f"- thresholds the folds chose: {dict(sorted(cv['thresholds'].items()))}", "",
               "#### Each feature on all shared traces (descriptive, in-sample: not a result)\n",
               "| feature | GAIA fired | GAIA on an annotated span | SWE fired | SWE on an annotated span |",

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent_debug.analysis.blame_model import (
     PRIOR_WEIGHTS,
     Candidate,
@@ -20,10 +22,12 @@ from agent_debug.analysis.blame_model import (
     select,
 )
 from agent_debug.analysis.buckets import load_rules
+from agent_debug.analysis.column_path import column_facts, column_features, run_suspects_from
 from agent_debug.analysis.span_context import SpanContext, is_empty_text
 from agent_debug.analysis.span_signals import answer_tokens, span_hits
+from agent_debug.analysis.tree import build_tree
 from agent_debug.columns import TraceSpans
-from agent_debug.analysis.suspects import run_suspects
+from agent_debug.analysis.suspects import run_shape, run_suspects, trace_features
 from conftest import rec, run_cli, write_jsonl
 
 
@@ -199,6 +203,104 @@ def test_suspects_are_ranked_and_carry_the_documented_keys() -> None:
     assert set(d) >= {"span_id", "agent_name", "name", "event_type", "signal", "bucket", "evidence", "score"}
 
 
+# -- run shape ---------------------------------------------------------------------------------------------------------
+
+
+def with_helper(records: list[dict[str, Any]], trace_id: str = "t1") -> list[dict[str, Any]]:
+    """The run with a second agent that acts too: a helper the agent hands a search to."""
+    return [*records,
+            rec("helper", "agent", trace_id=trace_id, agent="Helper", name="Helper.run", start=100),
+            rec("hllm", "helper", trace_id=trace_id, agent="Helper", event_type="LLM_CALL", start=100.1,
+                payload=_out("Search the archive.", [("search", {"q": "archive"})])),
+            rec("htool", "helper", trace_id=trace_id, agent="Helper", event_type="TOOL_CALL", start=101,
+                name="search", payload={"input": "archive", "output": "Archive: 3 documents."})]
+
+
+FAILED_READ = [{"say": "I will read the file.", "calls": [("reader", {"path": "a.txt"})], "tool": "reader",
+                "error": "FileNotFoundError"},
+               {"say": "Found it.", "calls": [("final_answer", {"a": "12"})]}]
+CLEAN = [{"say": "Search.", "calls": [("search", {"q": "capital of France"})], "tool": "search",
+          "result": "Paris is the capital of France."},
+         {"say": "Found it.", "calls": [("final_answer", {"answer": "Paris"})]}]
+
+
+def features_by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    ts = TraceSpans.from_records("t1", records)
+    feats, _ = trace_features(ts, load_rules())
+    return {ts.span_id[i]: x for i, x in feats.items()}
+
+
+def shape_of(records: list[dict[str, Any]]) -> dict[str, float]:
+    ts = TraceSpans.from_records("t1", records)
+    return run_shape(ts, trace_features(ts, load_rules())[0])
+
+
+def test_single_agent_marks_the_failure_signals_of_a_run_where_one_agent_acted() -> None:
+    one = features_by_id(agent_trace(FAILED_READ))
+    assert one["llm1"].get("single_agent") == 1.0 and "action_failed" in one["llm1"]
+    assert one["tool1"].get("single_agent") == 1.0 and "tool_failed" in one["tool1"]
+    # the answer only reacts to the failure: a signal too; a span with structural features only gets nothing
+    assert one["llm2"].get("single_agent") == 1.0 and "reacts_to_failure" in one["llm2"]
+    assert shape_of(agent_trace(CLEAN)) == {"single_agent": 1.0}  # one agent did the work ...
+    assert not any("single_agent" in x for x in features_by_id(agent_trace(CLEAN)).values())  # ... no signal
+    two = features_by_id(with_helper(agent_trace(FAILED_READ)))
+    assert shape_of(with_helper(agent_trace(FAILED_READ))) == {}
+    assert not any("single_agent" in x for x in two.values())
+    assert "action_failed" in two["llm1"]  # the signals themselves do not depend on the run's shape
+
+
+def test_an_agent_that_only_talks_is_no_worker_but_one_that_runs_a_tool_is() -> None:
+    records = agent_trace(FAILED_READ)
+    records.append(rec("fmt", "agent", agent="Formatter", event_type="LLM_CALL", start=90,
+                       payload=_out("FINAL ANSWER: 12")))  # reformulates the answer: decides no action
+    feats = features_by_id(records)
+    assert "first_action" not in feats["fmt"] and feats["llm1"].get("single_agent") == 1.0
+    fetcher = [rec("fetch", "agent", agent="Fetcher", event_type="RETRIEVAL", start=0.5, name="fetch",
+                   payload={"output": "doc"})]  # a retrieval no model call decided, by another agent
+    assert shape_of(agent_trace(FAILED_READ) + fetcher) == {}
+    scripted = [rec("run", None, agent="Runner"), *(rec(f"t{n}", "run", agent="Runner", event_type="TOOL_CALL",
+                                                        start=n, name="grep", status="error") for n in (1, 2))]
+    assert shape_of(scripted) == {}  # one agent, but no model call decided anything: no agent run to shape
+
+
+@pytest.mark.parametrize("helper", [False, True])
+@pytest.mark.parametrize("steps", [FAILED_READ, CLEAN])
+def test_the_column_path_computes_the_same_features(steps: list[dict[str, Any]], helper: bool) -> None:
+    records = with_helper(agent_trace(steps)) if helper else agent_trace(steps)
+    ts = TraceSpans.from_records("t1", records)
+    rules = load_rules()
+    tree = build_tree(ts)
+    facts = column_facts(ts, rules, tree)
+    assert facts is not None
+    by_columns = column_features(ts, rules, tree, facts, failed=False).features
+    by_records, _ = trace_features(ts, rules, tree)
+    assert {i: list(x) for i, x in by_columns.items()} == {i: list(x.items()) for i, x in by_records.items()}
+    assert any(("single_agent", 1.0) in x for x in by_columns.values()) == (steps is FAILED_READ and not helper)
+
+
+def test_a_healthy_single_agent_run_gets_no_strong_suspect_however_heavy_the_run_shape() -> None:
+    ts = TraceSpans.from_records("t1", agent_trace(CLEAN))
+    rules = load_rules()
+    shipped = default_span_model()
+    heavy = SpanModel({**shipped.weights, "single_agent": 10.0}, shipped.bias, shipped.threshold)
+    for model in (shipped, heavy):
+        lst = run_suspects(ts, rules, span_model=model)
+        assert lst.suspects and not any(s.strong for s in lst.suspects), lst  # the best span alone, not strong
+        tree = build_tree(ts)
+        cols = run_suspects_from(ts, rules, column_facts(ts, rules, tree), span_model=model, tree=tree)
+        assert cols.as_dict() == lst.as_dict()
+    # the same weight does make a suspect of a span with a real signal in a single-agent run
+    bad = run_suspects(TraceSpans.from_records("t1", agent_trace(FAILED_READ)), rules, span_model=heavy)
+    assert bad.suspects[0].strong and bad.suspects[0].signal != "single_agent"
+
+
+def test_the_shipped_model_weighs_the_run_shape() -> None:
+    m = default_span_model()
+    assert m.weights.get("single_agent", 0.0) > 0
+    x = {"action_failed": 1.0}
+    assert m.score({**x, "single_agent": 1.0}) > m.score(x)
+
+
 # -- through the CLI ------------------------------------------------------------------------------------------------------
 
 
@@ -260,4 +362,8 @@ def test_a_bucket_rule_on_our_conventions_is_a_suspect_with_its_own_name_and_buc
     lst = run_suspects(TraceSpans.from_records("t1", records), load_rules())
     assert [(s.span_id, s.signal, s.bucket, s.strong) for s in lst.suspects] == [
         ("ret", "empty_retrieval", "retrieval_miss", True)]  # the weak planned_step_never_ran is no suspect alone
-    assert lst.suspects[0].evidence == ["empty_retrieval: retrieval returned 0 documents (a silent miss)"]
+    # evidence lists what raised the score: the rule, and the tool signal when its fitted weight is positive
+    tool_signal = ["tool_empty_result: returned nothing"] if default_span_model().weights["tool_empty_result"] > 0 \
+        else []
+    assert lst.suspects[0].evidence == ["empty_retrieval: retrieval returned 0 documents (a silent miss)",
+                                        *tool_signal]

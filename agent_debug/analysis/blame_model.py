@@ -58,7 +58,11 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "disagreement": 2.0,
     "rule_strong": 4.0,
     "rule_weak": 0.0,  # a weak rule names a symptom: a suspect only beside stronger evidence
+    "single_agent": 0.0,  # run shape (`suspects.run_shape`): no opinion before fitting
 }
+# The failure signals: the features whose prior weight is positive (fixed with the priors, never by a fit). A
+# run-shape feature only ever sits beside one of them.
+EVIDENCE = frozenset(f for f, w in PRIOR_WEIGHTS.items() if w > 0)
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # candidate thresholds: 0.05 .. 0.95
 
 

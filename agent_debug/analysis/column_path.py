@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import compress, repeat
 from operator import and_, eq, is_, is_not, not_
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent_debug import digest as dg
 from agent_debug.analysis.buckets import (
@@ -38,13 +38,16 @@ from agent_debug.analysis.span_signals import LARGE_RESULT_CHARS, MODEL_SIGNALS,
 from agent_debug.analysis.blame import TranscriptModel
 from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model
 from agent_debug.analysis.suspects import (
+    CONTEXT_FEATURES,
     GENERIC_RULES,
     WEAKER_SHOWN,
     SuspectList,
     _suspect,
     disagreement_hits,
     is_transcript,
+    run_shape,
     run_suspects,
+    shaped,
 )
 from agent_debug.analysis.source import Source
 from agent_debug.analysis.tree import Tree, build_tree
@@ -818,10 +821,18 @@ def suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, m
         return _suspect_list(ts, rules, tree, facts, model, failed)
 
 
-def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, model: Any, failed: bool) -> Any:
-    import heapq
+class ColumnFeatures(NamedTuple):
+    """`suspects.trace_features` from columns: the context, every candidate's feature vector (one shared tuple per
+    distinct vector), the calls whose signals came from the signal functions, and the rule and disagreement hits
+    behind the features they added."""
+
+    context: ColumnContext
+    features: dict[int, Features]
+    slow: set[int]
+    extra: dict[int, list[Hit]]
 
 
+def column_features(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, failed: bool) -> ColumnFeatures:
     c = ColumnContext(ts, tree, facts)
     feats, slow = signal_features(c)
     dis = disagreement_hits(ts)
@@ -850,6 +861,16 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
         extra[s.index].append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
     for i, d in changed.items():
         x_of[i] = tuple(d.items())
+    with_run_shape(ts, x_of)
+    return ColumnFeatures(c, x_of, slow, extra)
+
+
+def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, model: Any, failed: bool) -> Any:
+    import heapq
+
+    c, x_of, slow, extra = column_features(ts, rules, tree, facts, failed)
+    et = ts.event_type
+
     def weight(f: str) -> float:
         return model.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0))  # type: ignore[no-any-return]
 
@@ -857,7 +878,8 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     for i, key in x_of.items():
         members[key].append(i)
     score_of = {key: model.score(dict(key)) for key in members}
-    named = {key for key in members if any(f != "is_tool" and weight(f) * v > 0 for f, v in key)}  # signal != none
+    named = {key for key in members  # signal != none
+             if any(f not in CONTEXT_FEATURES and weight(f) * v > 0 for f, v in key)}
     start, sid = ts.start_ns, ts.span_id
     threshold = model.threshold
     picked = [i for key, ms in members.items() if score_of[key] >= threshold for i in ms]
@@ -885,6 +907,17 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     for s in out:
         s.strong = s.score >= threshold
     return SuspectList(out, [suspect(i) for i in weaker], threshold, f"span signals, threshold {threshold}")
+
+
+def with_run_shape(ts: TraceSpans, x_of: dict[int, Features]) -> None:
+    """`suspects.run_shape` and `suspects.shaped` on the candidates' feature vectors, once per distinct vector."""
+    names = {key: frozenset(f for f, _ in key) for key in set(x_of.values())}
+    shape = run_shape(ts, {i: names[key] for i, key in x_of.items()})
+    if not shape:
+        return
+    extended = {key: key + tuple(extra.items()) for key in names if (extra := shaped(names[key], shape))}
+    for i, key in x_of.items():
+        x_of[i] = extended.get(key, key)
 
 
 def load_for_diagnosis(source: Source, trace_id: str) -> TraceSpans:

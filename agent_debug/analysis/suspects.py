@@ -5,7 +5,8 @@ Three sources, one list:
 
 - agent traces (any format): every model call and tool call is scored by the span signals (`span_signals.py`)
   weighed by the blame model (`blame_model.py`); the bucket rules of `rules.toml` that read our attribute
-  conventions (an empty retrieval, a route below its lane, an off-plan step, ...) count as signals too;
+  conventions (an empty retrieval, a route below its lane, an off-plan step, ...) count as signals too, and the
+  run's shape (`run_shape`: one agent did all the work) qualifies the spans that carry a signal;
 - chat transcripts (`source.format = transcript`): the messages the transcript signals of `blame.py` name,
   in the order of the model's policy, scored by how often that signal named the right agent when fitted;
 - emergent disagreement (`disagreement.py`): a merge of parallel branches that contradict each other.
@@ -17,11 +18,12 @@ few below it.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent_debug.analysis.blame import TranscriptModel, blame_transcript, default_transcript_model
-from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model, select
+from agent_debug.analysis.blame_model import EVIDENCE, PRIOR_WEIGHTS, SpanModel, default_span_model, select
 from agent_debug.analysis.buckets import Rules, Suspect, find_suspects
 from agent_debug.analysis.disagreement import blamed_span, find_disagreements
 from agent_debug.analysis.span_context import CANDIDATE_TYPES, SpanContext
@@ -33,6 +35,10 @@ from agent_debug.analysis.tree import Tree, build_tree
 # the span signals cover them, so they add no feature
 GENERIC_RULES = frozenset({"unrecovered_tool_failure", "unrecovered_error", "unreconciled_disagreement"})
 WEAKER_SHOWN = 5
+# features that say where a span sits, not what went wrong: no hit behind them, so never a suspect's signal
+RUN_SHAPE_FEATURES = ("single_agent",)  # what `run_shape` can give
+WORK_TYPES = frozenset({"TOOL_CALL", "RETRIEVAL"})  # spans whose agent did work, decided by a model or not
+CONTEXT_FEATURES = frozenset({"is_tool", *RUN_SHAPE_FEATURES})
 
 
 @dataclass
@@ -97,7 +103,29 @@ def candidate_features(ts: TraceSpans, hits: list[Hit], rule_hits: list[Suspect]
         f = feats.setdefault(s.index, {})
         f[key] = 1.0
         why.setdefault(s.index, []).append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
+    shape = run_shape(ts, feats)
+    for x in feats.values():
+        x.update(shaped(x, shape))
     return feats, why
+
+
+def run_shape(ts: TraceSpans, candidates: Mapping[int, Collection[str]]) -> dict[str, float]:
+    """The run-shape features of a run, from its candidates (span index -> feature names): `single_agent` when
+    one model-driven agent did all the work: its model calls decided actions (each acting agent has exactly one
+    `first_action` call) and no other agent decided one or ran a tool call or a retrieval. Both paths read it off
+    the same features. One agent doing all the work puts each of its failure signals on the path to the answer;
+    where a manager delegates, a helper's failed search is often worked around by another. A run no model call
+    acted in (a scripted pipeline) has no such agent."""
+    et, agent = ts.event_type, ts.agent_name
+    acting = {agent[i] for i, names in candidates.items() if "first_action" in names}
+    workers = acting | {agent[i] for i in candidates if et[i] in WORK_TYPES}
+    return {"single_agent": 1.0} if len(workers) == 1 and workers == acting else {}
+
+
+def shaped(names: Collection[str], shape: dict[str, float]) -> dict[str, float]:
+    """The run-shape features one candidate takes: all of them beside a failure signal (`EVIDENCE`), none on a
+    span without one, so the run's shape never makes a suspect of a clean span."""
+    return shape if shape and not EVIDENCE.isdisjoint(names) else {}
 
 
 def trace_features(ts: TraceSpans, rules: Rules, tree: Tree | None = None, failed: bool = False
