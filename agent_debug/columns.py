@@ -2,7 +2,8 @@
 
 The ground floor beside `model`: readers, the store and every analysis share it, so it imports nothing of the
 package. Columns keep a 1M-span trace in a few hundred MB and load from the store without parsing JSON
-(`store.chunks` decodes a chunk into them); the full records are attached only when an analysis needs attributes or payloads.
+(`store.chunks` decodes a chunk into them); the full records are attached only when an analysis needs
+attributes or payloads.
 """
 
 from __future__ import annotations

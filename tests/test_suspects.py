@@ -22,8 +22,8 @@ from agent_debug.analysis.blame_model import (
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.span_context import SpanContext, is_empty_text
 from agent_debug.analysis.span_signals import answer_tokens, span_hits
-from agent_debug.columns import TraceSpans
 from agent_debug.analysis.suspects import run_suspects
+from agent_debug.columns import TraceSpans
 from conftest import rec, run_cli, write_jsonl
 
 
@@ -142,7 +142,7 @@ def test_text_helpers() -> None:
     assert answer_tokens('final_answer("Honolulu, Quincy and 1,937")') == {"honolulu", "quincy", "1937"}
 
 
-# -- the model ----------------------------------------------------------------------------------------------------------
+# -- the model ---------------------------------------------------------------------------------------------------------
 
 
 def _runs(pattern: list[tuple[dict[str, float], int]], copies: int, group: str = "g") -> list[LabelledRun]:
@@ -199,7 +199,7 @@ def test_suspects_are_ranked_and_carry_the_documented_keys() -> None:
     assert set(d) >= {"span_id", "agent_name", "name", "event_type", "signal", "bucket", "evidence", "score"}
 
 
-# -- through the CLI ------------------------------------------------------------------------------------------------------
+# -- through the CLI ---------------------------------------------------------------------------------------------------
 
 
 def _files(tmp_path: Path) -> Path:

@@ -211,7 +211,8 @@ def _d_off_plan_step(c: _Ctx) -> list[int]:
     ts, tree = c.ts, c.tree
     for plan_i, steps in c.plan_steps():
         planned = set(steps)
-        parents = {ts.parent_id[i] for i in range(len(ts)) if ts.name[i] in planned and ts.start_ns[i] >= ts.start_ns[plan_i]}
+        parents = {ts.parent_id[i] for i in range(len(ts))
+                   if ts.name[i] in planned and ts.start_ns[i] >= ts.start_ns[plan_i]}
         for p in parents:
             pi = c.by_id.get(p) if p is not None else None
             kids = tree.children[pi] if pi is not None else []
@@ -457,9 +458,9 @@ def _diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | 
     root = ts.span_id.index(summary.root_span_id)
     suspects = find_suspects(ts, tree, rules, failed=True, facts=facts)
     strong = [s for s in suspects if s.strength == "strong"]
-    if summary.source_format == "transcript":  # chat logs have no attributes for the rules: blame a message
-        if (blamed := transcript_suspect(ts)) is not None:
-            suspects, strong = [blamed, *suspects], [blamed]
+    # chat logs have no attributes for the rules: blame a message
+    if summary.source_format == "transcript" and (blamed := transcript_suspect(ts)) is not None:
+        suspects, strong = [blamed, *suspects], [blamed]
     visible = _visible_failure(ts, tree, root, facts)
     if strong:
         cause = _routing_cause(ts, suspects, strong[0])

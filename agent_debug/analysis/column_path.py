@@ -24,19 +24,20 @@ from operator import and_, eq, is_, is_not, not_
 from typing import Any
 
 from agent_debug import digest as dg
+from agent_debug.analysis.blame import TranscriptModel
+from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model
 from agent_debug.analysis.buckets import (
     CALL_TYPES,
     DETECTORS,
     STEP_SKIP,
     Rules,
-    Suspect,
     _match_when,
     rank_suspects,
 )
+from agent_debug.analysis.findings import Suspect
+from agent_debug.analysis.source import Source
 from agent_debug.analysis.span_context import CANDIDATE_TYPES, TEXT_CAP, ModelOutput, SpanContext
 from agent_debug.analysis.span_signals import LARGE_RESULT_CHARS, MODEL_SIGNALS, TOOL_SIGNALS, Hit
-from agent_debug.analysis.blame import TranscriptModel
-from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model
 from agent_debug.analysis.suspects import (
     GENERIC_RULES,
     WEAKER_SHOWN,
@@ -46,7 +47,6 @@ from agent_debug.analysis.suspects import (
     is_transcript,
     run_suspects,
 )
-from agent_debug.analysis.source import Source
 from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.columns import TraceSpans
 from agent_debug.gcpause import gc_paused
@@ -429,7 +429,8 @@ class ColumnContext(SpanContext):
         acting = list(map(and_, map(is_not, dec, repeat(None)), map(not_, map(self.is_llm.__getitem__, self.order))))
         calls = frozenset({"TOOL_CALL", "RETRIEVAL"})
         actions, tools_of = self.actions, self.tools_of
-        for i, d in zip(compress(self.order, acting), compress(dec, acting)):
+        # (d is never None: `acting` leaves those out, which the type checker cannot see through compress)
+        for i, d in zip(compress(self.order, acting), compress(dec, acting), strict=True):
             actions[d].append(i)  # type: ignore[index]
             if et[i] in calls:
                 if d in tools_of:
@@ -812,8 +813,6 @@ def suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, m
                  ) -> SuspectList:
     """`suspects.split(score_spans(...))` from columns: every candidate scored (one score per distinct feature
     vector), and only the reported spans' hits and evidence worked out."""
-    import heapq
-
     with gc_paused():
         return _suspect_list(ts, rules, tree, facts, model, failed)
 
@@ -864,7 +863,10 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     if not picked and members:
         top = max(score_of.values())
         picked = [max((i for key, ms in members.items() if score_of[key] == top for i in ms), key=sid.__getitem__)]
-    rank_key: Callable[[int], tuple[float, int, int]] = lambda i: (-score_of[x_of[i]], start[i], i)  # noqa: E731
+
+    def rank_key(i: int) -> tuple[float, int, int]:
+        return (-score_of[x_of[i]], start[i], i)
+
     picked.sort(key=rank_key)
     chosen = set(picked)
     weaker: list[int] = []

@@ -127,7 +127,7 @@ def sig_action_failed(c: SpanContext, k: int) -> Hit | None:
     err = (c.ts.record(i).get("error") or {}) if c.ts.records is not None else {}
     what = err.get("type") or c.ts.status[i]
     return _hit(c, k, "action_failed", "tool_execution",
-                f"{c.ts.name[i]} failed ({what})" + ("" if i == k else f", an action this call chose"))
+                f"{c.ts.name[i]} failed ({what})" + ("" if i == k else ", an action this call chose"))
 
 
 def sig_reacts_to_failure(c: SpanContext, k: int) -> Hit | None:

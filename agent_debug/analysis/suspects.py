@@ -26,8 +26,8 @@ from agent_debug.analysis.buckets import Rules, Suspect, find_suspects
 from agent_debug.analysis.disagreement import blamed_span, find_disagreements
 from agent_debug.analysis.span_context import CANDIDATE_TYPES, SpanContext
 from agent_debug.analysis.span_signals import Hit, span_hits
-from agent_debug.columns import TraceSpans
 from agent_debug.analysis.tree import Tree, build_tree
+from agent_debug.columns import TraceSpans
 
 # bucket rules that restate a span signal under the other convention (blame the tool, not the call that chose it):
 # the span signals cover them, so they add no feature

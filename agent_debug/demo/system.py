@@ -101,7 +101,8 @@ class Agents:
     async def test(self, task: dict[str, Any], config: dict[str, Any] | None = None) -> bool:
         previous: str | None = None
         for attempt in range(2):
-            def annotate(span: ad.Span, resp: dict[str, Any], attempt: int = attempt) -> None:
+            def annotate(span: ad.Span, resp: dict[str, Any], attempt: int = attempt,
+                         previous: str | None = previous) -> None:
                 span.set_attribute("retry.count", attempt)
                 if previous is not None:
                     span.set_attribute("retry.of", previous)

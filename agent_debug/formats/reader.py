@@ -11,10 +11,11 @@ a time).
 from __future__ import annotations
 
 import os
-from io import BytesIO
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from io import BytesIO
 from itertools import compress, repeat
 from operator import add, itemgetter, not_
 from pathlib import Path
@@ -305,7 +306,7 @@ def _checked_columns(objs: list[Any]) -> Columns | None:
             and set(map(type, cols["span_id"])) == _STR and all(cols["span_id"])
             and (parent_types == _STR and all(parents) or parent_types <= _PARENT_TYPES and "" not in parents)
             and set(map(type, cols["agent_name"])) == _STR and set(map(type, cols["event_type"])) == _STR
-            and set(map(type, ts)) <= _NUMBER and -MAX_TIMESTAMP < min(ts) and max(ts) < MAX_TIMESTAMP
+            and set(map(type, ts)) <= _NUMBER and min(ts) > -MAX_TIMESTAMP and max(ts) < MAX_TIMESTAMP
             and set(map(type, dur)) == _INT and min(dur) >= 0 and max(dur) <= MAX_DURATION_NS
             and set(cols["status"]) <= _STATUSES
         ):
@@ -521,7 +522,7 @@ def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Cla
             elif rec is None:
                 _reject(report, frep, where, "not a map", stream.raw(item))
             else:
-                yield from _yield_checked(rec, report, frep, where, lambda: stream.raw(item))  # noqa: B023
+                yield from _yield_checked(rec, report, frep, where, partial(stream.raw, item))
         if stream.corrupt:
             run.flush(report, frep)
             _reject(report, frep, f"offset {stream.base}", f"invalid MessagePack: {stream.corrupt}; "
@@ -595,9 +596,9 @@ def _read_document(
                 assert imp is not None
                 _foreign(cls, imp, loc, b"", item)
             elif rec is None:
-                _reject(report, frep, loc, "not a trace record or a known format", lambda: safe_dumps(item))
+                _reject(report, frep, loc, "not a trace record or a known format", partial(safe_dumps, item))
             else:
-                yield from _yield_checked(rec, report, frep, loc, lambda: safe_dumps(item))
+                yield from _yield_checked(rec, report, frep, loc, partial(safe_dumps, item))
 
     return gen()
 
@@ -627,7 +628,7 @@ def read_file_pairs(
     (an envelope, a foreign format, MessagePack). The store hashes and keeps the raw line when it has one."""
     for recs, raws, _ in read_file_batches(path, report, start_offset=start_offset, start_line=start_line,
                                            format=format):
-        yield from zip(recs, raws)
+        yield from zip(recs, raws, strict=True)
 
 
 def read_file_batches(
@@ -695,7 +696,7 @@ def _convert_foreign(cls: _Classifier, frep: FileReport, report: ReadReport) -> 
                         raw or safe_dumps(obj))
             continue
         for i, rec in enumerate(converted):
-            yield from _yield_checked(rec, report, frep, f"{imp.name} span {i}", lambda: safe_dumps(rec))
+            yield from _yield_checked(rec, report, frep, f"{imp.name} span {i}", partial(safe_dumps, rec))
 
 
 def read_paths(

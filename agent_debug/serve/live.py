@@ -20,8 +20,8 @@ from typing import Any
 
 from agent_debug.analysis.critical import _self_times
 from agent_debug.analysis.explain import explain_run
-from agent_debug.columns import TraceSummary
 from agent_debug.analysis.tree import build_tree
+from agent_debug.columns import TraceSummary
 from agent_debug.errors import TraceNotFound
 from agent_debug.report.details import detail_of
 from agent_debug.report.document import FORMAT, VERSION, build_run

@@ -28,13 +28,12 @@ from typing import Any
 
 import orjson
 
-from agent_debug.gcpause import gc_paused
 from agent_debug.formats.reader import Batch, FileReport, ReadReport, Reject, _checked_columns
+from agent_debug.gcpause import gc_paused
 from agent_debug.model import check_record
+from agent_debug.store.chunks import SpanKeys, json_default as _json_default
 from agent_debug.store.consistency import exclusive
 from agent_debug.store.db import connect
-from agent_debug.store.chunks import json_default as _json_default
-from agent_debug.store.chunks import SpanKeys
 from agent_debug.store.ingest import IngestResult, _Ingest, rejects_path
 
 MAX_LIVE_TRACES = 2_000  # traces whose span keys and running summaries stay in memory between batches

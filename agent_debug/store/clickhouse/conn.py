@@ -15,8 +15,8 @@ import re
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from agent_debug.errors import StoreError
 from agent_debug.store.types import EXTRA_HINT, Location

@@ -20,9 +20,9 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import compress, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,8 +42,7 @@ from agent_debug.formats.reader import (
     record_columns,
 )
 from agent_debug.gcpause import gc_paused
-from agent_debug.store.chunks import crc32 as _crc32
-from agent_debug.store.chunks import json_default as _json_default
+from agent_debug.store.chunks import crc32 as _crc32, json_default as _json_default
 from agent_debug.store.consistency import exclusive
 from agent_debug.store.ingest import IngestResult, _head
 
@@ -244,7 +243,7 @@ class ChIngest:
         keys = self.keys[tid]
         hashes = list(map(_crc32, lines, map(len, lines)))  # store.ingest.content_hash of each, in C
         sids = cols["span_id"]
-        new = dict(zip(sids, hashes))
+        new = dict(zip(sids, hashes, strict=True))
         if len(new) == len(sids) and keys.hashes.keys().isdisjoint(new):
             keys.hashes.update(new)
         else:
@@ -381,7 +380,7 @@ class ChIngest:
         self.conn.insert(self.t.ingests, list(row), orjson.dumps(row))
 
 
-def _token_values(costs: list[Any], out: dict[str, list[Any]]) -> None:
+def _token_values(costs: Sequence[Any], out: dict[str, list[Any]]) -> None:
     """Prompt tokens, completion tokens and cost of each span, as `TraceSpans.extend_columns` counts them."""
     n = len(costs)
     if costs.count(None) == n:

@@ -139,7 +139,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
                 lines = record_lines(self._conn, self._spans, self._trace_id)
                 if len(lines) != self._n:
                     raise ValueError(f"{len(lines)} records for {self._n} spans")
-                self._parsed.update(zip(wanted, map(orjson.loads, map(lines.__getitem__, wanted))))
+                self._parsed.update(zip(wanted, map(orjson.loads, map(lines.__getitem__, wanted)), strict=True))
                 return
             got = self._fetch([pos[i] for i in wanted])
             for i in wanted:
