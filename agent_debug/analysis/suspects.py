@@ -167,7 +167,7 @@ def transcript_suspects(ts: TraceSpans, model: TranscriptModel | None = None) ->
             continue
         out.append(SpanSuspect(c.span_id, c.agent, ts.name[i], ts.event_type[i], c.signal, c.bucket, [c.reason],
                                tm.score(c.signal), c.signal in tm.policy.signals or not out,  # (the blamed one)
-                               c.step_index, i))
+                               step=c.step_index, index=i))
     for rank, s in enumerate(out):  # the policy's order is the ranking: scores never invert it
         if rank and s.score > out[rank - 1].score:
             s.score = out[rank - 1].score
