@@ -141,7 +141,7 @@ def evaluate(
     raise typer.Exit(result.exit_code)
 
 
-def _open(db: Path | None, from_: list[Path] | None, opened: list[Source]) -> Source:
+def _open(db: str | None, from_: list[Path] | None, opened: list[Source]) -> Source:
     from agent_debug.analysis.source import open_source
 
     src = open_source(db_path(db), from_)
