@@ -379,6 +379,6 @@ def digest_batch(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     errs = list(map(get, recs, repeat("error")))
     if errs.count(None) != n:
         for i in compress(range(n), errs):
-            if isinstance(errs[i], dict):
-                da.setdefault(ERROR_TYPE, []).append([i, errs[i].get("type")])
+            if isinstance(err := errs[i], dict):
+                da.setdefault(ERROR_TYPE, []).append([i, err.get("type")])
     return {"df": flags, "ol": ol, "ih": ih, "da": da}

@@ -15,8 +15,9 @@ from typing import Any
 
 from agent_debug.analysis.batch import bucket_runs
 from agent_debug.analysis.buckets import BucketReport, load_rules
+from agent_debug.analysis.column_path import load_for_diagnosis
 from agent_debug.analysis.critical import CriticalPathResult, analyze, critical_times
-from agent_debug.analysis.explain import Explanation, explain, load_for_diagnosis
+from agent_debug.analysis.explain import Explanation, explain
 from agent_debug.analysis.patterns import DIMENSIONS, PatternReport, failure_patterns
 from agent_debug.analysis.sessions import SessionReport, analyze_session
 from agent_debug.analysis.source import Source, only_trace, open_source

@@ -230,10 +230,10 @@ def _evidence_before(c: SpanContext, k: int) -> bool:
     ts = c.ts
     run: int = k
     for _ in range(10_000):
-        p = c.parent[run]
-        if p is None:
+        up = c.parent[run]
+        if up is None:
             break
-        run = p
+        run = up
         if ts.attributes(run).get("openinference.span.kind") == "AGENT" or ts.name[run].endswith(".run"):
             break
     stack, seen = [run], set()

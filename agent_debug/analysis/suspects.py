@@ -22,8 +22,9 @@ from typing import Any
 
 from agent_debug.analysis.blame import TranscriptModel, blame_transcript, default_transcript_model
 from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model, select
-from agent_debug.analysis.buckets import Rules, Suspect, find_suspects
+from agent_debug.analysis.buckets import Rules, find_suspects
 from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+from agent_debug.analysis.findings import Suspect
 from agent_debug.analysis.span_context import CANDIDATE_TYPES, SpanContext
 from agent_debug.analysis.span_signals import Hit, span_hits
 from agent_debug.analysis.tree import Tree, build_tree

@@ -84,7 +84,7 @@ def _build_tree(ts: TraceSpans) -> Tree:
             duplicates = [i for i, sid in enumerate(sids) if index[sid] != i]
         parent_idx = list(map(index.get, pids))  # None: a root, or a parent not in the trace
     dup_set = set(duplicates)
-    children: list[list[int]] = [_LEAF] * n  # type: ignore[list-item]  # a list only for spans with children
+    children: list[list[int]] = [_LEAF] * n  # a list only for spans with children
     parents: list[int] = []  # spans with children
     roots: list[int] = []
     orphans: dict[str, list[int]] = {}

@@ -46,8 +46,9 @@ class _EvalGroup(TyperGroup):
         if args and args[0] in self.commands:
             for param in self.get_params(ctx):  # the callback still runs: give its parameters their defaults
                 param.handle_parse_result(ctx, {}, [])
-            ctx._protected_args, ctx.args = args[:1], args[1:]
-            return ctx.args
+            rest: list[str] = args[1:]
+            ctx._protected_args, ctx.args = args[:1], rest
+            return rest
         rest = super(TyperGroup, self).parse_args(ctx, args)
         ctx._protected_args, ctx.args = [], rest
         return rest

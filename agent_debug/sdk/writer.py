@@ -77,7 +77,7 @@ def fast_gzip(path: str, *, level: int = 1, on_done: Callable[[], None] | None =
             os.remove(path)
             return
         try:
-            from isal import igzip  # type: ignore[import-not-found]
+            from isal import igzip
 
             def opener(p: str) -> Any:
                 return igzip.open(p, "wb", compresslevel=min(level, 3))
@@ -512,7 +512,7 @@ def _is_size(rotation: Any) -> bool:
     return False
 
 
-def _binary_file_sink(path: Path, rotation: Any, compression: Callable[[str], None] | None) -> Any:
+def _binary_file_sink(path: Path, rotation: Any, compression: str | Callable[[str], None] | None) -> Any:
     """loguru's own file sink (rotation, the compression hook, the rotated file names), opened in binary mode
     and unbuffered: each message is our bytes in one write(), with no text layer copying them three times."""
     from loguru._file_sink import FileSink

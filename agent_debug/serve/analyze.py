@@ -119,7 +119,7 @@ class RunAnalyzer:
         out: dict[str, Any] = {"cases": [], "skipped_judge_cases": skipped}
         if files:
             try:
-                res = evaluate(files, lambda: _OneRun(summary, ts))  # type: ignore[arg-type,return-value]
+                res = evaluate(files, lambda: _OneRun(summary, ts))
                 out["cases"] = [c.model_dump(mode="json") for c in res.cases]
             except AgentDebugError as exc:
                 out["error"] = str(exc)

@@ -123,7 +123,7 @@ def _take_cols(cols: Columns, idx: list[int]) -> Columns:
     """A batch's columns (and span digests) of the records at `idx`."""
     out: dict[str, Any] = {k: _take(v, idx) for k, v in cols.items() if k != "dg"}
     if "dg" in cols:
-        d: dict[str, Any] = cols["dg"]  # type: ignore[assignment]
+        d: dict[str, Any] = cols["dg"]  # type: ignore[assignment]  # the digests: a dict among the columns
         at = {old: new for new, old in enumerate(idx)}
         out["dg"] = {"df": _take(d["df"], idx), "ol": _take(d["ol"], idx), "ih": _take(d["ih"], idx),
                      "da": {k: kept for k, pairs in d["da"].items()
@@ -398,7 +398,7 @@ class _Ingest:
                     dumps, opt = orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
                     lines = [line if line is not None else dumps(rec, option=opt, default=json_default) + b"\n"
                              for rec, line in zip(recs, lines, strict=True)]
-            held.append((recs, lines, cols))  # type: ignore[arg-type]
+            held.append((recs, lines, cols))  # type: ignore[arg-type]  # no None line is left
             held_n += len(recs)
             if held_n >= DIGEST_RECORDS:
                 self._add_held(held)
@@ -433,7 +433,7 @@ class _Ingest:
                 cols = {k: list(chain.from_iterable(h[2][k] for h in part)) for k in cols}
             size = len(recs)
             cols = dict(cols)
-            cols["dg"] = _digest_slice(d, base, base + size)  # type: ignore[assignment]
+            cols["dg"] = _digest_slice(d, base, base + size)  # type: ignore[assignment]  # the digests: a dict
             if single:  # one trace, as writers usually write them
                 self._add(tids[0], recs, lines, cols)
             else:
@@ -463,7 +463,7 @@ class _Ingest:
             recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
             cols = _take_cols(cols, keep)
         out = stored_batch(cols)
-        out.update(cols["dg"])  # type: ignore[arg-type]  # what diagnosis reads instead of the records
+        out.update(cols["dg"])  # what diagnosis reads instead of the records
         parents = cols["parent_id"]
         roots: list[int] = []
         if not all(parents):  # a root (a parent id is never "")

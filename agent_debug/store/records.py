@@ -62,9 +62,11 @@ class _KnownTraces:
         self.memo: dict[str, bool] = {}
 
     def __contains__(self, trace_id: object) -> bool:
-        got = self.memo.get(trace_id)  # type: ignore[call-overload]
+        if not isinstance(trace_id, str):
+            return False
+        got = self.memo.get(trace_id)
         if got is None:
-            got = self.memo[trace_id] = self.db.execute(  # type: ignore[index]
+            got = self.memo[trace_id] = self.db.execute(
                 "SELECT 1 FROM traces WHERE trace_id = ?", (trace_id,)).fetchone() is not None
         return got
 
@@ -189,7 +191,7 @@ class RecordIngest:
         frep.records = len(keep)
         kept = [recs[i] for i in keep]
         kept_lines: list[bytes | None] = [lines[i] for i in keep] if lines is not None else [None] * len(keep)
-        return (kept, kept_lines, None), rejected_at  # type: ignore[return-value]
+        return (kept, kept_lines, None), rejected_at
 
     # -- state between batches ------------------------------------------------------------------------------------
 

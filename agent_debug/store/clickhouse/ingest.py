@@ -179,7 +179,7 @@ class ChIngest:
                              for rec, line in zip(recs, lines, strict=True)]
             tids = cols["trace_id"]
             if tids.count(tids[0]) == len(tids):
-                self._queue(tids[0], recs, lines, cols)  # type: ignore[arg-type]
+                self._queue(tids[0], recs, lines, cols)  # type: ignore[arg-type]  # no None line is left
             else:
                 groups: dict[str, list[int]] = {}
                 for i, tid in enumerate(tids):
@@ -353,8 +353,9 @@ class ChIngest:
         if not new:
             return
         now = time.time()
-        rows = {"trace_id": [c[0] for c in new], "span_id": [c[1] for c in new], "hash": [c[2] for c in new],
-                "record_hex": [c[3].hex() for c in new], "seen_at": [now] * len(new)}
+        rows: dict[str, list[Any]] = {
+            "trace_id": [c[0] for c in new], "span_id": [c[1] for c in new], "hash": [c[2] for c in new],
+            "record_hex": [c[3].hex() for c in new], "seen_at": [now] * len(new)}
         self.conn.insert(self.t.conflicts, list(rows), _dumps(rows))
         self.result.conflicts += len(new)
         for c in new:
@@ -366,9 +367,10 @@ class ChIngest:
             return
         rejects, report.rejects = list(report.rejects), []
         now = time.time()
-        rows = {"source": [r.source for r in rejects], "location": [r.location for r in rejects],
-                "reason": [r.reason for r in rejects], "raw_hex": [r.raw.hex() for r in rejects],
-                "ingest_id": [self.ingest_id] * len(rejects), "at": [now] * len(rejects)}
+        rows: dict[str, list[Any]] = {
+            "source": [r.source for r in rejects], "location": [r.location for r in rejects],
+            "reason": [r.reason for r in rejects], "raw_hex": [r.raw.hex() for r in rejects],
+            "ingest_id": [self.ingest_id] * len(rejects), "at": [now] * len(rejects)}
         # raw bytes may be anything: sent as hex (`raw_hex`) and unhexed by the engine, no byte changed on the way
         self.conn.insert(self.t.rejects, list(rows), _dumps(rows))
         self.result.rejects_file = f"{self.store.location.shown} (table {self.t.rejects})"

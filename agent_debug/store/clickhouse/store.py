@@ -140,7 +140,7 @@ class ClickHouseStore:
         if self.location.kind == "chdb":
             from agent_debug.store.clickhouse.conn import ChdbConn
 
-            return ChdbConn.sibling_of(self.conn)  # type: ignore[arg-type]
+            return ChdbConn.sibling_of(self.conn)  # type: ignore[arg-type]  # a chdb store's conn is one
         return connect(self.location, create=False)
 
     def close(self) -> None:
@@ -203,7 +203,8 @@ class ClickHouseStore:
 
     def list_traces(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
         flt = flt or TraceFilter()
-        where, params = [], {}
+        where: list[str] = []
+        params: dict[str, Any] = {}
         if flt.failed:
             where.append("status IN ('failed', 'error')")
         if flt.workflow:
@@ -248,8 +249,9 @@ class ClickHouseStore:
         """What each run has of every `patterns` dimension, in one aggregation in the engine (as
         `analysis.patterns.run_values` finds it in the loaded records: the same rules, type checks included)."""
         rows = self._rows(_RUN_VALUES.replace("{spans}", self.names.spans), {"ids": trace_ids})
-        out = {tid: {"modality": set(), "agent": set(), "model": set(), "tool": set(), "route": set()}
-               for tid in trace_ids}
+        out: dict[str, dict[str, set[str]]] = {
+            tid: {"modality": set(), "agent": set(), "model": set(), "tool": set(), "route": set()}
+            for tid in trace_ids}
         for tid, media, agents, models, tools, routes in rows:
             out[tid] = {"modality": {"multimodal" if len(media) > 1 else media[0]} if media else {"text"},
                         "agent": set(agents), "model": set(models), "tool": set(tools), "route": set(routes)}
