@@ -51,24 +51,48 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-if TYPE_CHECKING:
-    from agent_debug.model import Bucket, EventType
-    from agent_debug.replay.autopacket import configure
-    from agent_debug.schema import RunEnvelope, TraceRecord
-    from agent_debug.sdk.intercept import allm_call, atool_call, llm_call, replaying, request_hash, tool_call
-    from agent_debug.sdk.profiler import profile_async, profile_stats, reset_profile
-    from agent_debug.sdk.runtime import Config, flush, shutdown, stats
+if TYPE_CHECKING:  # for type checkers and IDEs; `X as X` marks each name as re-exported (PEP 484)
+    from agent_debug.model import (
+        Bucket as Bucket,
+        EventType as EventType,
+    )
+    from agent_debug.replay.autopacket import (
+        configure as configure,
+    )
+    from agent_debug.schema import (
+        RunEnvelope as RunEnvelope,
+        TraceRecord as TraceRecord,
+    )
+    from agent_debug.sdk.intercept import (
+        allm_call as allm_call,
+        atool_call as atool_call,
+        llm_call as llm_call,
+        replaying as replaying,
+        request_hash as request_hash,
+        tool_call as tool_call,
+    )
+    from agent_debug.sdk.profiler import (
+        profile_async as profile_async,
+        profile_stats as profile_stats,
+        reset_profile as reset_profile,
+    )
+    from agent_debug.sdk.runtime import (
+        Config as Config,
+        flush as flush,
+        shutdown as shutdown,
+        stats as stats,
+    )
     from agent_debug.sdk.tracer import (
-        Message,
-        Run,
-        Span,
-        current_run,
-        current_span,
-        handoff,
-        llm_span,
-        receive,
-        run,
-        send,
-        span,
-        tool_span,
+        Message as Message,
+        Run as Run,
+        Span as Span,
+        current_run as current_run,
+        current_span as current_span,
+        handoff as handoff,
+        llm_span as llm_span,
+        receive as receive,
+        run as run,
+        send as send,
+        span as span,
+        tool_span as tool_span,
     )

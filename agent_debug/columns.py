@@ -2,15 +2,16 @@
 
 The ground floor beside `model`: readers, the store and every analysis share it, so it imports nothing of the
 package. Columns keep a 1M-span trace in a few hundred MB and load from the store without parsing JSON
-(`store.chunks` decodes a chunk into them); the full records are attached only when an analysis needs attributes or payloads.
+(`store.chunks` decodes a chunk into them); the full records are attached only when an analysis needs
+attributes or payloads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import methodcaller
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -142,7 +143,7 @@ def envelope_of(rec: dict[str, Any]) -> dict[str, Any]:
     """What a root record says about its run (kept beside the columns so listing needs no JSON). The run
     envelope's values are strings (spec); any other value is kept as its JSON text (`text_of`)."""
     attrs = rec.get("attributes") or {}
-    env = {k: text_of(rec[k]) for k in ENVELOPE_KEYS if rec.get(k) is not None}
+    env: dict[str, Any] = {k: text_of(rec[k]) for k in ENVELOPE_KEYS if rec.get(k) is not None}  # passed: a bool
     if "outcome.passed" in attrs:
         passed = attrs["outcome.passed"]
         env["passed"] = passed if passed is None or type(passed) is bool else text_of(passed)
@@ -169,13 +170,14 @@ class TraceSpans:
     completion_tokens: list[int] = field(default_factory=list)
     cost_usd: list[float] = field(default_factory=list)
     envelopes: dict[str, dict[str, Any]] = field(default_factory=dict)  # root span id -> envelope
-    records: list[dict[str, Any]] | None = None  # full records, same order, when loaded
+    # full records, same order, when loaded: a list, or `store.load.LazyRecords` (each read when asked for)
+    records: Sequence[dict[str, Any]] | None = None
     # each span's parent as an index (None: a root, or a parent not in the trace), when the source knows it and
     # the span ids are unique (the store: ingest keeps one span per id); the tree is built from it without an id map
     parent_index: list[int | None] | None = field(default=None, repr=False, compare=False)
     # the spans' digests (`analysis.digest`: df, ol, ih lists and da {key: [[position, value]]}), when every stored
     # batch had one; False once one did not (an older store), None before any batch
-    digest: dict[str, Any] | bool | None = field(default=None, repr=False, compare=False)
+    digest: dict[str, Any] | Literal[False] | None = field(default=None, repr=False, compare=False)
     # one shared object per distinct agent, event type, name and status (see `store.chunks.append_batch`)
     shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -188,6 +190,7 @@ class TraceSpans:
         if rec.get("parent_id") is None:
             self.envelopes[rec["span_id"]] = envelope_of(rec)
         if self.records is not None:
+            assert isinstance(self.records, list), "records read lazily are never added to"
             self.records.append(rec)
 
     @classmethod

@@ -7,12 +7,12 @@ files gets it when first needed). Per span:
 
 - `df`, flags (below): the attribute facts the rules and signals test (`tool.exit_code` non-zero, a hard
   timeout, `tool.result_size = 0`, `retrieval.doc_count = 0`, ...), whether the span has an output and whether
-  that output is empty text (`is_empty_text`, which span_context uses too), and `TEXT`: the output's text may hold a phrase some
-  signal's pattern looks for, so its record must be read. `TEXT` is conservative: every pattern of the signals
-  needs one of `TRIGGERS` (lowercase literals) in the text, so a text without any cannot match; a text with
-  escapes that could spell one (`\\u`) or with the four non-ASCII letters that case-insensitive patterns match
-  as ASCII ones is marked too. `CONCL` / `CONCL_IN`: the output / input may state a conclusion
-  (`disagreement.conclusions`), by the same kind of test.
+  that output is empty text (`is_empty_text`, which span_context uses too), and `TEXT`: the output's text may
+  hold a phrase some signal's pattern looks for, so its record must be read. `TEXT` is conservative: every
+  pattern of the signals needs one of `TRIGGERS` (lowercase literals) in the text, so a text without any cannot
+  match; a text with escapes that could spell one (`\\u`) or with the four non-ASCII letters that
+  case-insensitive patterns match as ASCII ones is marked too. `CONCL` / `CONCL_IN`: the output / input may
+  state a conclusion (`disagreement.conclusions`), by the same kind of test.
 - `ol`: the length of the output as text (`span_context.raw_output`), in characters.
 - `ih`: a digest of the input as text (what makes two tool calls the same call), None for no input.
 - `da`: sparse attributes, {key: [[position, value], ...]} for the keys in SPARSE_KEYS (rare, read whole);
@@ -32,7 +32,6 @@ from operator import add, is_not, mul, ne, not_, or_
 from typing import Any
 
 import orjson
-
 
 TEXT_CAP = 20_000  # the first characters of a text the span signals read (span_context)
 _EMPTY_TEXT = frozenset({"", "none", "null", "[]", "{}", '""', "''", "nan"})
@@ -380,6 +379,6 @@ def digest_batch(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     errs = list(map(get, recs, repeat("error")))
     if errs.count(None) != n:
         for i in compress(range(n), errs):
-            if isinstance(errs[i], dict):
-                da.setdefault(ERROR_TYPE, []).append([i, errs[i].get("type")])
+            if isinstance(err := errs[i], dict):
+                da.setdefault(ERROR_TYPE, []).append([i, err.get("type")])
     return {"df": flags, "ol": ol, "ih": ih, "da": da}

@@ -67,6 +67,7 @@ def write_failed_run(path: Path, spans: int, seed: int) -> dict[str, Any]:
     """One failed run of `spans` spans: synth's records with `outcome.passed = false`; one span in CALL_EVERY, if
     a model or tool call, is a recorded call (replay needs some)."""
     import orjson
+
     import synth
 
     try:
@@ -101,7 +102,6 @@ def write_failed_run(path: Path, spans: int, seed: int) -> dict[str, Any]:
 
 def build(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     import synth
-
     from agent_debug.store.ingest import ingest
 
     out: dict[str, Any] = {}

@@ -121,7 +121,6 @@ def worker_list(db: str) -> dict[str, Any]:
 
 def worker_tree_setup(path: str, sqlite: str, chdb: str, spans: int) -> dict[str, Any]:
     import synth
-
     from agent_debug.store.api import open_store
 
     info = synth.write_jsonl_gz(Path(path), traces=1, spans_per_trace=spans, seed=7)

@@ -240,14 +240,14 @@ class Loguru:
 
         def chunk(n: int, out: list[int]) -> None:
             append = out.append
-            trace_id = "%032x" % rng.getrandbits(128)
-            parent_id = "%016x" % rng.getrandbits(64)
+            trace_id = f"{rng.getrandbits(128):032x}"
+            parent_id = f"{rng.getrandbits(64):016x}"
             for _ in range(n):
                 t0 = pc()
                 t1 = time.time()
                 logger.bind(
                     trace_id=trace_id,
-                    span_id="%016x" % rng.getrandbits(64),
+                    span_id=f"{rng.getrandbits(64):016x}",
                     parent_id=parent_id,
                     agent_name=AGENT,
                     event_type=EVENT_TYPE,
@@ -515,8 +515,11 @@ def breakdown(iterations: int) -> list[tuple[str, float]]:
         with ad.run(WORKFLOW, actor="bench") as run:
             parent = run.root
             rows.append(("whole with-block (span + set_payload)", mean(full) - base))
-            rows.append(("  ad.span(...) = Span.__init__ (12 attrs)", mean(lambda: ad.span(SPAN_NAME, agent=AGENT, event_type=EVENT_TYPE, attributes=ATTRIBUTES)) - base))
-            rows.append(("    Span.__init__ without attributes", mean(lambda: tracer.Span(SPAN_NAME, AGENT, EVENT_TYPE)) - base))
+            rows.append(("  ad.span(...) = Span.__init__ (12 attrs)",
+                         mean(lambda: ad.span(SPAN_NAME, agent=AGENT, event_type=EVENT_TYPE, attributes=ATTRIBUTES))
+                         - base))
+            rows.append(("    Span.__init__ without attributes",
+                         mean(lambda: tracer.Span(SPAN_NAME, AGENT, EVENT_TYPE)) - base))
             rows.append(("    dict(ATTRIBUTES) (a plain copy, for scale)", mean(lambda: dict(ATTRIBUTES)) - base))
             rows.append(("  span id (pool) + perf_counter_ns()", mean(lambda: (tracer._new_span_id(), pc())) - base))
             sp = tracer.Span(SPAN_NAME, AGENT, EVENT_TYPE)
@@ -550,7 +553,8 @@ def breakdown(iterations: int) -> list[tuple[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spans", type=int, default=None, help="spans per contender for agent-debug and OTel (50000)")
     p.add_argument("--loguru-spans", type=int, default=None, help="spans for loguru (default: spans / 5)")
     p.add_argument("--tight-spans", type=int, default=None, help="spans in the tight loop (200000)")
@@ -671,13 +675,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per-span caller time, microseconds (GC enabled; {rounds} interleaved rounds after warm-up; {mode})")
     header = f"  {'contender':<13}{'spans':>8}{'median':>10}{'p90':>10}{'p99':>10}{'max':>11}"
     print(header)
+    def row(name: str, r: dict[str, float]) -> str:
+        return (f"  {name:<13}{int(r['n']):>8}{fmt_us(r['median']):>10}{fmt_us(r['p90']):>10}"
+                f"{fmt_us(r['p99']):>10}{fmt_us(r['max']):>11}")
+
     for name, r in results.items():
-        print(f"  {name:<13}{int(r['n']):>8}{fmt_us(r['median']):>10}{fmt_us(r['p90']):>10}{fmt_us(r['p99']):>10}{fmt_us(r['max']):>11}")
+        print(row(name, r))
     if frozen:
         print(f"same, GC frozen + disabled ({max(1, rounds // 5)} rounds)")
         print(header)
         for name, r in frozen.items():
-            print(f"  {name:<13}{int(r['n']):>8}{fmt_us(r['median']):>10}{fmt_us(r['p90']):>10}{fmt_us(r['p99']):>10}{fmt_us(r['max']):>11}")
+            print(row(name, r))
 
     print()
     print(
@@ -766,7 +774,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  SIGKILL at full speed loses at most the last flush interval ({FLUSH_INTERVAL * 1000:.0f} ms): "
           f"{killed['lost_ms']:.0f} ms lost, everything emitted 0.1 s before the kill found: "
-          f"{killed['found'] >= killed['safe']}  {verdict(killed['found'] >= killed['safe'] and killed['emitted'] > 0)}")
+          f"{killed['found'] >= killed['safe']}  "
+          f"{verdict(killed['found'] >= killed['safe'] and killed['emitted'] > 0)}")
     print(f"  (total time {time.monotonic() - t_start:.1f} s)")
 
     def num(v: float) -> str:

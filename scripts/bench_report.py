@@ -44,7 +44,6 @@ CLI = [sys.executable, "-m", "agent_debug.cli.main"]
 
 def setup(d: Path, spans: int) -> tuple[Path, Path, str]:
     import synth
-
     from agent_debug.store.ingest import ingest
 
     src = d / "big.jsonl.gz"

@@ -330,19 +330,15 @@ def otlp_json_file(paths: list[Path], out: Path) -> int:
 
 
 def file_baseline(path: Path, spans: int, tmp: Path, i: int) -> dict[str, Any]:
-    best = cpu = None
-    for i in [i]:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        res = subprocess.run([sys.executable, "-m", "agent_debug.cli.main", "ingest", str(path), "--db",
-                              str(tmp / f"file{i}.db"), "--json"], capture_output=True, text=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        cpu = used if cpu is None else min(cpu, used)
-        doc = json.loads(res.stdout)
-        if doc["records"] != spans:
-            raise SystemExit(f"file ingest kept {doc['records']} of {spans} spans: {res.stderr[-2000:]}")
-        best = doc["seconds"] if best is None else min(best, doc["seconds"])
-    assert best is not None and cpu is not None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = subprocess.run([sys.executable, "-m", "agent_debug.cli.main", "ingest", str(path), "--db",
+                          str(tmp / f"file{i}.db"), "--json"], capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    doc = json.loads(res.stdout)
+    if doc["records"] != spans:
+        raise SystemExit(f"file ingest kept {doc['records']} of {spans} spans: {res.stderr[-2000:]}")
+    best = doc["seconds"]
     return {"spans": spans, "seconds": best, "rate": spans / best, "mb": path.stat().st_size / 1e6,
             "cpu_us_per_span": 1e6 * cpu / spans}
 
@@ -481,12 +477,14 @@ def main() -> None:
         for i in range(2):
             fb = file_baseline(jsonl, n, tmp, i)
             fbs.append(fb)
-            print(f"file:   agent-debug ingest of those {n} spans as OTLP/JSON ({fb['mb']:.1f} MB): {fb['seconds']:.2f} s, "
-                  f"{fb['rate']:.0f} spans/s; cpu {fb['cpu_us_per_span']:.0f} us per span", flush=True)
+            print(f"file:   agent-debug ingest of those {n} spans as OTLP/JSON ({fb['mb']:.1f} MB): "
+                  f"{fb['seconds']:.2f} s, {fb['rate']:.0f} spans/s; cpu {fb['cpu_us_per_span']:.0f} us per span",
+                  flush=True)
             rp = replay(paths, tmp, f"replay{i}", 0.0, rec["spans"])
             rps.append(rp)
             print(f"serve:  the same {rp['sent']} spans from {SENDERS} processes through the OTLP/HTTP exporter's "
-                  f"client: {rp['stored']} stored ({rp['lost']} lost, {rp['failed']} refused) in {rp['seconds']:.2f} s, "
+                  f"client: {rp['stored']} stored ({rp['lost']} lost, {rp['failed']} refused) in "
+                  f"{rp['seconds']:.2f} s, "
                   f"{rp['rate']:.0f} spans/s; server cpu {rp['cpu_us_per_span']:.0f} us per span (with its analysis "
                   f"worker); duplicates {rp['duplicates']}, conflicts {rp['conflicts']}; sessions {rp['sessions']}",
                   flush=True)

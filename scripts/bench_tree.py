@@ -50,7 +50,6 @@ def _rss_mb() -> float:
 
 def worker_setup(path: Path, db: Path, spans: int, seed: int) -> dict[str, Any]:
     import synth
-
     from agent_debug.store.ingest import ingest
 
     info = synth.write_jsonl_gz(path, traces=1, spans_per_trace=spans, seed=seed)

@@ -272,7 +272,7 @@ def gz(data: bytes, rng: random.Random) -> bytes:
     return out
 
 
-# -- the inputs: (reader, file name, bytes, forced format) --------------------------------------------------------------
+# -- the inputs: (reader, file name, bytes, forced format) ------------------------------------------------------------
 
 
 def _records(seeds: dict[str, list[Any]], rng: random.Random) -> list[Any]:
@@ -345,7 +345,7 @@ def run_one(path: Path, fmt: str | None) -> tuple[int, int]:
     """Read the file; raise on a broken contract. Returns (records, rejects)."""
     report = ReadReport()
     n = 0
-    for recs, _lines_, _cols in read_file_batches(path, report, format=fmt):
+    for recs, _lines, _cols in read_file_batches(path, report, format=fmt):
         for rec in recs:
             _storable(rec)
         n += len(recs)

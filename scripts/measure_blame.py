@@ -58,8 +58,8 @@ from agent_debug.analysis.blame_model import (  # noqa: E402
 from agent_debug.analysis.buckets import load_rules  # noqa: E402
 from agent_debug.analysis.explain import explain_trace  # noqa: E402
 from agent_debug.analysis.source import FileSource  # noqa: E402
-from agent_debug.columns import TraceSpans, TraceSummary  # noqa: E402
 from agent_debug.analysis.suspects import RUN_SHAPE_FEATURES, trace_features  # noqa: E402
+from agent_debug.columns import TraceSpans, TraceSummary  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 SPLITS = {"algorithm-generated": "Algorithm-Generated", "hand-crafted": "Hand-Crafted"}
@@ -195,7 +195,8 @@ def load_trail(data: Path) -> list[TrailTrace]:
         apps = " ".join(str(ts.attributes(i).get("pat.app", "")) for i in range(len(ts))).lower()
         ann = load_tolerant_json(ann_path)
         ids = set(ts.span_id)
-        raw = [(str(e.get("location")), str(e.get("category", ""))) for e in ann.get("errors", []) if isinstance(e, dict)]
+        raw = [(str(e.get("location")), str(e.get("category", ""))) for e in ann.get("errors", [])
+               if isinstance(e, dict)]
         errors = [(loc, cat) for loc, cat in raw if loc in ids]
         per_span = Counter(loc for loc, _ in errors)
         feats, _ = trace_features(ts, rules, failed=summary.failed)

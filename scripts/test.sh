@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (once) and run the whole test suite. Extra arguments go to pytest.
+# Set up (once), lint and type-check (ruff, mypy: configured in pyproject.toml), then run the whole test suite.
+# Extra arguments go to pytest.
 #   scripts/test.sh --judge   also runs the judge tests against the real Gemini API when GEMINI_API_KEY or
 #                             GOOGLE_API_KEY is set (and says clearly that it skipped them when neither is).
 set -euo pipefail
@@ -10,6 +11,10 @@ ARGS=()
 for a in "$@"; do
   if [ "$a" = "--judge" ]; then JUDGE=1; else ARGS+=("$a"); fi
 done
+# the linter and the type checker first (configured in pyproject.toml): either failing fails the run
+"$VENV/bin/ruff" check agent_debug tests scripts \
+  || { RC=$?; echo "FAILED: ruff check agent_debug tests scripts (exit $RC): lint errors above" >&2; exit "$RC"; }
+"$VENV/bin/mypy" || { RC=$?; echo "FAILED: mypy (exit $RC): type errors in agent_debug above" >&2; exit "$RC"; }
 # the report's browser tests (tests/test_report_browser.py) drive Debian's chromium: install it when missing and
 # we can (root + apt-get); otherwise they are skipped, and said so here and in pytest's skip reason
 BROWSER_SKIPPED=""

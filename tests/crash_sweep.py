@@ -25,6 +25,7 @@ import signal
 import sqlite3
 import sys
 import zlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,10 @@ import msgpack
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import rec  # noqa: E402
-
-import agent_debug.store.chunks as chunks  # noqa: E402
-import agent_debug.store.ingest as ingest_mod  # noqa: E402
-from agent_debug.store.ingest import FAULT_ENV, ingest, rejects_path  # noqa: E402
-
+import agent_debug.store.chunks as chunks
+import agent_debug.store.ingest as ingest_mod
+from agent_debug.store.ingest import FAULT_ENV, ingest, rejects_path
+from conftest import rec
 
 
 def _spans(tid: str, n: int, *, first: int = 0, start: float = 0.0, cost: bool = False) -> list[dict[str, Any]]:
@@ -132,7 +131,7 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         if a[key] != b[key]:
             x, y = a[key], b[key]
             if isinstance(x, list) and isinstance(y, list):
-                first = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+                first = next((i for i, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), min(len(x), len(y)))
                 out.append(f"{key}: {len(x)} vs {len(y)} rows, first difference at {first}: "
                            f"{str(x[first:first + 1])[:300]} vs {str(y[first:first + 1])[:300]}")
             else:
@@ -173,7 +172,7 @@ def sweep(work: Path, every: int, kind: str, double: bool) -> dict[str, Any]:
             elif case.exists():
                 shutil.rmtree(case)
             db = case / "traces.db"
-            code = _child(lambda: ingest([src], db), f"{kind}:{k}")
+            code = _child(partial(ingest, [src], db), f"{kind}:{k}")
             if code == 0:  # the ingest had fewer steps than k: every step was tried
                 break
             expected = -signal.SIGKILL if kind == "kill" else 17
@@ -181,8 +180,8 @@ def sweep(work: Path, every: int, kind: str, double: bool) -> dict[str, Any]:
                 mismatches.append(f"stage {n} step {k}: exit {code}, expected {expected}")
             tried[str(n)].append(k)
             if double:  # the next ingest is stopped too, a few steps in, before a clean one
-                _child(lambda: ingest([src], db), f"kill:{(k * 7) % 5 + 1}")
-            if _child(lambda: ingest([src], db), None) != 0:
+                _child(partial(ingest, [src], db), f"kill:{(k * 7) % 5 + 1}")
+            if _child(partial(ingest, [src], db), None) != 0:
                 mismatches.append(f"stage {n} step {k}: the ingest after the stopped one failed")
             else:
                 mismatches += [f"stage {n} step {k}: {d}" for d in _diff(reference[n], dump(db))]

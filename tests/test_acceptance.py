@@ -20,16 +20,15 @@ from typing import Any
 import msgpack
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from agent_debug.analysis.batch import bucket_runs
 from agent_debug.analysis.buckets import diagnose, load_rules
 from agent_debug.analysis.critical import analyze, critical_times
 from agent_debug.analysis.source import FileSource, StoreSource
-from agent_debug.errors import NothingReadable
 from agent_debug.analysis.tree import build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
+from agent_debug.errors import NothingReadable
 from agent_debug.formats.accept import DEEP_MARKER
 from agent_debug.formats.reader import ReadReport, read_file, read_paths
 from agent_debug.formats.validate import validate_paths

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gemini_server import GeminiServer, ok, running_gemini_server, status
 
-from agent_debug.eval.blame_judge import BLAME_PROMPT_VERSION, condense
 from agent_debug.columns import TraceSpans
+from agent_debug.eval.blame_judge import BLAME_PROMPT_VERSION, condense
 from conftest import ROOT, SHARED_DATA, rec, run_cli, write_jsonl
+from gemini_server import GeminiServer, ok, running_gemini_server, status
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,7 @@ import orjson
 from agent_debug.analysis.source import StoreSource
 from agent_debug.replay.engine import replay_packet
 from agent_debug.replay.packet import build_packet_from_records, load_packet, write_packet
-from agent_debug.replay.skeleton import build_packet
-from agent_debug.replay.skeleton import SKELETON_SPANS
+from agent_debug.replay.skeleton import SKELETON_SPANS, build_packet
 from agent_debug.store.ingest import ingest
 
 ROOT = Path(__file__).resolve().parent.parent

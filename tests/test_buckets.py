@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agent_debug.analysis.batch import diagnose_suspected
 from agent_debug.analysis.blame import (
     APRIORI_POLICY,
     BlamePolicy,
@@ -20,8 +21,9 @@ from agent_debug.analysis.blame import (
 )
 from agent_debug.analysis.buckets import RunDiagnosis, diagnose, find_suspects, load_rules
 from agent_debug.analysis.source import FileSource
-from agent_debug.columns import TraceSpans, summarize
+from agent_debug.analysis.suspects import transcript_suspects
 from agent_debug.analysis.tree import build_tree
+from agent_debug.columns import TraceSpans, summarize
 from agent_debug.demo.runner import DemoResult, run_demo
 from conftest import ROOT, rec, run_cli, write_jsonl
 
@@ -394,6 +396,31 @@ def test_transcript_suspect_is_the_hook_for_diagnose() -> None:
     s = transcript_suspect(ts)
     assert s is not None and (s.span_id, s.agent_name, s.strength, s.bucket) == ("step-1", "Analyst", "strong",
                                                                                   "retrieval_miss")
+
+
+def test_transcript_suspects_carry_their_span_position_and_no_related_spans() -> None:
+    """Each transcript suspect's `index` is its span's position and `related` holds span ids (none here): they
+    were given positionally, so the position landed in `related` (`related_spans: 2` in the JSON) and `index`
+    stayed -1 (the trace's last span)."""
+    ts = transcript([("Planner", "Plan: load the table."), ("Coder", "```python\nload()\n```"),
+                     ("Computer_terminal", "exitcode: 1 (execution failed)\nNameError"), ("Coder", "Fixed.")])
+    suspects = transcript_suspects(ts).suspects
+    assert [(s.span_id, s.index, s.step) for s in suspects[:2]] == [("step-1", 2, 1), ("step-1", 2, 1)]
+    assert all(s.index == ts.span_id.index(s.span_id) and s.related == [] for s in suspects)
+    assert not any("related_spans" in s.as_dict() for s in suspects)
+
+
+def test_a_passing_transcript_with_a_strong_suspect_is_diagnosed_at_the_blamed_message() -> None:
+    """A run not marked failed is bucketed by its top suspect: the root cause's attributes and the causal chain
+    are the blamed message's (with the index lost they were the last message's: step 3, chain from step-3)."""
+    ts = transcript([("Planner", "Plan: load the table."), ("Coder", "```python\nload()\n```"),
+                     ("Computer_terminal", "exitcode: 1 (execution failed)\nNameError"), ("Coder", "Fixed.")],
+                    labels={"outcome.passed": True})
+    d = diagnose_suspected(ts, summarize(ts), load_rules())
+    assert d is not None and d.flag is not None
+    assert d.root_cause == {"span_id": "step-1", "agent_name": "Coder", "name": "step-1", "event_type": "AGENT",
+                            "attributes": {"transcript.step": 1}}
+    assert d.chain == ["step-1", "step-0", "run"]
 
 
 def test_a_who_and_when_file_is_blamed_through_the_importer(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import typer.main
 
 from conftest import ROOT, run_cli
 
-
 # what a command that does not need them must not import (a fast start: issue 13; scripts/bench_start.py times it)
 HEAVY = ("google.genai", "networkx", "agent_debug.sdk", "agent_debug.schema", "agent_debug.eval")
 

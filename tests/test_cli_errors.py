@@ -341,7 +341,8 @@ CASES: list[Case] = [
          r"^Error: store pages.db could not be read: database disk image is malformed$"),
     Case("store-damaged-pages-bucket", ("bucket", "--db", "pages.db", "--json"), 5,
          r"^Error: store pages.db could not be read: database disk image is malformed$"),
-    *[Case(f"store-damaged-chunks-{args[0]}", (*args, "--db", "chunks.db"), 5, r"^Error: trace aa1: stored chunk \d+ is damaged")
+    *[Case(f"store-damaged-chunks-{args[0]}", (*args, "--db", "chunks.db"), 5,
+           r"^Error: trace aa1: stored chunk \d+ is damaged")
       for args in (("tree", "aa1"), ("critical-path", "aa1"), ("bucket",))],
     # 6: packets, 8: outputs
     *_packet_cases(),

@@ -60,11 +60,13 @@ def test_the_cluster_form_parses_and_matches_the_one_node_form_table_by_table() 
     one, cluster = ddl(Target()), ddl(Target(cluster="prod"))
     parsed = _formatted(cluster)
     assert len(parsed) == len(cluster)
-    local = {m.group(1): stmt for stmt in _formatted(one) if (m := re.match(r"CREATE TABLE IF NOT EXISTS agent_debug\.(\w+)\n", stmt))}
+    local = {m.group(1): stmt for stmt in _formatted(one)
+             if (m := re.match(r"CREATE TABLE IF NOT EXISTS agent_debug\.(\w+)\n", stmt))}
     assert set(local) == {"_migrations", "spans", "runs", "verdicts", "conflicts", "files", "ingests", "rejects"}
     for name, stmt in local.items():
-        (on_shards,) = [s for s in parsed if s.startswith(f"CREATE TABLE IF NOT EXISTS agent_debug.{name}_local ON CLUSTER prod\n")]
-        (distributed,) = [s for s in parsed if s.startswith(f"CREATE TABLE IF NOT EXISTS agent_debug.{name} ON CLUSTER prod AS")]
+        create = f"CREATE TABLE IF NOT EXISTS agent_debug.{name}"
+        (on_shards,) = [s for s in parsed if s.startswith(f"{create}_local ON CLUSTER prod\n")]
+        (distributed,) = [s for s in parsed if s.startswith(f"{create} ON CLUSTER prod AS")]
         assert _columns(on_shards) == _columns(stmt)  # the same columns, codecs and defaults
         engine = re.search(r"ENGINE = (\w+)", stmt).group(1)  # type: ignore[union-attr]
         assert f"ENGINE = Replicated{engine}('/clickhouse/tables/{{shard}}/agent_debug/{name}_local', '{{replica}}'" \
@@ -95,7 +97,8 @@ def test_the_store_runs_on_the_cluster_form_with_the_same_answers(tmp_path: Path
     config.write_text(CLUSTER_CONFIG)
     sqlite = str(tmp_path / "traces.db")
     cluster = f"chdb://{tmp_path / 'ch'}?cluster=agent_debug_test&replicated=0&config={config}"
-    fixtures = [str(ROOT / "fixtures" / n) for n in ("benchmark_trace.jsonl", "faulty_trace.jsonl", "healthy_trace.jsonl")]
+    fixtures = [str(ROOT / "fixtures" / n)
+                for n in ("benchmark_trace.jsonl", "faulty_trace.jsonl", "healthy_trace.jsonl")]
     for db in (sqlite, cluster):
         res = run_cli("ingest", *fixtures, "--db", db, "--json")
         assert res.returncode == 0, res.stderr

@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from agent_debug.analysis.buckets import load_rules
-from agent_debug.digest import digest_batch, digest_records
 from agent_debug.analysis.explain import column_facts, explain_trace, load_for_diagnosis
 from agent_debug.analysis.source import StoreSource
 from agent_debug.analysis.tree import build_tree
+from agent_debug.digest import digest_batch, digest_records
 from agent_debug.store.ingest import ingest
 
 ROOT = Path(__file__).resolve().parent.parent

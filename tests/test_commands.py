@@ -4,6 +4,7 @@ or another command gets the same answer by calling the library; `why` reads the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from agent_debug.analysis.explain import Explanation
 from agent_debug.analysis.sessions import SessionReport
 from agent_debug.analysis.source import FileSource
 from agent_debug.columns import TraceSpans
+from agent_debug.errors import StoreError
 from agent_debug.replay.commands import replay_of
 from agent_debug.store.ingest import ingest
 from conftest import ROOT, rec, run_cli, write_jsonl
@@ -45,6 +47,16 @@ def _json(*args: str) -> dict[str, Any]:
 def _same(cli: dict[str, Any], result: Any) -> None:
     """The CLI's document is the result's, with its notices."""
     assert cli == json.loads(json.dumps({**result.as_dict(), "notices": result.notices}, default=str))
+
+
+def test_inputs_without_a_store_open_the_one_agent_debug_db_names_even_a_url(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Inputs()` opens $AGENT_DEBUG_DB as it is written: it went through Path, which made chdb:///dir the
+    SQLite file chdb:/dir."""
+    url = f"chdb://{tmp_path / 'ch'}"
+    monkeypatch.setenv("AGENT_DEBUG_DB", url)
+    with pytest.raises(StoreError, match=f"^no store at {re.escape(url)} "):
+        Inputs().open()
 
 
 def test_every_analysis_command_prints_its_library_result(store: Path) -> None:

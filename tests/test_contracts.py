@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from agent_debug.columns import TraceSpans, summarize
 from agent_debug.formats.accept import accept
@@ -134,10 +133,7 @@ def _value(draw: Any) -> Any:
     for key, variants in _VARIANTS.items():
         base = _VALID.get(key, _ABSENT)
         # mostly the valid value (so whole batches pass), else any variant or absent
-        if draw(st.integers(0, 5)) == 0:
-            v = draw(st.sampled_from([*variants, _ABSENT]))
-        else:
-            v = base
+        v = draw(st.sampled_from([*variants, _ABSENT])) if draw(st.integers(0, 5)) == 0 else base
         if v is not _ABSENT:
             rec[key] = v
     return rec

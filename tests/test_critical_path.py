@@ -10,8 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from agent_debug.analysis.critical import CriticalPathResult, analyze
 from agent_debug.columns import TraceSpans

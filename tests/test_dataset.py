@@ -12,8 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from agent_debug.analysis.source import FileSource
 from agent_debug.eval.cases import load_case_file
@@ -88,7 +87,8 @@ def test_the_dataset_then_runs_with_eval(tmp_path: Path) -> None:
     r = cli(tmp_path, "eval", "datasets/regressions.toml", "--from", str(FAULTY), "--from", str(HEALTHY), "--json")
     assert r.returncode == 0, r.stdout + r.stderr  # both labels agree with the checks on the recorded runs
     cases = {c["name"]: c for c in json.loads(r.stdout)["cases"]}
-    assert (cases["skipped-verifier"]["label_agrees"], cases["skipped-verifier"]["runs"][0]["verdict"]) == (True, "fail")
+    skipped = cases["skipped-verifier"]
+    assert (skipped["label_agrees"], skipped["runs"][0]["verdict"]) == (True, "fail")
     assert (cases["healthy"]["label_agrees"], cases["healthy"]["runs"][0]["verdict"]) == (True, "pass")
     # re-executed from the recorded entrypoint and input, the known-bad output comes back: the regression shows
     r = cli(tmp_path, "eval", "datasets/regressions.toml", "--from", str(FAULTY), "--from", str(HEALTHY),

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
-from gemini_server import Behaviour, GeminiServer, body_text, judge_reply, ok, running_gemini_server, status
 
 from conftest import ROOT, run_cli
+from gemini_server import Behaviour, GeminiServer, body_text, judge_reply, ok, running_gemini_server, status
 
 FIXTURES = ROOT / "fixtures"
 CASES = FIXTURES / "eval_cases.toml"

@@ -41,9 +41,9 @@ from agent_debug.eval.harness import evaluate
 from agent_debug.eval.judge import PROMPT_VERSION, JudgeScore
 from agent_debug.formats.validate import validate_paths
 from agent_debug.replay.commands import replay_of, write_packet_of
+from agent_debug.store.api import mark
 from agent_debug.store.ingest import ingest
 from agent_debug.store.query import TraceFilter
-from agent_debug.store.api import mark
 from conftest import ROOT, rec, write_jsonl
 
 WIDTH = 120

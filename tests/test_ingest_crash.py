@@ -20,14 +20,14 @@ from typing import Any
 import orjson
 import pytest
 
+from agent_debug.store.db import connect
 from agent_debug.store.ingest import FAULT_ENV, InjectedFault, ingest
 from agent_debug.store.query import list_traces
-from agent_debug.store.db import connect
 from conftest import ROOT, rec, run_cli
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from crash_sweep import dump  # noqa: E402
-from synth import trace_records  # noqa: E402
+from crash_sweep import dump
+from synth import trace_records
 
 SWEEP = Path(__file__).resolve().parent / "crash_sweep.py"
 # the long versions: marked `slow`, and run only when asked (AGENT_DEBUG_SLOW=1), to keep the suite short

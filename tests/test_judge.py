@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gemini_server import GeminiServer, body_text, judge_reply, ok, running_gemini_server, slow, status
 
 from agent_debug.errors import CaseFileError, CouldNotRun, StoreError
 from agent_debug.eval import judge as judge_module
@@ -37,6 +36,7 @@ from agent_debug.eval.judge import (
     parse_reply,
 )
 from agent_debug.eval.judge_cache import MIGRATIONS, JudgeCache, default_cache_path
+from gemini_server import GeminiServer, body_text, judge_reply, ok, running_gemini_server, slow, status
 
 MODEL = "gemini-2.5-flash"
 TASK = "Find the capital of Australia and say which state surrounds it."

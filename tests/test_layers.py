@@ -115,9 +115,8 @@ def graph() -> nx.DiGraph:
             parts = target.split(".")
             for k in range(1, len(parts) + 1):
                 step = ".".join(parts[:k])
-                if step in MODULES and step not in own and step != module:
-                    if not g.has_edge(module, step):
-                        g.add_edge(module, step, line=line, lazy=lazy, via=target)
+                if step in MODULES and step not in own and step != module and not g.has_edge(module, step):
+                    g.add_edge(module, step, line=line, lazy=lazy, via=target)
     return g
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from serve_support import Server, cli_env
 from test_report_browser import CHROMIUM, LAUNCH_ARGS, ROWS, shot, skip_reason
 
@@ -58,7 +59,8 @@ with tracer.start_as_current_span("invoke_agent planner", attributes={{"gen_ai.o
     root.set_status(Status(StatusCode.ERROR, "the run failed"))
 ctx = root.get_span_context()
 ids = {{"trace": format(ctx.trace_id, "032x"), "root": format(ctx.span_id, "016x"),
-        "chat": format(chat.get_span_context().span_id, "016x"), "tool": format(tool.get_span_context().span_id, "016x")}}
+        "chat": format(chat.get_span_context().span_id, "016x"),
+        "tool": format(tool.get_span_context().span_id, "016x")}}
 assert provider.force_flush(30_000)
 provider.shutdown()
 print(json.dumps(ids))

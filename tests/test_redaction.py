@@ -7,8 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import agent_debug as ad
 from agent_debug.formats.reader import read_paths
@@ -242,4 +241,4 @@ def test_the_batch_scan_finds_every_record_the_walk_would_redact(records: list[d
     got, joined, changed = red.redact_batch(list(batch))
     walked = [red._walk_record(d) for d in batch]  # every record parsed and walked, no scan
     assert got == walked
-    assert joined == b"\n".join(walked) and changed == sum(a != b for a, b in zip(batch, walked))
+    assert joined == b"\n".join(walked) and changed == sum(a != b for a, b in zip(batch, walked, strict=True))

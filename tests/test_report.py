@@ -141,7 +141,8 @@ def test_detail_blocks_give_back_each_record(bench_report: tuple[Path, dict[str,
     assert root["other"]["workflow"] == "repo-fix-agent"  # envelope fields are kept beside the columns
 
 
-def test_flow_edges_are_exactly_the_agent_interactions_in_the_records(bench_report: tuple[Path, dict[str, Any]]) -> None:
+def test_flow_edges_are_exactly_the_agent_interactions_in_the_records(bench_report: tuple[Path, dict[str, Any]]
+                                                                       ) -> None:
     path, summary = bench_report
     run = next(iter(embedded_doc(path.read_bytes())["data"].values()))
     edges = {(e["from"], e["to"]) for e in run["flow"]["edges"]}

@@ -118,7 +118,8 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _rows(page: Any) -> list[dict[str, Any]]:
     return list(page.eval_on_selector_all(ROWS, "els => els.map(e => ({id: e.dataset.spanId, "
-                                                "critical: e.dataset.critical || null, status: e.dataset.status || null}))"))
+                                                "critical: e.dataset.critical || null, "
+                                                "status: e.dataset.status || null}))"))
 
 
 def test_the_critical_path_is_highlighted_exactly(open_page: Callable[..., Any], bench_html: Path) -> None:
@@ -148,8 +149,9 @@ def test_a_partial_critical_path_is_highlighted_exactly(open_page: Callable[...,
             partial += 1
             # highlighted for the eye too: a critical bar is amber, another is not
             colour = "e => getComputedStyle(e.querySelector('.wf-bar')).backgroundColor"
-            assert page.eval_on_selector(f"{ROWS}[data-critical='true']:not([data-status])", colour) == "rgb(245, 158, 11)"
-            assert page.eval_on_selector(f"{ROWS}:not([data-critical])", colour) != "rgb(245, 158, 11)"
+            amber = "rgb(245, 158, 11)"
+            assert page.eval_on_selector(f"{ROWS}[data-critical='true']:not([data-status])", colour) == amber
+            assert page.eval_on_selector(f"{ROWS}:not([data-critical])", colour) != amber
         if partial >= 2:
             break
     assert partial >= 2
@@ -270,7 +272,7 @@ def test_hostile_text_is_shown_as_text(open_page: Callable[..., Any], tmp_path: 
     assert json.loads(page.text_content("#ad-details pre[data-payload]") or "") == {"p": evil}
     assert page.eval_on_selector_all("#ad-details tr[data-attr]", "els => els.map(e => [e.dataset.attr, "
                                      "e.querySelector('td').textContent])") == [[evil, evil]]
-    assert page.eval_on_selector_all(f".flow-node[data-agent='other']", "els => els.length") == 1
+    assert page.eval_on_selector_all(".flow-node[data-agent='other']", "els => els.length") == 1
     assert page.requests == [out.as_uri()]
 
 

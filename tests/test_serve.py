@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from conftest import rec, run_cli, write_jsonl
 from serve_support import EventListener, Server, cli_env, run_senders
 
@@ -191,7 +192,7 @@ def test_partial_success_counts_the_spans_that_were_not_stored(tmp_path: Path) -
 def test_protobuf_from_the_sdk_maps_exactly_as_the_otlp_json_file_importer(tmp_path: Path) -> None:
     """The same spans, sent by the SDK's exporter as protobuf and written as an OTLP/JSON file, give the same
     records (one mapping); secrets are redacted before they are stored."""
-    code = f"""
+    code = """
 import json, sys
 from google.protobuf import json_format
 from opentelemetry.sdk.trace import TracerProvider
@@ -204,12 +205,12 @@ p = TracerProvider()
 p.add_span_processor(SimpleSpanProcessor(mem))
 p.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=sys.argv[1] + "/v1/traces")))
 t = p.get_tracer("x")
-with t.start_as_current_span("agent_run [researcher]", attributes={{"openinference.span.kind": "AGENT"}}):
-    with t.start_as_current_span("llm", attributes={{"openinference.span.kind": "LLM",
+with t.start_as_current_span("agent_run [researcher]", attributes={"openinference.span.kind": "AGENT"}):
+    with t.start_as_current_span("llm", attributes={"openinference.span.kind": "LLM",
             "llm.token_count.prompt": 12, "llm.token_count.completion": 3, "input.value": "hi",
-            "output.value": "the key is sk-abcdefghijklmnopqrstuvwxyz0123", "llm.api_key": "hunter2hunter2"}}):
+            "output.value": "the key is sk-abcdefghijklmnopqrstuvwxyz0123", "llm.api_key": "hunter2hunter2"}):
         pass
-    with t.start_as_current_span("search", attributes={{"openinference.span.kind": "TOOL", "tool.name": "web"}}):
+    with t.start_as_current_span("search", attributes={"openinference.span.kind": "TOOL", "tool.name": "web"}):
         pass
 p.shutdown()
 doc = json_format.MessageToDict(encode_spans(mem.get_finished_spans()))

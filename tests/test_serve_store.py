@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-import agent_debug.store.ingest as ingest_mod
 from agent_debug.store import chunks
 from agent_debug.store.db import connect
-from agent_debug.store.ingest import FAULT_ENV, InjectedFault, ingest, rejects_path
+from agent_debug.store.ingest import FAULT_ENV, InjectedFault, ingest
 from agent_debug.store.query import list_traces, load_trace
 from agent_debug.store.records import RecordIngest, ingest_records, record_line
 from conftest import ROOT, rec, write_jsonl

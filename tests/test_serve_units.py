@@ -10,15 +10,15 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import rec, run_cli, write_jsonl
 
 from agent_debug.serve.follow import StoreFollower
 from agent_debug.serve.mapping import LiveMapper
 from agent_debug.serve.sessions import SessionManager, State
-from agent_debug.store.ingest import ingest
-from agent_debug.store.records import ingest_records
-from agent_debug.store.query import list_traces, load_trace
 from agent_debug.store.db import connect
+from agent_debug.store.ingest import ingest
+from agent_debug.store.query import list_traces, load_trace
+from agent_debug.store.records import ingest_records
+from conftest import rec, run_cli, write_jsonl
 
 
 class Recorder:
@@ -229,9 +229,7 @@ def test_protobuf_bodies_are_walked_into_the_otlp_json_shape() -> None:
 
 
 def test_a_request_whose_store_fails_is_refused_and_its_retry_is_stored_once(tmp_path: Path) -> None:
-    from agent_debug.serve.engine import Engine
-
-    from agent_debug.serve.engine import StoreUnavailable
+    from agent_debug.serve.engine import Engine, StoreUnavailable
     from agent_debug.serve.writer import StoreWriter
 
     engine = Engine(tmp_path / "s.db", lambda events: None, analysis_process=False)

@@ -484,15 +484,14 @@ def _forest(draw: Any, trace_id: str) -> list[dict[str, Any]]:
 def test_parents_stored_as_positions_equal_the_id_map_however_the_spans_arrive(tmp_path: Path) -> None:
     """In a big trace, ingest stores each span's parent as a position in its trace (so loading needs no map of
     every id): in the same chunk, in an earlier one, adopted by a later one, across separate ingests, after
-    the trace's keys were dropped, and given to the stored chunks when the trace becomes big later. Whatever the order and chunking, the positions equal what mapping the ids
-    gives, and the tree is the one built from the files."""
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
+    the trace's keys were dropped, and given to the stored chunks when the trace becomes big later. Whatever the
+    order and chunking, the positions equal what mapping the ids gives, and the tree is the one built from the
+    files."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
 
     from agent_debug.analysis.tree import build_tree
     from agent_debug.columns import TraceSpans
-    from agent_debug.store import chunks
-    from agent_debug.store import ingest as ingest_mod
+    from agent_debug.store import chunks, ingest as ingest_mod
     from agent_debug.store.ingest import load_columns
 
     counter = iter(range(10**6))
@@ -548,8 +547,7 @@ def test_critical_path_of_a_big_trace_from_the_store_equals_the_files(
     chunks, so most are adopted across chunks), the critical path from the store is the files' one."""
     from agent_debug.analysis.critical import analyze
     from agent_debug.analysis.source import FileSource, StoreSource
-    from agent_debug.store import chunks
-    from agent_debug.store import ingest as ingest_mod
+    from agent_debug.store import chunks, ingest as ingest_mod
 
     monkeypatch.setattr(chunks, "BIG_TRACE", 5)
     monkeypatch.setattr(chunks, "STORED_BATCH", 16)

@@ -30,7 +30,8 @@ def test_a_store_copied_around_every_backend_loses_nothing(tmp_path: Path, click
     logs.mkdir()
     live = write_jsonl(logs / "live.jsonl", [rec(f"s{i}", None if i == 0 else "s0", trace_id="live", start=i * 0.1)
                                              for i in range(20)])
-    (logs / "bad.jsonl").write_bytes(b'{"trace_id": "x"}\n\xff\xfe not utf-8\n' + orjson.dumps(rec("b", trace_id="b")) + b"\n")
+    (logs / "bad.jsonl").write_bytes(b'{"trace_id": "x"}\n\xff\xfe not utf-8\n'
+                                     + orjson.dumps(rec("b", trace_id="b")) + b"\n")
     first = store_location("sqlite", tmp_path / "a")
     (tmp_path / "a").mkdir()
     assert _json("ingest", demo.trace_dir, str(logs), "--db", first)["rejected"] == 2

@@ -25,9 +25,9 @@ from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.column_path import column_facts, column_features, run_suspects_from
 from agent_debug.analysis.span_context import SpanContext, is_empty_text
 from agent_debug.analysis.span_signals import answer_tokens, span_hits
+from agent_debug.analysis.suspects import run_shape, run_suspects, trace_features
 from agent_debug.analysis.tree import build_tree
 from agent_debug.columns import TraceSpans
-from agent_debug.analysis.suspects import run_shape, run_suspects, trace_features
 from conftest import rec, run_cli, write_jsonl
 
 
@@ -146,7 +146,7 @@ def test_text_helpers() -> None:
     assert answer_tokens('final_answer("Honolulu, Quincy and 1,937")') == {"honolulu", "quincy", "1937"}
 
 
-# -- the model ----------------------------------------------------------------------------------------------------------
+# -- the model ---------------------------------------------------------------------------------------------------------
 
 
 def _runs(pattern: list[tuple[dict[str, float], int]], copies: int, group: str = "g") -> list[LabelledRun]:
@@ -301,7 +301,7 @@ def test_the_shipped_model_weighs_the_run_shape() -> None:
     assert m.score({**x, "single_agent": 1.0}) > m.score(x)
 
 
-# -- through the CLI ------------------------------------------------------------------------------------------------------
+# -- through the CLI ---------------------------------------------------------------------------------------------------
 
 
 def _files(tmp_path: Path) -> Path:

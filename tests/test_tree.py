@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from agent_debug.columns import TraceSpans
 from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.analysis.treeview import build_view, nested_json
+from agent_debug.columns import TraceSpans
 from agent_debug.store.ingest import ingest
 from conftest import ROOT, rec, run_cli, tree_json_span_ids, write_jsonl
 

@@ -13,13 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import agent_debug as ad
 from agent_debug.formats.reader import ReadReport, read_paths
 from agent_debug.sdk import runtime
-from agent_debug.sdk.redact import Redactor
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53),
                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40))

@@ -281,7 +281,7 @@ def _most_of(speakers: list[Message]) -> str | None:
     if not speakers:
         return None
     counts = Counter(m.agent for m in speakers)
-    first_step = {}
+    first_step: dict[str, int] = {}
     for m in speakers:
         first_step.setdefault(m.agent, m.step)
     return max(counts, key=lambda a: (counts[a], -first_step[a]))

@@ -30,10 +30,11 @@ from __future__ import annotations
 import re
 import tomllib
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_debug.analysis.blame import transcript_suspect
 from agent_debug.analysis.disagreement import blamed_span, find_disagreements
@@ -42,6 +43,9 @@ from agent_debug.analysis.rules_check import check_rules_file
 from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import UsageError
+
+if TYPE_CHECKING:
+    from agent_debug.analysis.column_path import ColumnFacts
 
 CALL_TYPES = frozenset({"TOOL_CALL", "RETRIEVAL"})
 STEP_SKIP = frozenset({"LLM_CALL", "SEND", "RECEIVE", "ROUTING_DECISION", "ERROR", "PLAN"})
@@ -211,7 +215,8 @@ def _d_off_plan_step(c: _Ctx) -> list[int]:
     ts, tree = c.ts, c.tree
     for plan_i, steps in c.plan_steps():
         planned = set(steps)
-        parents = {ts.parent_id[i] for i in range(len(ts)) if ts.name[i] in planned and ts.start_ns[i] >= ts.start_ns[plan_i]}
+        parents = {ts.parent_id[i] for i in range(len(ts))
+                   if ts.name[i] in planned and ts.start_ns[i] >= ts.start_ns[plan_i]}
         for p in parents:
             pi = c.by_id.get(p) if p is not None else None
             kids = tree.children[pi] if pi is not None else []
@@ -261,7 +266,7 @@ DETECTORS = {
     "unrecovered_error": _d_unrecovered_error,
 }
 
-_OPS = {
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
     "<": lambda a, b: a < b,
@@ -300,7 +305,8 @@ def _match_when(c: _Ctx, i: int, when: dict[str, Any]) -> bool:
         return False
 
 
-def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool, facts: Any = None) -> list[Suspect]:
+def find_suspects(ts: TraceSpans, tree: Tree, rules: Rules, failed: bool, facts: ColumnFacts | None = None
+                  ) -> list[Suspect]:
     """Every span a rule marks, one per span (its most specific rule), strong ones first, then in causal order.
     With `facts` (`column_path.ColumnFacts`), the rules read the stored columns instead of the records."""
     if facts is not None:
@@ -370,7 +376,7 @@ def _depths(tree: Tree, indices: list[int], by_id: dict[str, int] | None = None)
 # -- diagnosis --------------------------------------------------------------------------------------------------
 
 
-def _visible_failure(ts: TraceSpans, tree: Tree, root: int, facts: Any = None) -> int:
+def _visible_failure(ts: TraceSpans, tree: Tree, root: int, facts: ColumnFacts | None = None) -> int:
     if facts is not None:
         rejected = facts.positions("verifier.passed", False)
     else:
@@ -397,7 +403,7 @@ def causal_chain(tree: Tree, a: int, b: int, by_id: dict[str, int] | None = None
     def up(i: int) -> list[int]:
         path, seen = [i], {i}
         while ts.parent_id[path[-1]] in by_id:
-            p = by_id[ts.parent_id[path[-1]]]  # type: ignore[index]
+            p = by_id[ts.parent_id[path[-1]]]  # type: ignore[index]  # in by_id: not None
             if p in seen:
                 break
             seen.add(p)
@@ -440,7 +446,7 @@ def normalize_message(msg: str) -> str:
 
 
 def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None = None, *,
-             facts: Any = None) -> RunDiagnosis | None:
+             facts: ColumnFacts | None = None) -> RunDiagnosis | None:
     """The bucket and root cause of a failed run; None for a run that did not fail. With `facts`
     (`column_path.ColumnFacts`), from the stored columns, reading only the records of the spans it reports."""
     if not summary.failed or summary.root_span_id is None:
@@ -448,18 +454,18 @@ def diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | N
     from agent_debug.gcpause import gc_paused
 
     with gc_paused():
-        return _diagnose(ts, summary, rules, tree, facts)
+        return _diagnose(ts, summary, summary.root_span_id, rules, tree, facts)
 
 
-def _diagnose(ts: TraceSpans, summary: TraceSummary, rules: Rules, tree: Tree | None, facts: Any
-              ) -> RunDiagnosis | None:
+def _diagnose(ts: TraceSpans, summary: TraceSummary, root_span_id: str, rules: Rules, tree: Tree | None,
+              facts: ColumnFacts | None) -> RunDiagnosis | None:
     tree = tree or build_tree(ts)
-    root = ts.span_id.index(summary.root_span_id)
+    root = ts.span_id.index(root_span_id)
     suspects = find_suspects(ts, tree, rules, failed=True, facts=facts)
     strong = [s for s in suspects if s.strength == "strong"]
-    if summary.source_format == "transcript":  # chat logs have no attributes for the rules: blame a message
-        if (blamed := transcript_suspect(ts)) is not None:
-            suspects, strong = [blamed, *suspects], [blamed]
+    # chat logs have no attributes for the rules: blame a message
+    if summary.source_format == "transcript" and (blamed := transcript_suspect(ts)) is not None:
+        suspects, strong = [blamed, *suspects], [blamed]
     visible = _visible_failure(ts, tree, root, facts)
     if strong:
         cause = _routing_cause(ts, suspects, strong[0])

@@ -24,23 +24,25 @@ from operator import and_, eq, is_, is_not, not_
 from typing import Any, NamedTuple
 
 from agent_debug import digest as dg
+from agent_debug.analysis.blame import TranscriptModel
+from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model
 from agent_debug.analysis.buckets import (
     CALL_TYPES,
     DETECTORS,
     STEP_SKIP,
     Rules,
-    Suspect,
     _match_when,
     rank_suspects,
 )
+from agent_debug.analysis.findings import Suspect
+from agent_debug.analysis.source import Source
 from agent_debug.analysis.span_context import CANDIDATE_TYPES, TEXT_CAP, ModelOutput, SpanContext
 from agent_debug.analysis.span_signals import LARGE_RESULT_CHARS, MODEL_SIGNALS, TOOL_SIGNALS, Hit
-from agent_debug.analysis.blame import TranscriptModel
-from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model
 from agent_debug.analysis.suspects import (
     CONTEXT_FEATURES,
     GENERIC_RULES,
     WEAKER_SHOWN,
+    SpanSuspect,
     SuspectList,
     _suspect,
     disagreement_hits,
@@ -49,7 +51,6 @@ from agent_debug.analysis.suspects import (
     run_suspects,
     shaped,
 )
-from agent_debug.analysis.source import Source
 from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.columns import TraceSpans
 from agent_debug.gcpause import gc_paused
@@ -103,7 +104,7 @@ class ColumnFacts:
         got = self._cache.get(("flagged", mask))
         if got is None:
             got = self._cache[("flagged", mask)] = list(compress(range(self.n), map(and_, self.df, repeat(mask))))
-        return got  # type: ignore[no-any-return]
+        return got
 
     def positions(self, key: str, value: Any) -> list[int]:
         """Spans whose attribute `key` (a sparse one) is `value` (`is` for True/False/None, else ==)."""
@@ -120,7 +121,7 @@ class ColumnFacts:
         got = self._cache.get("by_id")
         if got is None:
             got = self._cache["by_id"] = {sid: i for i, sid in enumerate(self.ts.span_id)}
-        return got  # type: ignore[no-any-return]
+        return got
 
     def failed_span(self, i: int) -> bool:
         """`buckets._Ctx.failed_span`."""
@@ -141,7 +142,7 @@ class ColumnFacts:
                 if isinstance(target, str) and target in by_id:
                     got[by_id[target]].append(i)
             self._cache["retries"] = got = dict(got)
-        return got  # type: ignore[no-any-return]
+        return got
 
     def recovered_rules(self) -> set[int]:
         """`buckets._Ctx._recovered`."""
@@ -195,6 +196,7 @@ class ColumnFacts:
             candidates = self.flagged(dg.DOC_ZERO_NUM)
             attrs = _FixedAttrs({attr: 0})
         shim = _WhenCtx(self.ts, attrs)
+        # _WhenCtx stands in for buckets._Ctx: it has what the rules read
         return [i for i in candidates if _match_when(shim, i, when)]  # type: ignore[arg-type]
 
 
@@ -353,6 +355,7 @@ def _c_unrecovered_error(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool,
 
 def _c_unreconciled_disagreement(f: ColumnFacts, tree: Tree, rules: Rules, failed: bool, rec: set[int]
                                  ) -> list[int]:
+    # _WhenCtx stands in for buckets._Ctx: the detector reads only its trace
     return DETECTORS["unreconciled_disagreement"](_WhenCtx(f.ts, None))  # type: ignore[arg-type]
 
 
@@ -387,9 +390,9 @@ class ColumnContext(SpanContext):
             parent: list[int | None] = list(ts.parent_index)
         else:
             parent = [None] * n
-            for p, kids in enumerate(tree.children):
+            for at, kids in enumerate(tree.children):
                 for k in kids:
-                    parent[k] = p
+                    parent[k] = at
         self.parent = parent
         self.children = tree.children
         tied: list[int] = []
@@ -432,11 +435,12 @@ class ColumnContext(SpanContext):
         acting = list(map(and_, map(is_not, dec, repeat(None)), map(not_, map(self.is_llm.__getitem__, self.order))))
         calls = frozenset({"TOOL_CALL", "RETRIEVAL"})
         actions, tools_of = self.actions, self.tools_of
-        for i, d in zip(compress(self.order, acting), compress(dec, acting)):
+        # (d is never None: `acting` leaves those out, which the type checker cannot see through compress)
+        for i, d in zip(compress(self.order, acting), compress(dec, acting), strict=True):
             actions[d].append(i)  # type: ignore[index]
             if et[i] in calls:
                 if d in tools_of:
-                    tools_of[d].append(i)  # type: ignore[index]
+                    tools_of[d].append(i)
                 else:
                     tools_of[d] = [i]  # type: ignore[index]
         for i in self.origins:  # in order: a call's first failed action
@@ -459,7 +463,7 @@ class ColumnContext(SpanContext):
         self.tools = [i for i in compress(self.order, map(CANDIDATE_TYPES.__contains__, map(et.__getitem__,
                       self.order))) if not self.is_llm[i]]
         self.features_of: dict[int, tuple[str, ...]] = {}
-        self._pieces: dict[int, Any] = {}
+        self._pieces: dict[int, list[int] | None] = {}
 
     def _recovered_from(self, retries: dict[int, list[int]]) -> set[int]:
         """`SpanContext._recovered` over the stored retries."""
@@ -497,6 +501,7 @@ class ColumnContext(SpanContext):
                 if is_llm[k]:
                     last = k
                     count += 1
+            # (count == 1: `last` was set)
             if count == 1 and start[kids[0]] >= start[last]:  # type: ignore[index]
                 inside.append((p, last))  # type: ignore[arg-type]
         for p, k in inside:
@@ -533,10 +538,11 @@ class ColumnContext(SpanContext):
 
     def pieces(self, k: int) -> list[int] | None:
         """The spans whose outputs make model call k's result (`SpanContext._result`), or None for no result."""
-        got = self._pieces.get(k, _UNSET)
-        if got is _UNSET:
+        try:
+            return self._pieces[k]
+        except KeyError:
             got = self._pieces[k] = self._pieces_of(k)
-        return got  # type: ignore[return-value]
+            return got
 
     def _pieces_of(self, k: int) -> list[int] | None:
         p = self.parent[k]
@@ -590,8 +596,6 @@ def _order(ts: TraceSpans, tied: list[int] | None = None) -> list[int]:
         i = j + 1
     return order
 
-
-_UNSET: Any = object()
 
 
 def prefetch(ts: TraceSpans, spans: Iterable[int]) -> None:
@@ -815,8 +819,6 @@ def suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, m
                  ) -> SuspectList:
     """`suspects.split(score_spans(...))` from columns: every candidate scored (one score per distinct feature
     vector), and only the reported spans' hits and evidence worked out."""
-    import heapq
-
     with gc_paused():
         return _suspect_list(ts, rules, tree, facts, model, failed)
 
@@ -865,18 +867,19 @@ def column_features(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts
     return ColumnFeatures(c, x_of, slow, extra)
 
 
-def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, model: Any, failed: bool) -> Any:
+def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, model: SpanModel, failed: bool
+                  ) -> SuspectList:
     import heapq
 
     c, x_of, slow, extra = column_features(ts, rules, tree, facts, failed)
     et = ts.event_type
 
     def weight(f: str) -> float:
-        return model.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0))  # type: ignore[no-any-return]
+        return model.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0))
 
     members: dict[Features, list[int]] = defaultdict(list)  # the candidates of each distinct feature vector
-    for i, key in x_of.items():
-        members[key].append(i)
+    for i, fv in x_of.items():
+        members[fv].append(i)
     score_of = {key: model.score(dict(key)) for key in members}
     named = {key for key in members  # signal != none
              if any(f not in CONTEXT_FEATURES and weight(f) * v > 0 for f, v in key)}
@@ -886,7 +889,10 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     if not picked and members:
         top = max(score_of.values())
         picked = [max((i for key, ms in members.items() if score_of[key] == top for i in ms), key=sid.__getitem__)]
-    rank_key: Callable[[int], tuple[float, int, int]] = lambda i: (-score_of[x_of[i]], start[i], i)  # noqa: E731
+
+    def rank_key(i: int) -> tuple[float, int, int]:
+        return (-score_of[x_of[i]], start[i], i)
+
     picked.sort(key=rank_key)
     chosen = set(picked)
     weaker: list[int] = []
@@ -896,7 +902,7 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
         pool = (i for key in named if score_of[key] == level for i in members[key] if i not in chosen)
         weaker.extend(heapq.nsmallest(WEAKER_SHOWN - len(weaker), pool, key=rank_key))
 
-    def suspect(i: int) -> Any:
+    def suspect(i: int) -> SpanSuspect:
         simple = i not in slow and et[i] in CANDIDATE_TYPES
         return _suspect(ts, i, dict(x_of[i]), span_hits_of(c, i, simple) + extra.get(i, []), model)
 
@@ -904,8 +910,8 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     prefetch(ts, [i for i in picked + weaker if i in slow])
 
     out = [suspect(i) for i in picked]
-    for s in out:
-        s.strong = s.score >= threshold
+    for sp in out:
+        sp.strong = sp.score >= threshold
     return SuspectList(out, [suspect(i) for i in weaker], threshold, f"span signals, threshold {threshold}")
 
 
@@ -926,7 +932,7 @@ def load_for_diagnosis(source: Source, trace_id: str) -> TraceSpans:
     ts = source.load(trace_id, records="lazy")
     if ts.records is None or (not isinstance(ts.records, list) and not isinstance(ts.digest, dict)):
         ts = source.load(trace_id, records=True)
-    return ts  # type: ignore[no-any-return]
+    return ts
 
 
 def column_facts(ts: TraceSpans, rules: Rules, tree: Tree) -> ColumnFacts | None:

@@ -7,6 +7,7 @@ Every result carries the notices of the source it read (records rejected, files 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,9 @@ from typing import Any
 
 from agent_debug.analysis.batch import bucket_runs
 from agent_debug.analysis.buckets import BucketReport, load_rules
+from agent_debug.analysis.column_path import load_for_diagnosis
 from agent_debug.analysis.critical import CriticalPathResult, analyze, critical_times
-from agent_debug.analysis.explain import Explanation, explain, load_for_diagnosis
+from agent_debug.analysis.explain import Explanation, explain
 from agent_debug.analysis.patterns import DIMENSIONS, PatternReport, failure_patterns
 from agent_debug.analysis.sessions import SessionReport, analyze_session
 from agent_debug.analysis.source import Source, only_trace, open_source
@@ -23,7 +25,6 @@ from agent_debug.analysis.tree import Tree, build_tree
 from agent_debug.analysis.treeview import TreeView, build_view, nested_json
 from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import UsageError
-from agent_debug.store.db import default_path
 from agent_debug.store.query import TraceFilter
 
 # the LLM judge's blame of one run (records loaded; whether it failed) as its JSON document: `why --judge`
@@ -35,14 +36,13 @@ class Inputs:
     """Where a command reads runs from: the store (`db`; default $AGENT_DEBUG_DB, else ./.agent-debug/traces.db)
     or trace files read directly (`from_paths`), with a forced input format and a verdict file applied on top."""
 
-    db: Path | None = None
+    db: str | os.PathLike[str] | None = None  # a path or a URL (`store.api`): a URL is no Path
     from_paths: list[Path] | None = None
     format: str | None = None
     verdicts: Path | None = None
 
     def open(self) -> Source:
-        return open_source(self.db if self.db is not None else default_path(), self.from_paths, self.format,
-                           self.verdicts)
+        return open_source(self.db, self.from_paths, self.format, self.verdicts)
 
 
 def pick_trace(source: Source, trace: str | None) -> str:

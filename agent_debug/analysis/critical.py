@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from itertools import chain, compress
 from typing import Any
 
-from agent_debug.columns import TraceSpans
 from agent_debug.analysis.tree import Tree, build_tree
+from agent_debug.columns import TraceSpans
 from agent_debug.gcpause import gc_paused
-
 
 CALLS = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL"})
 TOLERANCE_NS = 1000  # the spec's timestamps carry microseconds

@@ -92,8 +92,8 @@ def _explain_trace(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_mod
     tree = build_tree(ts)
     facts = column_facts(ts, rules, tree) if path != "records" else None
     d = diagnose(ts, summary, rules, tree, facts=facts)
-    lst = run_suspects_from(ts, rules, facts, failed=summary.failed, span_model=span_model, transcript_model=transcript_model,
-                            tree=tree)
+    lst = run_suspects_from(ts, rules, facts, failed=summary.failed, span_model=span_model,
+                            transcript_model=transcript_model, tree=tree)
     if d is not None:
         _root_cause_first(lst, ts, d)
     verdict = summary.verdict

@@ -111,7 +111,7 @@ def run_values(ts: TraceSpans) -> dict[str, set[str]]:
     return out
 
 
-# -- the report ---------------------------------------------------------------------------------------------------------
+# -- the report -------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -165,7 +165,7 @@ def failure_patterns(source: Source, flt: TraceFilter | None, dimensions: tuple[
             for v in values[dim]:
                 has[(dim, v)].add(s.trace_id)
     n, f = len(summaries), len(failed_runs)
-    rows = []
+    rows: list[dict[str, Any]] = []
     tested: set[tuple[str, frozenset[str]]] = set()
     everyone = frozenset(s.trace_id for s in summaries)
     # of two values that split the runs in two (image / text), one row says it all: the more failing one

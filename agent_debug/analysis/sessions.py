@@ -27,8 +27,8 @@ from agent_debug.analysis.column_path import column_facts, run_suspects_from
 from agent_debug.analysis.findings import RunDiagnosis
 from agent_debug.analysis.source import Source
 from agent_debug.analysis.span_context import span_io
-from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import build_tree
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import TraceNotFound
 from agent_debug.store.query import TraceFilter
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from agent_debug.columns import TraceSpans, TraceSummary, summarize
-from agent_debug.errors import AmbiguousTrace, NothingReadable, StoreError, TraceNotFound, UsageError
-from agent_debug.store import query
-from agent_debug.store import verdicts as verdict_store
+from agent_debug.errors import AmbiguousTrace, NothingReadable, TraceNotFound, UsageError
+from agent_debug.store import query, verdicts as verdict_store
 from agent_debug.store.api import Store, open_store
 from agent_debug.store.query import TraceFilter
 from agent_debug.store.verdicts import Verdict

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from agent_debug.columns import TraceSpans
-from agent_debug.digest import TEXT_CAP, is_empty_text  # noqa: F401  (re-exported: the signals import them here)
+from agent_debug.digest import TEXT_CAP as TEXT_CAP, is_empty_text as is_empty_text  # the signals import them here
 
 CANDIDATE_TYPES = frozenset({"LLM_CALL", "TOOL_CALL", "RETRIEVAL"})
 _CODE = re.compile(r"```(?:\w+)?\n(.*?)(?:```|$)", re.DOTALL)
@@ -266,7 +266,8 @@ class SpanContext:
     def first_same_call(self, i: int) -> int | None:
         """The earliest tool call before i with the same kind, name and input (None: i is the first)."""
         if self._same is None:
-            self._same, seen = {}, {}
+            self._same = {}
+            seen: dict[tuple[str, str, str], int] = {}
             for j in self.order:
                 if self.ts.event_type[j] in CANDIDATE_TYPES and not self.is_llm[j]:
                     key = (self.ts.event_type[j], self.ts.name[j], tool_text(self, j))

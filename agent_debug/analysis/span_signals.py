@@ -127,7 +127,7 @@ def sig_action_failed(c: SpanContext, k: int) -> Hit | None:
     err = (c.ts.record(i).get("error") or {}) if c.ts.records is not None else {}
     what = err.get("type") or c.ts.status[i]
     return _hit(c, k, "action_failed", "tool_execution",
-                f"{c.ts.name[i]} failed ({what})" + ("" if i == k else f", an action this call chose"))
+                f"{c.ts.name[i]} failed ({what})" + ("" if i == k else ", an action this call chose"))
 
 
 def sig_reacts_to_failure(c: SpanContext, k: int) -> Hit | None:
@@ -230,10 +230,10 @@ def _evidence_before(c: SpanContext, k: int) -> bool:
     ts = c.ts
     run: int = k
     for _ in range(10_000):
-        p = c.parent[run]
-        if p is None:
+        up = c.parent[run]
+        if up is None:
             break
-        run = p
+        run = up
         if ts.attributes(run).get("openinference.span.kind") == "AGENT" or ts.name[run].endswith(".run"):
             break
     stack, seen = [run], set()

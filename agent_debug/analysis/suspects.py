@@ -24,12 +24,13 @@ from typing import Any
 
 from agent_debug.analysis.blame import TranscriptModel, blame_transcript, default_transcript_model
 from agent_debug.analysis.blame_model import EVIDENCE, PRIOR_WEIGHTS, SpanModel, default_span_model, select
-from agent_debug.analysis.buckets import Rules, Suspect, find_suspects
+from agent_debug.analysis.buckets import Rules, find_suspects
 from agent_debug.analysis.disagreement import blamed_span, find_disagreements
+from agent_debug.analysis.findings import Suspect
 from agent_debug.analysis.span_context import CANDIDATE_TYPES, SpanContext
 from agent_debug.analysis.span_signals import Hit, span_hits
-from agent_debug.columns import TraceSpans
 from agent_debug.analysis.tree import Tree, build_tree
+from agent_debug.columns import TraceSpans
 
 # bucket rules that restate a span signal under the other convention (blame the tool, not the call that chose it):
 # the span signals cover them, so they add no feature
@@ -195,7 +196,7 @@ def transcript_suspects(ts: TraceSpans, model: TranscriptModel | None = None) ->
             continue
         out.append(SpanSuspect(c.span_id, c.agent, ts.name[i], ts.event_type[i], c.signal, c.bucket, [c.reason],
                                tm.score(c.signal), c.signal in tm.policy.signals or not out,  # (the blamed one)
-                               c.step_index, i))
+                               step=c.step_index, index=i))
     for rank, s in enumerate(out):  # the policy's order is the ranking: scores never invert it
         if rank and s.score > out[rank - 1].score:
             s.score = out[rank - 1].score

@@ -77,13 +77,14 @@ def _build_tree(ts: TraceSpans) -> Tree:
     if ts.parent_index is not None and len(ts.parent_index) == n:  # the source resolved them (ids unique)
         parent_idx: list[int | None] = list(ts.parent_index)  # a copy: cycle marks are written into it
     else:
-        # span id -> index of its first occurrence (fed in reverse, so the earliest index is written last and wins)
-        index: dict[str, int] = dict(zip(reversed(sids), range(n - 1, -1, -1)))
+        # span id -> index of its first occurrence (fed in reverse, so the earliest index is written last and wins);
+        # None is never a key, but looking a root's None up (in C, below) is allowed
+        index: dict[str | None, int] = dict(zip(reversed(sids), range(n - 1, -1, -1), strict=True))
         if len(index) < n:
             duplicates = [i for i, sid in enumerate(sids) if index[sid] != i]
         parent_idx = list(map(index.get, pids))  # None: a root, or a parent not in the trace
     dup_set = set(duplicates)
-    children: list[list[int]] = [_LEAF] * n  # type: ignore[list-item]  # a list only for spans with children
+    children: list[list[int]] = [_LEAF] * n  # a list only for spans with children
     parents: list[int] = []  # spans with children
     roots: list[int] = []
     orphans: dict[str, list[int]] = {}

@@ -82,7 +82,7 @@ def show(result: Result, json: bool, render: Callable[[Console], None]) -> None:
         render(stdout_console())
 
 
-def inputs(db: Path | None, from_: list[Path] | None, format: str | None = None,
+def inputs(db: str | None, from_: list[Path] | None, format: str | None = None,
            verdicts: Path | None = None) -> Inputs:
     """Where a command reads runs from, as its shared options give it."""
     from agent_debug.analysis.commands import Inputs

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from agent_debug.analysis.source import Source
     from agent_debug.eval.calibrate import CalibrationResult
-    from agent_debug.eval.harness import CaseResult, EvalResult
     from agent_debug.eval.dataset import AddedCase
+    from agent_debug.eval.harness import CaseResult, EvalResult
     from agent_debug.eval.judge import GeminiJudge
 
 JUDGE_BASE_URL_ENV = "AGENT_DEBUG_JUDGE_BASE_URL"
@@ -46,8 +46,9 @@ class _EvalGroup(TyperGroup):
         if args and args[0] in self.commands:
             for param in self.get_params(ctx):  # the callback still runs: give its parameters their defaults
                 param.handle_parse_result(ctx, {}, [])
-            ctx._protected_args, ctx.args = args[:1], args[1:]
-            return ctx.args
+            rest: list[str] = args[1:]
+            ctx._protected_args, ctx.args = args[:1], rest
+            return rest
         rest = super(TyperGroup, self).parse_args(ctx, args)
         ctx._protected_args, ctx.args = [], rest
         return rest
@@ -141,7 +142,7 @@ def evaluate(
     raise typer.Exit(result.exit_code)
 
 
-def _open(db: Path | None, from_: list[Path] | None, opened: list[Source]) -> Source:
+def _open(db: str | None, from_: list[Path] | None, opened: list[Source]) -> Source:
     from agent_debug.analysis.source import open_source
 
     src = open_source(db_path(db), from_)
@@ -151,7 +152,6 @@ def _open(db: Path | None, from_: list[Path] | None, opened: list[Source]) -> So
 
 def make_judge(model: str) -> GeminiJudge:
     """A cached judge; `AGENT_DEBUG_JUDGE_BASE_URL` points it at another endpoint (a proxy, a local server)."""
-    from agent_debug.eval.dataset import AddedCase
     from agent_debug.eval.judge import GeminiJudge
     from agent_debug.eval.judge_cache import JudgeCache
 
@@ -225,8 +225,9 @@ def _render_case(out: Console, case: CaseResult) -> None:
                       *(_cell(getattr(run.checks, name).status) for name in CHECKS),
                       str(eff.tokens), fmt_ns(eff.latency_ms * 1e6))
     out.print(table)
+    unscored = f", {case.runs_unscored} unscored" if case.runs_unscored else ""
     line = (f"  pass rate {_fmt_rate(case.pass_rate)} ({case.runs_passed}/{case.runs_scored} scored runs"
-            f"{f', {case.runs_unscored} unscored' if case.runs_unscored else ''}); gate {_fmt_rate(case.min_pass_rate)}")
+            f"{unscored}); gate {_fmt_rate(case.min_pass_rate)}")
     if case.k:
         line += f"; pass@{case.k} {_fmt_prob(case.pass_at_k)}, pass^{case.k} {_fmt_prob(case.pass_pow_k)}"
     out.print(line, highlight=False)
@@ -268,8 +269,7 @@ def calibrate(
 ) -> None:
     """Measure the judge against human labels: agreement, Cohen's kappa, confusion matrix, TPR and TNR.
     Exit 0 when computed, 2 bad labels file, 3 no key or nothing could be scored."""
-    from agent_debug.eval.calibrate import calibrate as run_calibration
-    from agent_debug.eval.calibrate import read_labels
+    from agent_debug.eval.calibrate import calibrate as run_calibration, read_labels
 
     read_labels(labels, threshold=threshold)  # a bad file is a usage error, before any key is needed
     result = run_calibration(labels, make_judge(model), threshold=threshold)
@@ -337,8 +337,8 @@ def dataset_add(
 
 
 def render_dataset_added(out: Console, added: AddedCase, label: str, expected: str | None) -> None:
-    out.print(f"added case {added.case['name']!r} ({label}, run {added.case['trace_id']}) to {added.dataset}, now version "
-              f"{added.version}", highlight=False)
+    out.print(f"added case {added.case['name']!r} ({label}, run {added.case['trace_id']}) to {added.dataset}, "
+              f"now version {added.version}", highlight=False)
     if added.packet is not None:
         out.print(f"  replay packet: {added.packet}", highlight=False)
     for key in ("expected_output_pattern", "forbidden_output_pattern"):

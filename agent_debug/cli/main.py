@@ -24,8 +24,9 @@ try:  # recent typer vendors click; older versions use click itself
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
     from typer._click.utils import make_default_short_help
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import Command, Context, HelpFormatter  # type: ignore[assignment,no-redef]
-    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[no-redef]
+    # the type checker sees the vendored names above; these are the same API as other classes (ignored below)
+    from click import Command, Context, HelpFormatter  # type: ignore[assignment]
+    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
     from click.utils import make_default_short_help  # type: ignore[no-redef]
 
 HELP = "Trace, diagnose, replay and evaluate LLM agent runs, offline."

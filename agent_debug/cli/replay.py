@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 def packet(
     trace: Annotated[str, typer.Argument(help="Trace id or a unique prefix of one.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Packet file (default packets/YYYY-MM-DD/<trace_id>.json).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Packet file (default packets/YYYY-MM-DD/<trace_id>.json).")] = None,
     directory: Annotated[Path, typer.Option("--dir", help="Packets folder for the default path.")] = Path("packets"),
     db: DbOption = None,
     from_: FromOption = None,
@@ -32,10 +33,16 @@ def packet(
 
 def replay(
     packet: Annotated[Path, typer.Argument(help="A packet file, or a folder of packets (with --check).")],
-    mode: Annotated[str, typer.Option("--mode", help="strict: any changed request is an error; lenient: it goes to the fallback.")] = "strict",
-    fallback: Annotated[str, typer.Option("--fallback", help="For calls with no matching recording: error, live (call the wrapped function, e.g. the demo's fake model; network stays blocked) or recorded.")] = "error",
-    inject: Annotated[list[str] | None, typer.Option("--inject", help="Counterfactual: STEP=VALUE replaces one recorded response; STEP is a hop index or agent:name#n, VALUE is JSON or @file.")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Replay every packet in a folder; exit 1 if any no longer reproduces.")] = False,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="strict: any changed request is an error; lenient: it goes to the fallback.")] = "strict",
+    fallback: Annotated[str, typer.Option(
+        "--fallback", help="For calls with no matching recording: error, live (call the wrapped function, e.g. the "
+                           "demo's fake model; network stays blocked) or recorded.")] = "error",
+    inject: Annotated[list[str] | None, typer.Option(
+        "--inject", help="Counterfactual: STEP=VALUE replaces one recorded response; STEP is a hop index or "
+                         "agent:name#n, VALUE is JSON or @file.")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Replay every packet in a folder; exit 1 if any no longer reproduces.")] = False,
     json: JsonOption = False,
 ) -> None:
     """Re-run a packet's failing path against deterministic stubs (no network, no API spend) and say whether

@@ -219,8 +219,9 @@ def _judge_lines(body: Text, doc: dict[str, Any]) -> None:
     body.append(f"  {j['reason']}\n", style="dim")
     top = doc["suspects"][0] if doc["suspects"] else None
     if top is not None:
+        same_agent = (j.get("agent") or "").lower() == top["agent_name"].lower()
         agree = "agrees with" if j.get("span_id") == top["span_id"] else (
-            "names the same agent as" if (j.get("agent") or "").lower() == top["agent_name"].lower() else "differs from")
+            "names the same agent as" if same_agent else "differs from")
         body.append(f"  the judge {agree} the top rule-based suspect ({top['agent_name']} {top['name']})\n",
                     style="dim")
 

@@ -73,7 +73,7 @@ def label_runs(items: list[tuple[Scenario, dict[str, Any]]], records: list[dict[
     """Match each input (each turn of a session) to its trace by task_id on the root's payload, and resolve the
     root-cause span of each failed one."""
     by_trace: dict[str, list[dict[str, Any]]] = {}
-    roots: dict[str, dict[str, Any]] = {}
+    roots: dict[str | None, dict[str, Any]] = {}  # by task_id (None: a root without one)
     for rec in records:
         by_trace.setdefault(rec["trace_id"], []).append(rec)
         if rec.get("parent_id") is None:

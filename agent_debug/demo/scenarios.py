@@ -15,7 +15,8 @@ TASKS: list[dict[str, Any]] = [
     {"task": "speed up search ranking", "query": "search ranker latency", "target": "src/search/ranker.py"},
     {"task": "fix CSV export quoting", "query": "export csv quoting", "target": "src/export/csv.py"},
     {"task": "rotate auth session keys", "query": "auth session rotation", "target": "src/auth/session.py"},
-    {"task": "correct billing invoice rounding", "query": "billing invoice rounding", "target": "src/billing/invoice.py"},
+    {"task": "correct billing invoice rounding", "query": "billing invoice rounding",
+     "target": "src/billing/invoice.py"},
 ]
 RISKY = [0, 3, 4]  # tasks the router must send to the strong lane
 

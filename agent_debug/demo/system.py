@@ -101,7 +101,8 @@ class Agents:
     async def test(self, task: dict[str, Any], config: dict[str, Any] | None = None) -> bool:
         previous: str | None = None
         for attempt in range(2):
-            def annotate(span: ad.Span, resp: dict[str, Any], attempt: int = attempt) -> None:
+            def annotate(span: ad.Span, resp: dict[str, Any], attempt: int = attempt,
+                         previous: str | None = previous) -> None:
                 span.set_attribute("retry.count", attempt)
                 if previous is not None:
                     span.set_attribute("retry.of", previous)
@@ -134,7 +135,7 @@ class Agents:
     async def verify(self, draft: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         msg = ad.send("verifier", {"draft": draft["text"]})
         async with ad.receive(msg), ad.span("verify", event_type="VERIFY") as s:
-            verdict = await ad.atool_call(
+            verdict: dict[str, Any] = await ad.atool_call(
                 self.tools.checks, {"draft": draft, "tests_passed": patch["tests_passed"],
                                     "unplanned": patch["unplanned"], "invariant_ok": patch["invariant_ok"]},
                 tool="checks")
@@ -153,15 +154,18 @@ async def orchestrate(agents: Agents, task: dict[str, Any], run: ad.Run) -> dict
     config = task.get("orchestrator", {})
     route = await agents.route(task)
     plan = await agents.plan(task, route)
+    research: dict[str, Any] | BaseException
+    patch: dict[str, Any] | BaseException
     if config.get("parallel", True):
         research, patch = await asyncio.gather(agents.research(task), agents.patch(task, route, plan),
                                                return_exceptions=True)
     else:  # a serialized dependency that need not exist: the patch does not use the research
         research = await agents.research(task)
         patch = await agents.patch(task, route, plan)
-    for result in (research, patch):
-        if isinstance(result, BaseException):
-            raise result
+    if isinstance(research, BaseException):
+        raise research
+    if isinstance(patch, BaseException):
+        raise patch
     reviews: list[str] = []
     if config.get("review", False):  # two agents review compatibility on parallel branches
         reviews = list(await asyncio.gather(agents.review(task, route, "researcher"),

@@ -191,7 +191,8 @@ class FakeTools:
             return {
                 "exit_code": 2,
                 "output": "ERROR: 401 Unauthorized fetching test fixtures from artifact store "
-                          "(sent Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ)",
+                          "(sent Authorization: Bearer "
+                          "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ)",
                 "timeout_class": "none",
             }
         retries = (args.get("config") or {}).get("max_retries")

@@ -129,7 +129,9 @@ def condense(ts: TraceSpans, failed: bool | None = None) -> Condensed:
         order = list(enumerate(picked, 1))
     root = next((i for i in range(len(ts)) if ts.parent_id[i] is None), None)
     task = _clip(span_io(ts.record(root))[0], 2000) if root is not None else ""
-    lines, spans, used = [], {}, 0
+    lines: list[str] = []
+    spans: dict[int, str] = {}
+    used = 0
     for n, i in order:
         inp, out = span_io(ts.record(i))
         err = ts.record(i).get("error") or {}

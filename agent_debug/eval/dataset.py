@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -191,10 +192,8 @@ def _locked(path: Path) -> Iterator[IO[str]]:
 
     The file is replaced atomically on write, so after taking the lock we check it is still the file at `path`
     and start over if another writer replaced it meanwhile."""
-    try:
+    if sys.platform != "win32":  # not on POSIX: no lock
         import fcntl
-    except ImportError:  # pragma: no cover - not on POSIX: no lock
-        fcntl = None  # type: ignore[assignment]
     while True:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +201,7 @@ def _locked(path: Path) -> Iterator[IO[str]]:
         except OSError as exc:
             raise OutputError.from_os(path, exc) from None
         try:
-            if fcntl is not None:
+            if sys.platform != "win32":
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
                 if os.fstat(handle.fileno()).st_ino != os.stat(path).st_ino:
                     handle.close()

@@ -404,7 +404,7 @@ def check_correctness(case: Case, root: dict[str, Any] | None, score: JudgeScore
                       judged: bool) -> CorrectnessCheck:
     has_regex = case.expected_output_pattern is not None or case.forbidden_output_pattern is not None
     method = "regex+judge" if has_regex and judged else "judge" if judged else "regex" if has_regex else None
-    base = {"method": method, "pattern": case.expected_output_pattern,
+    base: dict[str, Any] = {"method": method, "pattern": case.expected_output_pattern,
             "forbidden_pattern": case.forbidden_output_pattern}
     if method is None:
         return CorrectnessCheck(status="skipped", reason="no expected_output_pattern and no judge", **base)

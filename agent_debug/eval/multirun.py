@@ -61,7 +61,8 @@ def resolve_entrypoint(spec: str) -> Callable[..., Any]:
         raise CouldNotRun(f"entrypoint {spec!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
     if not callable(target):
         raise CouldNotRun(f"entrypoint {spec!r} is not callable")
-    return target
+    fn: Callable[..., Any] = target
+    return fn
 
 
 def seeded_input(base: Any, index: int) -> tuple[Any, int | None]:

@@ -17,13 +17,34 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
+
+class _Inflater(Protocol):
+    """A raw deflate decompressor: zlib's `decompressobj` or isal's."""
+
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def unused_data(self) -> bytes: ...
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+    def decompress(self, data: bytes, /, max_length: int = 0) -> bytes: ...
+
+
+_inflater: Callable[[int], _Inflater]
+_crc32: Callable[[bytes, int], int]
+_ERRORS: tuple[type[Exception], ...]
 try:  # an optional, faster inflate and crc32 (the `fast` extra); same formats as zlib
-    from isal import isal_zlib as _fast  # type: ignore[import-not-found]
+    from isal import isal_zlib
+
+    _inflater, _crc32 = isal_zlib.decompressobj, isal_zlib.crc32
+    # isal's stub declares `error: Exception` (an instance); it is the exception class
+    _ERRORS = (zlib.error, isal_zlib.error)  # type: ignore[assignment]
 except ImportError:  # pragma: no cover - depends on the environment
-    _fast = zlib
+    _inflater, _crc32, _ERRORS = zlib.decompressobj, zlib.crc32, (zlib.error,)
 
 READ = 1 << 16  # compressed bytes read at a time
 MAX_OUT = 1 << 20  # decompressed bytes made at a time (a small file may inflate to gigabytes)
@@ -33,7 +54,6 @@ _MAGIC = b"\x1f\x8b\x08"
 _HEADER = re.compile(rb"\x1f\x8b\x08[\x00-\x1f][\x00-\xff]{4}[\x00\x02\x04][\x00-\x0d\xff]", re.DOTALL)
 _FTEXT, _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 1, 2, 4, 8, 16
 _TRAILER = struct.Struct("<II")
-_ERRORS = (zlib.error,) if _fast is zlib else (zlib.error, _fast.error)
 
 
 class GzipStream:
@@ -55,7 +75,7 @@ class GzipStream:
         self._members = 0
         self._break_pending = False
         self._break_next = False  # a break before the next member's data
-        self._d = None
+        self._d: _Inflater | None = None
         self._member_at = 0
         self._body_at = 0
         self._crc = 0
@@ -146,7 +166,7 @@ class GzipStream:
         self._break_next = False
         self._take(n)
         self._body_at = self._at
-        self._d = _fast.decompressobj(-15)
+        self._d = _inflater(-15)
         self._crc = self._size = 0
         self._state = "body"
         self._members += 1
@@ -168,7 +188,7 @@ class GzipStream:
         except _ERRORS as exc:
             return self._salvage(exc)
         self._take(len(raw) - len(d.unused_data if d.eof else d.unconsumed_tail))
-        self._crc = _fast.crc32(out, self._crc)
+        self._crc = _crc32(out, self._crc)
         self._size += len(out)
         if d.eof:
             self._trailer()

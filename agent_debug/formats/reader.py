@@ -11,10 +11,11 @@ a time).
 from __future__ import annotations
 
 import os
-from io import BytesIO
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from io import BytesIO
 from itertools import compress, repeat
 from operator import add, itemgetter, not_
 from pathlib import Path
@@ -155,7 +156,7 @@ def file_kind(path: Path) -> str:
 class _Skipped:
     """A stream whose first `n` bytes are read and dropped (a compressed stream cannot seek)."""
 
-    def __init__(self, fh: Any, n: int) -> None:
+    def __init__(self, fh: IO[bytes], n: int) -> None:
         self._fh = fh
         self._left = n
         self.problem: str | None = None
@@ -182,7 +183,7 @@ class _Skipped:
 def open_binary(path: Path, raw: IO[bytes] | None = None) -> IO[bytes]:
     """`path`'s content (decompressed); `raw`: the file already open (read through it, not through the name)."""
     if path.name.endswith(GZ):
-        return GzipStream(path, raw)  # type: ignore[return-value]
+        return GzipStream(path, raw)  # type: ignore[return-value]  # it reads and seeks as the readers need
     return raw if raw is not None else open(path, "rb")
 
 
@@ -305,7 +306,7 @@ def _checked_columns(objs: list[Any]) -> Columns | None:
             and set(map(type, cols["span_id"])) == _STR and all(cols["span_id"])
             and (parent_types == _STR and all(parents) or parent_types <= _PARENT_TYPES and "" not in parents)
             and set(map(type, cols["agent_name"])) == _STR and set(map(type, cols["event_type"])) == _STR
-            and set(map(type, ts)) <= _NUMBER and -MAX_TIMESTAMP < min(ts) and max(ts) < MAX_TIMESTAMP
+            and set(map(type, ts)) <= _NUMBER and min(ts) > -MAX_TIMESTAMP and max(ts) < MAX_TIMESTAMP
             and set(map(type, dur)) == _INT and min(dur) >= 0 and max(dur) <= MAX_DURATION_NS
             and set(cols["status"]) <= _STATUSES
         ):
@@ -386,6 +387,7 @@ def _read_json_lines(
                     cols = _checked_columns(objs)
                     if cols is not None:  # every one is a valid record of ours
                         frep.records += len(objs)
+                        # (checked: the objects are records, and each line is its record's own)
                         yield objs, part, cols  # type: ignore[misc]
                         continue
             recs: list[dict[str, Any]] = []
@@ -422,7 +424,8 @@ def _read_json_lines(
 
 def _maybe_deep(part: list[bytes]) -> bool:
     """Could a line of `part` nest deeper than the acceptance rule keeps (see `accept.may_be_deep`)?"""
-    return max(map(add, map(bytes.count, part, repeat(b"{")), map(bytes.count, part, repeat(b"[")))) > MAX_DEPTH
+    deepest: int = max(map(add, map(bytes.count, part, repeat(b"{")), map(bytes.count, part, repeat(b"["))))
+    return deepest > MAX_DEPTH
 
 
 def _lines_one_by_one(
@@ -521,7 +524,7 @@ def _read_msgpack(fh: IO[bytes], frep: FileReport, report: ReadReport, cls: _Cla
             elif rec is None:
                 _reject(report, frep, where, "not a map", stream.raw(item))
             else:
-                yield from _yield_checked(rec, report, frep, where, lambda: stream.raw(item))  # noqa: B023
+                yield from _yield_checked(rec, report, frep, where, partial(stream.raw, item))
         if stream.corrupt:
             run.flush(report, frep)
             _reject(report, frep, f"offset {stream.base}", f"invalid MessagePack: {stream.corrupt}; "
@@ -539,6 +542,9 @@ class _NotMaps:
     KEPT = 1 << 16  # bytes of the run kept verbatim in the reject
 
     def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self.start = self.end = -1
         self.count = 0
         self.raw: list[bytes] = []
@@ -559,7 +565,7 @@ class _NotMaps:
         reason = "not a map" if self.count == 1 else (
             f"not a map: {self.count} values that are not maps ({self.end - self.start} bytes)")
         _reject(report, frep, f"offset {self.start}", reason, b"".join(self.raw)[: self.KEPT])
-        self.__init__()  # type: ignore[misc]
+        self._clear()
 
 
 def _read_document(
@@ -579,10 +585,10 @@ def _read_document(
     except orjson.JSONDecodeError:
         return None
 
-    if getattr(fh, "damage", None):
-        frep.damage = list(fh.damage)  # type: ignore[attr-defined]
-    if getattr(fh, "problem", None):
-        frep.truncated = f"{fh.problem}; complete records kept"  # type: ignore[attr-defined]
+    if damage := getattr(fh, "damage", None):  # a GzipStream's
+        frep.damage = list(damage)
+    if problem := getattr(fh, "problem", None):
+        frep.truncated = f"{problem}; complete records kept"
 
     def gen() -> Iterator[Pair]:
         frep.end_offset = len(data)
@@ -595,9 +601,9 @@ def _read_document(
                 assert imp is not None
                 _foreign(cls, imp, loc, b"", item)
             elif rec is None:
-                _reject(report, frep, loc, "not a trace record or a known format", lambda: safe_dumps(item))
+                _reject(report, frep, loc, "not a trace record or a known format", partial(safe_dumps, item))
             else:
-                yield from _yield_checked(rec, report, frep, loc, lambda: safe_dumps(item))
+                yield from _yield_checked(rec, report, frep, loc, partial(safe_dumps, item))
 
     return gen()
 
@@ -627,7 +633,7 @@ def read_file_pairs(
     (an envelope, a foreign format, MessagePack). The store hashes and keeps the raw line when it has one."""
     for recs, raws, _ in read_file_batches(path, report, start_offset=start_offset, start_line=start_line,
                                            format=format):
-        yield from zip(recs, raws)
+        yield from zip(recs, raws, strict=True)
 
 
 def read_file_batches(
@@ -663,7 +669,9 @@ def read_file_batches(
         if start_offset and not path.name.endswith(GZ):
             fh.seek(start_offset)
         elif start_offset:
-            fh = _Skipped(fh, start_offset)  # a rotated copy of content already read: skip, do not parse
+            # a rotated copy of content already read: skip, do not parse (the readers below only read: a _Skipped
+            # is an IO[bytes] for them, as a GzipStream is)
+            fh = _Skipped(fh, start_offset)  # type: ignore[assignment]
         if kind == "msgpack":
             yield from _batched(_read_msgpack(fh, frep, report, cls))
         else:
@@ -695,7 +703,7 @@ def _convert_foreign(cls: _Classifier, frep: FileReport, report: ReadReport) -> 
                         raw or safe_dumps(obj))
             continue
         for i, rec in enumerate(converted):
-            yield from _yield_checked(rec, report, frep, f"{imp.name} span {i}", lambda: safe_dumps(rec))
+            yield from _yield_checked(rec, report, frep, f"{imp.name} span {i}", partial(safe_dumps, rec))
 
 
 def read_paths(

@@ -47,15 +47,16 @@ def no_network() -> Iterator[None]:
         raise NetworkBlocked("network access is blocked during replay")
 
     saved = (socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo)
+    # replacing these methods is the point: a blocked connection fails loudly
     socket.socket.connect = refuse  # type: ignore[method-assign]
     socket.socket.connect_ex = refuse  # type: ignore[method-assign]
-    socket.create_connection = refuse  # type: ignore[assignment]
-    socket.getaddrinfo = refuse  # type: ignore[assignment]
+    socket.create_connection = refuse
+    socket.getaddrinfo = refuse
     try:
         yield
     finally:
         (socket.socket.connect, socket.socket.connect_ex, socket.create_connection,  # type: ignore[method-assign]
-         socket.getaddrinfo) = saved  # type: ignore[assignment]
+         socket.getaddrinfo) = saved
 
 
 def _with_agent_index(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,11 +136,11 @@ class Player:
             entry["source"] = "injected"
             return {"response": self.injections[rec["hop"]]}
         results = matchers.check(live, rec) if rec is not None else None
-        if results is not None and all(ok for ok, _ in results.values()):
+        if rec is not None and results is not None and all(ok for ok, _ in results.values()):
             entry["source"] = "recorded"
-            if "error" in rec and "response" not in rec:  # type: ignore[operator]
-                return {"error": rec["error"]}  # type: ignore[index]
-            return {"response": rec.get("response")}  # type: ignore[union-attr]
+            if "error" in rec and "response" not in rec:
+                return {"error": rec["error"]}
+            return {"response": rec.get("response")}
         if self.mode is Mode.STRICT and not self.injections:
             raise ReplayMiss(_miss_message(live, self.recorded))
         if self.fallback is Fallback.LIVE:
@@ -263,6 +264,7 @@ def replay_packet(path: str | Path, *, mode: str = "strict", fallback: str = "er
         raise PacketError(f"nothing to replay in packet {path}: it holds no recorded calls and no entrypoint "
                           "with an input to re-run")
     if runnable:
+        assert isinstance(entrypoint, str)  # the packet's model checks it (`module:function`)
         player = Player(calls, m, fb, injections)
         with runtime.collect(silent=True) as raw, no_network(), replaying(player):
             try:

@@ -136,8 +136,8 @@ def build_packet_from_records(records: Iterable[dict[str, Any]], calls: list[dic
 def _summary_of(inp: Any) -> str | None:
     if isinstance(inp, dict):
         for key in ("task", "question", "query", "prompt"):
-            if isinstance(inp.get(key), str):
-                return inp[key][:200]
+            if isinstance(text := inp.get(key), str):
+                return text[:200]
     if isinstance(inp, str):
         return inp[:200]
     return None

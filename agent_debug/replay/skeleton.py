@@ -66,7 +66,7 @@ def _parents(tree: Any) -> list[int | None]:
 
 def _by_time(ts: TraceSpans, idx: set[int] | list[int]) -> list[dict[str, Any]]:
     """The records of these spans in timestamp order (ties: store order), as the full builder sorts them."""
-    recs = [ts.records[i] for i in sorted(idx)]  # type: ignore[index]
+    recs = [ts.records[i] for i in sorted(idx)]  # type: ignore[index]  # loaded (lazily): never None
     return sorted(recs, key=lambda r: r["timestamp"])
 
 
@@ -82,6 +82,7 @@ def build_bounded_packet(ts: TraceSpans, redactor: Any = None) -> dict[str, Any]
             return None
         summary = summarize(ts)
         diag = diagnose(ts, summary, rules, tree, facts=facts)
+        # (the `type: ignore`s on ts.records below: a run read lazily holds a store's LazyRecords, never None)
         n = len(ts)
         parent = _parents(tree)
         sp = facts.sparse
@@ -97,7 +98,7 @@ def build_bounded_packet(ts: TraceSpans, redactor: Any = None) -> dict[str, Any]
         planned = {str(s) for steps in sp.get("plan.steps", {}).values() if isinstance(steps, list) for s in steps}
         if planned:
             named = {i for i, nm in enumerate(ts.name) if nm in planned}
-            around |= named | {k for i in named if parent[i] is not None for k in tree.children[parent[i]]}
+            around |= named | {k for i in named if (p := parent[i]) is not None for k in tree.children[p]}
         evidence: list[int] = []
         if diag is not None:
             picked = [sid_index[s] for s in diag.chain if s in sid_index]

@@ -26,7 +26,7 @@ _IN_COLUMNS = frozenset({"trace_id", "span_id", "parent_id", "agent_name", "even
 def _compressor() -> Callable[[bytes], bytes]:
     """gzip at a fast level; isal's when installed (several times faster), zlib's otherwise."""
     try:
-        from isal import igzip  # type: ignore[import-not-found]
+        from isal import igzip
 
         return lambda data: igzip.compress(data, compresslevel=2)
     except ImportError:

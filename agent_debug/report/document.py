@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent_debug.analysis.buckets import Rules
-from agent_debug.analysis.explain import explain_run, explain_trace
 from agent_debug.analysis.critical import _self_times, analyze
+from agent_debug.analysis.explain import explain_run, explain_trace
 from agent_debug.analysis.source import Source
-from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import Tree, build_tree
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.report.details import BLOCK_SIZE, detail_blocks
 from agent_debug.report.flow import message_flow
 

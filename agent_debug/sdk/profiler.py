@@ -91,7 +91,7 @@ def profile_async(agent: str) -> Callable[[F], F]:
                 finally:
                     _record(agent, fname, time.perf_counter_ns() - t0, failed)
 
-            return awrapper  # type: ignore[return-value]
+            return awrapper  # type: ignore[return-value]  # functools.wraps: fn's signature, so an F
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -104,7 +104,7 @@ def profile_async(agent: str) -> Callable[[F], F]:
             finally:
                 _record(agent, fname, time.perf_counter_ns() - t0, failed)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]  # functools.wraps: fn's signature, so an F
 
     return decorator
 

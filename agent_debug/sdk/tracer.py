@@ -91,6 +91,14 @@ class Span:
     record is built and serialized once, at exit, and handed to the writer's buffer. All methods are safe to
     call after the span ended (they are then ignored)."""
 
+    # set when the span starts (`_start`, `__enter__`) and ends
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    timestamp: float
+    _t0: int
+    duration_ns: int
+
     __slots__ = (
         "trace_id",
         "span_id",
@@ -185,15 +193,16 @@ class Span:
         self.duration_ns = dur = _perf_ns() - self._t0
         self._ended = True
         try:
-            _CURRENT.reset(self._token)  # type: ignore[arg-type]
+            _CURRENT.reset(self._token)  # type: ignore[arg-type]  # set by __enter__: this path is for entered spans
         except ValueError:  # exited in another context than it was entered in
             pass
         self._token = None
         try:
             trace_id = self.trace_id
-            rec = {"trace_id": trace_id, "span_id": self.span_id, "parent_id": self.parent_id,
-                   "agent_name": self.agent_name, "event_type": self.event_type, "timestamp": self.timestamp,
-                   "duration_ns": dur, "name": self.name, "format_version": FORMAT_VERSION}
+            rec: dict[str, Any] = {
+                "trace_id": trace_id, "span_id": self.span_id, "parent_id": self.parent_id,
+                "agent_name": self.agent_name, "event_type": self.event_type, "timestamp": self.timestamp,
+                "duration_ns": dur, "name": self.name, "format_version": FORMAT_VERSION}
             if self.payload is not None:
                 rec["payload"] = self.payload
             if self.token_cost is not None:
@@ -240,14 +249,14 @@ class Span:
                 async with Span(name, agent, et, attrs):
                     return await fn(*args, **kwargs)
 
-            return awrapper  # type: ignore[return-value]
+            return awrapper  # type: ignore[return-value]  # functools.wraps: fn's signature, so an F
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with Span(name, agent, et, attrs):
                 return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]  # functools.wraps: fn's signature, so an F
 
     # -- what the agent calls ---------------------------------------------------------------------------------
 
@@ -670,7 +679,7 @@ def send(recipient: str, content: Any = None, *, agent: str | None = None) -> Me
         s.set_attribute("message.to", recipient)
         if content is not None:
             s.set_payload({"content": content})
-    return Message(s.trace_id, s.span_id, s.agent_name, recipient, content)
+    return Message(s.trace_id, s.span_id, s.agent_name or s.name, recipient, content)  # (started: never None)
 
 
 class _Receive(Span):

@@ -76,13 +76,15 @@ def fast_gzip(path: str, *, level: int = 1, on_done: Callable[[], None] | None =
         if os.path.getsize(path) == 0:
             os.remove(path)
             return
-        opener: Any
         try:
-            from isal import igzip  # type: ignore[import-not-found]
+            from isal import igzip
 
-            opener = lambda p: igzip.open(p, "wb", compresslevel=min(level, 3))  # noqa: E731
+            def opener(p: str) -> Any:
+                return igzip.open(p, "wb", compresslevel=min(level, 3))
         except ImportError:
-            opener = lambda p: gzip.open(p, "wb", compresslevel=level)  # noqa: E731
+
+            def opener(p: str) -> Any:
+                return gzip.open(p, "wb", compresslevel=level)
         with open(path, "rb") as src, opener(tmp) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)  # reads and (de)flate release the GIL: few hand-offs
         os.replace(tmp, f"{path}.gz")
@@ -510,7 +512,7 @@ def _is_size(rotation: Any) -> bool:
     return False
 
 
-def _binary_file_sink(path: Path, rotation: Any, compression: Callable[[str], None] | None) -> Any:
+def _binary_file_sink(path: Path, rotation: Any, compression: str | Callable[[str], None] | None) -> Any:
     """loguru's own file sink (rotation, the compression hook, the rotated file names), opened in binary mode
     and unbuffered: each message is our bytes in one write(), with no text layer copying them three times."""
     from loguru._file_sink import FileSink

@@ -14,9 +14,9 @@ from agent_debug.analysis.buckets import Rules, diagnose, load_rules
 from agent_debug.analysis.critical import analyze as critical_path, critical_times
 from agent_debug.analysis.explain import explain_run
 from agent_debug.analysis.source import StoreSource
-from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.analysis.tree import build_tree
 from agent_debug.analysis.treeview import nested_json
+from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import AgentDebugError, TraceNotFound
 from agent_debug.eval.cases import Case, CaseFile
 from agent_debug.store.query import TraceFilter
@@ -119,7 +119,7 @@ class RunAnalyzer:
         out: dict[str, Any] = {"cases": [], "skipped_judge_cases": skipped}
         if files:
             try:
-                res = evaluate(files, lambda: _OneRun(summary, ts))  # type: ignore[arg-type,return-value]
+                res = evaluate(files, lambda: _OneRun(summary, ts))
                 out["cases"] = [c.model_dump(mode="json") for c in res.cases]
             except AgentDebugError as exc:
                 out["error"] = str(exc)

@@ -39,7 +39,7 @@ from agent_debug.serve import otlp_http
 from agent_debug.serve.analyze import RunAnalyzer
 from agent_debug.serve.engine import Engine, Event
 from agent_debug.serve.live import LIVE_CSP_HEADER, live_document, live_page, run_report, span_detail
-from agent_debug.store.query import TraceFilter, list_traces, store_notices
+from agent_debug.store.query import TraceFilter
 
 SUBSCRIBER_BACKLOG = 2000  # event batches a slow SSE client may fall behind before it is dropped
 KEEPALIVE_SECONDS = 15.0
@@ -196,11 +196,11 @@ def create_app(engine: Engine, *, token: str | None = None,
                           workflow=request.query_params.get("workflow") or None)
 
         def read() -> tuple[list[dict[str, Any]], list[str]]:
-            db = analyzer().src.store.db
-            rows = list_traces(db, flt)
+            store = analyzer().src.store
+            rows = store.list_traces(flt)
             rows.sort(key=lambda s: s.start_ns, reverse=True)
             return ([{**s.as_dict(), "state": engine.sessions.state_of(s.trace_id).value} for s in rows[:limit]],
-                    store_notices(db, engine.db_path))
+                    store.notices())
 
         listed, notices = await run_in_threadpool(read)
         return _json({"traces": listed, "count": len(listed)}, notices=notices + engine.notices())
@@ -209,7 +209,7 @@ def create_app(engine: Engine, *, token: str | None = None,
         try:
             tid = request.path_params["trace_id"]
             out, notices = await run_in_threadpool(
-                lambda: (analyzer().details(tid), store_notices(analyzer().src.store.db, engine.db_path)))
+                lambda: (analyzer().details(tid), analyzer().src.store.notices()))
         except TraceNotFound as exc:
             return _json({"error": str(exc)}, 404)
         except AmbiguousTrace as exc:
@@ -266,7 +266,7 @@ def create_app(engine: Engine, *, token: str | None = None,
         run = request.query_params.get("run") or None
         try:
             doc = await run_in_threadpool(lambda: live_document(analyzer(), engine.sessions, selected=run))
-            notices = await run_in_threadpool(lambda: store_notices(analyzer().src.store.db, engine.db_path))
+            notices = await run_in_threadpool(lambda: analyzer().src.store.notices())
         except AmbiguousTrace as exc:
             return _json({"error": str(exc)}, 409)
         except StoreError as exc:

@@ -10,13 +10,13 @@ the sessions' `state` events. Events go to `sink` in batches, once per round.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path

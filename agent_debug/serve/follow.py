@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import TraceNotFound
 from agent_debug.store import query
@@ -96,4 +94,5 @@ def _spans(trace_id: str, c: ChunkCols) -> list[dict[str, Any]]:
     for batch in c["batches"]:
         append_batch(ts, batch)
     columns = [getattr(ts, f) for f in SPAN_FIELDS]
-    return [{"trace_id": trace_id, **dict(zip(SPAN_FIELDS, values, strict=True))} for values in zip(*columns)]
+    return [{"trace_id": trace_id, **dict(zip(SPAN_FIELDS, values, strict=True))}
+            for values in zip(*columns, strict=True)]

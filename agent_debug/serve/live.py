@@ -20,15 +20,14 @@ from typing import Any
 
 from agent_debug.analysis.critical import _self_times
 from agent_debug.analysis.explain import explain_run
-from agent_debug.columns import TraceSummary
 from agent_debug.analysis.tree import build_tree
+from agent_debug.columns import TraceSummary
 from agent_debug.errors import TraceNotFound
 from agent_debug.report.details import detail_of
 from agent_debug.report.document import FORMAT, VERSION, build_run
 from agent_debug.report.page import page_html
 from agent_debug.serve.analyze import RunAnalyzer
 from agent_debug.serve.sessions import SessionManager, State
-from agent_debug.store.query import list_traces
 
 # the page fetches from its own server and nothing else: the browser itself refuses any other request
 LIVE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
@@ -84,7 +83,7 @@ def live_document(analyzer: RunAnalyzer, sessions: SessionManager, *, selected: 
                   limit: int = MAX_RUNS) -> dict[str, Any]:
     """The page's first document (the report's format, `mode` "live"): the newest runs with their states, and
     the data of `selected` (default: the newest run)."""
-    rows = list_traces(analyzer.src.store.db)
+    rows = analyzer.src.store.list_traces()
     rows.sort(key=lambda s: s.start_ns, reverse=True)
     runs = []
     for s in rows[:limit]:

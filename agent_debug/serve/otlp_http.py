@@ -177,7 +177,8 @@ def response_body(kind: str, rejected: int, message: str) -> bytes:
     if rejected or message:
         resp.partial_success.rejected_spans = rejected
         resp.partial_success.error_message = message
-    return resp.SerializeToString()  # type: ignore[no-any-return]
+    body: bytes = resp.SerializeToString()  # (protobuf's messages are not annotated)
+    return body
 
 
 def status_body(kind: str, code: int, message: str) -> bytes:

@@ -192,7 +192,8 @@ class WriterProcess:
                 self._start()
             try:
                 self._conn.send(("round", jobs, stopping))
-                return self._conn.recv()  # type: ignore[no-any-return]
+                done: Round = self._conn.recv()
+                return done
             except (EOFError, OSError) as exc:  # the child died (killed, out of memory): start it again next time
                 self._stop_child()
                 reason = f"the store writer process ended ({type(exc).__name__}); started again"

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, Protocol
 
 from agent_debug.columns import TraceSpans, TraceSummary
-from agent_debug.errors import StoreError, UsageError
+from agent_debug.errors import StoreError
 from agent_debug.store.query import TraceFilter
 from agent_debug.store.types import (
     EXTRA_HINT,

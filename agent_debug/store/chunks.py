@@ -51,11 +51,17 @@ import orjson
 from agent_debug.columns import TraceSpans, text_of, token_columns
 from agent_debug.errors import StoreError
 
+_compress: Callable[[bytes, int], bytes]
+crc32: Callable[[bytes, int], int]
+_decompress: Callable[[bytes], bytes]
+_isal_error: type[Exception]
 try:  # the same formats as zlib (crc32 too), several times faster
-    from isal import isal_zlib as _compress_impl  # type: ignore[import-not-found]
+    from isal import isal_zlib
+
+    _compress, crc32, _decompress = isal_zlib.compress, isal_zlib.crc32, isal_zlib.decompress
+    _isal_error = isal_zlib.error  # type: ignore[assignment]  # its stub says `error: Exception`: it is the class
 except ImportError:  # pragma: no cover
-    _compress_impl = zlib
-crc32: Callable[[bytes, int], int] = _compress_impl.crc32
+    _compress, crc32, _decompress, _isal_error = zlib.compress, zlib.crc32, zlib.decompress, zlib.error
 
 CHUNK_VERSION = 3
 
@@ -132,7 +138,9 @@ class SpanKeys:
     __slots__ = ("pos", "hashes", "waiting", "positioned", "tried")
 
     def __init__(self) -> None:
-        self.pos: dict[str, int] = {}  # span id -> position
+        # span id -> position; typed with None keys (never stored) so that a root's parent, None, looks up as any
+        # unknown id does, in C: `map(pos.get, pids, repeat(-1))`
+        self.pos: dict[str | None, int] = {}
         self.hashes = array(_HASH_ARRAY)  # content hash by position
         self.waiting: dict[str, list[int]] = {}  # a parent id not seen yet -> positions of its children
         # whether every chunk of the trace has its parents as positions (None: no chunk written yet; a trace
@@ -153,8 +161,8 @@ class SpanKeys:
         self.positioned = "parents" in c and self.positioned is not False
         if self.positioned:
             pos, waiting = self.pos, self.waiting
-            for pid in [pid for pid in waiting if pid in pos]:
-                del waiting[pid]
+            for found in [p for p in waiting if p in pos]:
+                del waiting[found]
             for i, pid in enumerate(pids):
                 if pid is not None and pid not in pos:
                     waiting.setdefault(pid, []).append(base + i)
@@ -179,15 +187,15 @@ class SpanKeys:
         `pos`."""
         pos = self.pos
         parent_at = list(map(pos.get, pids, repeat(-1)))  # in C: parents in this chunk or an earlier one
-        out: Parents = {"parent_at": parent_at, "base": base}  # type: ignore[typeddict-item]
+        out: Parents = {"parent_at": parent_at, "base": base}
         waiting = self.waiting
         if waiting:
             children: list[int] = []
             parents: list[int] = []
-            for pid in [pid for pid in waiting if pid in pos]:
-                kids = waiting.pop(pid)
+            for found in [p for p in waiting if p in pos]:
+                kids = waiting.pop(found)
                 children.extend(kids)
-                parents.extend(repeat(pos[pid], len(kids)))
+                parents.extend(repeat(pos[found], len(kids)))
             if children:
                 out["adopt"] = [children, parents]
         for i in compress(range(len(pids)), map(_MINUS_ONE.__eq__, parent_at)):
@@ -269,7 +277,7 @@ def encode(c: ChunkCols) -> bytes:
 def compress_records(raw: bytes) -> bytes:
     """A chunk's raw lines, zlib format (level 1). Runs on ingest's compressor thread: zlib and isal release the
     GIL, so it overlaps with the parsing of the next chunk on a second core."""
-    return _compress_impl.compress(raw, 1)  # type: ignore[no-any-return]
+    return _compress(raw, 1)
 
 
 def _hash_bytes(hashes: list[int]) -> bytes:
@@ -422,18 +430,10 @@ def chunk_hashes(c: ChunkCols) -> array[int]:
     return hashes
 
 
-try:  # the same format, several times faster
-    from isal.isal_zlib import decompress as _decompress  # type: ignore[import-not-found]
-    from isal.isal_zlib import error as _isal_error  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover
-    _decompress = zlib.decompress
-    _isal_error = zlib.error
-
-
 def record_lines(blob: bytes) -> list[bytes]:
     """A chunk's stored records, one line each (the last element is the empty rest after the final newline)."""
     try:
-        return _decompress(blob).split(b"\n")  # type: ignore[no-any-return]
+        return _decompress(blob).split(b"\n")
     except _isal_error as exc:  # damage reads the same whichever library found it
         raise zlib.error(str(exc)) from None
 
@@ -550,7 +550,7 @@ def parent_index(parents: list[int], adopted: list[list[list[int]]], n: int) -> 
     for children, ps in adopted:
         if len(children) != len(ps) or min(children + ps, default=0) < 0 or max(children + ps, default=0) >= n:
             return None
-    out: list[int | None] = parents  # type: ignore[assignment]
+    out: list[int | None] = parents  # type: ignore[assignment]  # the same list: its -1s become None below
     none = list(compress(range(n), map(_MINUS_ONE.__eq__, parents)))
     deque(map(out.__setitem__, none, repeat(None)), maxlen=0)
     for children, ps in adopted:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +24,8 @@ from agent_debug.columns import TraceSummary, summarize
 from agent_debug.errors import StoreError
 from agent_debug.store.load import load_columns
 
-try:
+if sys.platform != "win32":  # Windows has no flock
     import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 FAULT_ENV = "AGENT_DEBUG_INGEST_FAULT"  # a test hook: see `Fault`
 
@@ -38,7 +37,7 @@ def exclusive(db_path: Path) -> Iterator[float]:
     Ingests must not interleave: each dedupes against the spans it knows, and two reading the same new file
     would both keep it. SQLite alone would only serialize their transactions. An flock on a file beside the
     store is released by the system however the holder ends, SIGKILL included."""
-    if fcntl is None:  # pragma: no cover - not on Linux or macOS: SQLite's own locking only
+    if sys.platform == "win32":  # pragma: no cover - no flock: SQLite's own locking only
         yield 0.0
         return
     lock_path = db_path.with_name(db_path.name + ".ingest-lock")

@@ -17,12 +17,12 @@ Speed (why it looks the way it does): the reader hands over records in small bat
 split into columns with C-level passes (`formats.reader.read_file_batches`). Ingest finishes each batch while
 it is still in the CPU cache: content hashes, dedupe against the trace's known span ids (set and dict operations;
 a per-record loop only when an id repeats), the trace's running summary, and the batch's columns encoded as
-JSON and its lines kept as one bytes object (the chunk format, its writer and its reader: `store.chunks`). Then the batch is dropped: nothing per record stays in memory
-but the span ids kept for dedupe and the raw lines of the pending chunks, so memory is reused while hot instead
-of growing and being walked again later. Every FLUSH_RECORDS records (or MAX_PENDING_TRACES traces) the pending
-chunks' lines go to a compressor thread (one task per chunk: zlib and isal release the GIL, so the
-compression runs on a second core while the next chunk is parsed), and the chunks of the flush before are
-written (in the file's transaction). There is no
+JSON and its lines kept as one bytes object (the chunk format, its writer and its reader: `store.chunks`).
+Then the batch is dropped: nothing per record stays in memory but the span ids kept for dedupe and the raw
+lines of the pending chunks, so memory is reused while hot instead of growing and being walked again later.
+Every FLUSH_RECORDS records (or MAX_PENDING_TRACES traces) the pending chunks' lines go to a compressor thread
+(one task per chunk: zlib and isal release the GIL, so the compression runs on a second core while the next
+chunk is parsed), and the chunks of the flush before are written (in the file's transaction). There is no
 Python loop per record on the common path. (A writer thread that also did SQLite and handed batches over
 one by one was measured slower: GIL hand-offs cost more than the overlap gained. The compressor alone, a few
 tasks per second, measured 0.56 against 0.50 of the bare loop's rate back to back.) The cyclic GC is paused
@@ -36,10 +36,8 @@ import hashlib
 import os
 import sqlite3
 import time
-import zlib
-from array import array
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Container, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import add
@@ -48,11 +46,9 @@ from typing import IO, Any
 
 import orjson
 
-from agent_debug.digest import digest_batch
-
 from agent_debug.columns import TraceSpans, TraceSummary, envelope_of, saturated, summarize, token_columns
-from agent_debug.gcpause import gc_paused
-from agent_debug.errors import NothingReadable, StoreError
+from agent_debug.digest import digest_batch
+from agent_debug.errors import NothingReadable
 from agent_debug.formats.reader import (
     GZ,
     Batch,
@@ -64,8 +60,7 @@ from agent_debug.formats.reader import (
     read_file_batches,
     record_columns,
 )
-from agent_debug.store.consistency import FAULT_ENV, Fault, InjectedFault, exclusive, write_summary
-from agent_debug.store.db import connect, rejects_path
+from agent_debug.gcpause import gc_paused
 from agent_debug.store.chunks import (
     STORED_COLUMNS,
     ChunkBuilder,
@@ -80,6 +75,8 @@ from agent_debug.store.chunks import (
     parent_ids,
     stored_batch,
 )
+from agent_debug.store.consistency import FAULT_ENV, Fault, InjectedFault, exclusive, write_summary
+from agent_debug.store.db import connect, rejects_path
 from agent_debug.store.load import LazyRecords, load_columns
 
 __all__ = ["FAULT_ENV", "IngestResult", "InjectedFault", "LazyRecords", "content_hash", "ingest", "load_columns",
@@ -126,7 +123,7 @@ def _take_cols(cols: Columns, idx: list[int]) -> Columns:
     """A batch's columns (and span digests) of the records at `idx`."""
     out: dict[str, Any] = {k: _take(v, idx) for k, v in cols.items() if k != "dg"}
     if "dg" in cols:
-        d: dict[str, Any] = cols["dg"]  # type: ignore[assignment]
+        d: dict[str, Any] = cols["dg"]  # type: ignore[assignment]  # the digests: a dict among the columns
         at = {old: new for new, old in enumerate(idx)}
         out["dg"] = {"df": _take(d["df"], idx), "ol": _take(d["ol"], idx), "ih": _take(d["ih"], idx),
                      "da": {k: kept for k, pairs in d["da"].items()
@@ -401,7 +398,7 @@ class _Ingest:
                     dumps, opt = orjson.dumps, orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
                     lines = [line if line is not None else dumps(rec, option=opt, default=json_default) + b"\n"
                              for rec, line in zip(recs, lines, strict=True)]
-            held.append((recs, lines, cols))  # type: ignore[arg-type]
+            held.append((recs, lines, cols))  # type: ignore[arg-type]  # no None line is left
             held_n += len(recs)
             if held_n >= DIGEST_RECORDS:
                 self._add_held(held)
@@ -436,7 +433,7 @@ class _Ingest:
                 cols = {k: list(chain.from_iterable(h[2][k] for h in part)) for k in cols}
             size = len(recs)
             cols = dict(cols)
-            cols["dg"] = _digest_slice(d, base, base + size)  # type: ignore[assignment]
+            cols["dg"] = _digest_slice(d, base, base + size)  # type: ignore[assignment]  # the digests: a dict
             if single:  # one trace, as writers usually write them
                 self._add(tids[0], recs, lines, cols)
             else:
@@ -466,7 +463,7 @@ class _Ingest:
             recs, lines, hashes = _take(recs, keep), _take(lines, keep), _take(hashes, keep)
             cols = _take_cols(cols, keep)
         out = stored_batch(cols)
-        out.update(cols["dg"])  # type: ignore[arg-type]  # what diagnosis reads instead of the records
+        out.update(cols["dg"])  # what diagnosis reads instead of the records
         parents = cols["parent_id"]
         roots: list[int] = []
         if not all(parents):  # a root (a parent id is never "")

@@ -56,7 +56,8 @@ def _load_chunks(db: sqlite3.Connection, trace_id: str, with_records: bool | str
                  ) -> TraceSpans:
     lazy = with_records == "lazy"
     eager = bool(with_records) and not lazy
-    ts = TraceSpans(trace_id, records=[] if eager else None)
+    loaded: list[dict[str, Any]] | None = [] if eager else None
+    ts = TraceSpans(trace_id, records=loaded)
     reader = TraceReader(ts)
     loads = orjson.loads
     chunk_ids: list[int] = []
@@ -66,15 +67,15 @@ def _load_chunks(db: sqlite3.Connection, trace_id: str, with_records: bool | str
         at[0] = chunk_id
         chunk_ids.append(chunk_id)
         reader.add(decode(cols))
-        if ts.records is not None:
+        if loaded is not None:
             lines = record_lines(records)
             lines.pop()  # after the last line's b"\n"
-            ts.records.extend(map(loads, lines))
-            if len(ts.records) != len(ts):
-                raise ValueError(f"{len(ts.records)} records for {len(ts)} spans")
+            loaded.extend(map(loads, lines))
+            if len(loaded) != len(ts):
+                raise ValueError(f"{len(loaded)} records for {len(ts)} spans")
         at[0] = None
     if lazy:
-        ts.records = LazyRecords(db, chunk_ids, reader.offsets, len(ts), trace_id=trace_id)  # type: ignore[assignment]
+        ts.records = LazyRecords(db, chunk_ids, reader.offsets, len(ts), trace_id=trace_id)
     return reader.finish()
 
 
@@ -145,7 +146,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
             exc, self._error = self._error, None
             raise exc
 
-    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]  # positions only, no slices
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
@@ -172,4 +173,5 @@ class LazyRecords(Sequence[dict[str, Any]]):
             (blob,) = self._db.execute("SELECT records FROM chunks WHERE id = ?", (self._chunk_ids[k],)).fetchone()
         except (sqlite3.DatabaseError, TypeError) as exc:  # TypeError: the row is gone
             raise damaged(self._trace_id, self._chunk_ids[k], exc) from None
-        return blob  # type: ignore[no-any-return]
+        data: bytes = blob
+        return data

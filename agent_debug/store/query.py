@@ -71,7 +71,8 @@ def _row_to_summary(row: tuple[Any, ...]) -> TraceSummary:
 @_store_errors
 def list_traces(db: sqlite3.Connection, flt: TraceFilter | None = None) -> list[TraceSummary]:
     flt = flt or TraceFilter()
-    where, args = [], []
+    where: list[str] = []
+    args: list[str | int] = []
     if flt.failed:
         where.append("status IN ('failed', 'error')")
     if flt.workflow:

@@ -28,13 +28,12 @@ from typing import Any
 
 import orjson
 
-from agent_debug.gcpause import gc_paused
 from agent_debug.formats.reader import Batch, FileReport, ReadReport, Reject, _checked_columns
+from agent_debug.gcpause import gc_paused
 from agent_debug.model import check_record
+from agent_debug.store.chunks import SpanKeys, json_default as _json_default
 from agent_debug.store.consistency import exclusive
 from agent_debug.store.db import connect
-from agent_debug.store.chunks import json_default as _json_default
-from agent_debug.store.chunks import SpanKeys
 from agent_debug.store.ingest import IngestResult, _Ingest, rejects_path
 
 MAX_LIVE_TRACES = 2_000  # traces whose span keys and running summaries stay in memory between batches
@@ -63,9 +62,11 @@ class _KnownTraces:
         self.memo: dict[str, bool] = {}
 
     def __contains__(self, trace_id: object) -> bool:
-        got = self.memo.get(trace_id)  # type: ignore[call-overload]
+        if not isinstance(trace_id, str):
+            return False
+        got = self.memo.get(trace_id)
         if got is None:
-            got = self.memo[trace_id] = self.db.execute(  # type: ignore[index]
+            got = self.memo[trace_id] = self.db.execute(
                 "SELECT 1 FROM traces WHERE trace_id = ?", (trace_id,)).fetchone() is not None
         return got
 
@@ -190,7 +191,7 @@ class RecordIngest:
         frep.records = len(keep)
         kept = [recs[i] for i in keep]
         kept_lines: list[bytes | None] = [lines[i] for i in keep] if lines is not None else [None] * len(keep)
-        return (kept, kept_lines, None), rejected_at  # type: ignore[return-value]
+        return (kept, kept_lines, None), rejected_at
 
     # -- state between batches ------------------------------------------------------------------------------------
 

@@ -16,12 +16,11 @@ import orjson
 
 from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import StoreError
-from agent_debug.store import query
-from agent_debug.store import verdicts as verdict_store
-from agent_debug.store.types import Conflict, FileOffset, Location, StoreCounts
-from agent_debug.store.db import connect
+from agent_debug.store import query, verdicts as verdict_store
 from agent_debug.store.chunks import record_lines
+from agent_debug.store.db import connect
 from agent_debug.store.query import TraceFilter
+from agent_debug.store.types import Conflict, FileOffset, Location, StoreCounts
 from agent_debug.store.verdicts import Verdict
 
 

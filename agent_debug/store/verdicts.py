@@ -22,8 +22,6 @@ import orjson
 
 from agent_debug.columns import TraceSummary
 from agent_debug.errors import UsageError
-from agent_debug.store import query
-from agent_debug.store.db import connect
 
 
 @dataclass(frozen=True)

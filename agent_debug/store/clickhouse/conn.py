@@ -15,16 +15,14 @@ import re
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from agent_debug.errors import StoreError
 from agent_debug.store.types import EXTRA_HINT, Location
 
-try:
+if sys.platform != "win32":  # Windows has no flock
     import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 # session settings every query runs with: 64-bit integers as JSON numbers (orjson reads them exactly), and
 # inserts that may span many months of partitions (a file may hold old and new spans)
@@ -163,7 +161,8 @@ class ChdbConn:
             res = self._session.query(sql, fmt, params=_texts(params))
         except Exception as exc:
             raise StoreError(f"store {self.location.shown}: {one_line(exc)}") from None
-        return res.bytes()  # type: ignore[no-any-return]
+        data: bytes = res.bytes()  # (chdb is not annotated)
+        return data
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self.query(sql, params, "TSV")
@@ -193,7 +192,7 @@ def _import_chdb(location: Location) -> Any:
     out (when nothing imported it before), a command starts 0.3-0.4 s sooner. pyarrow imports normally later."""
     blocked = "pyarrow" not in sys.modules
     if blocked:
-        sys.modules["pyarrow"] = None  # type: ignore[assignment]
+        sys.modules["pyarrow"] = None  # type: ignore[assignment]  # None there makes `import pyarrow` fail
     try:
         from chdb import session as chdb_session
     except ImportError:
@@ -225,7 +224,7 @@ def _lock(path: Path, location: Location) -> str:
         raise StoreError(f"cannot open store {location.shown}: {exc.strerror or exc}") from None
     wait = float(os.environ.get(LOCK_WAIT_ENV) or 30)
     deadline = time.monotonic() + wait
-    while fcntl is not None:
+    while sys.platform != "win32":
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
@@ -277,7 +276,7 @@ class HttpConn:
 
     def query(self, sql: str, params: dict[str, Any] | None = None, fmt: str = "JSONCompactColumns") -> bytes:
         try:
-            return self._client.raw_query(sql, parameters=params or None, fmt=fmt)  # type: ignore[no-any-return]
+            return self._client.raw_query(sql, parameters=params or None, fmt=fmt)
         except self._errors as exc:
             raise StoreError(f"store {self.location.shown}: {one_line(exc)}") from None
 

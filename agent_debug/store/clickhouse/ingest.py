@@ -20,9 +20,9 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import compress, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,8 +42,7 @@ from agent_debug.formats.reader import (
     record_columns,
 )
 from agent_debug.gcpause import gc_paused
-from agent_debug.store.chunks import crc32 as _crc32
-from agent_debug.store.chunks import json_default as _json_default
+from agent_debug.store.chunks import crc32 as _crc32, json_default as _json_default
 from agent_debug.store.consistency import exclusive
 from agent_debug.store.ingest import IngestResult, _head
 
@@ -180,7 +179,7 @@ class ChIngest:
                              for rec, line in zip(recs, lines, strict=True)]
             tids = cols["trace_id"]
             if tids.count(tids[0]) == len(tids):
-                self._queue(tids[0], recs, lines, cols)  # type: ignore[arg-type]
+                self._queue(tids[0], recs, lines, cols)  # type: ignore[arg-type]  # no None line is left
             else:
                 groups: dict[str, list[int]] = {}
                 for i, tid in enumerate(tids):
@@ -244,7 +243,7 @@ class ChIngest:
         keys = self.keys[tid]
         hashes = list(map(_crc32, lines, map(len, lines)))  # store.ingest.content_hash of each, in C
         sids = cols["span_id"]
-        new = dict(zip(sids, hashes))
+        new = dict(zip(sids, hashes, strict=True))
         if len(new) == len(sids) and keys.hashes.keys().isdisjoint(new):
             keys.hashes.update(new)
         else:
@@ -354,8 +353,9 @@ class ChIngest:
         if not new:
             return
         now = time.time()
-        rows = {"trace_id": [c[0] for c in new], "span_id": [c[1] for c in new], "hash": [c[2] for c in new],
-                "record_hex": [c[3].hex() for c in new], "seen_at": [now] * len(new)}
+        rows: dict[str, list[Any]] = {
+            "trace_id": [c[0] for c in new], "span_id": [c[1] for c in new], "hash": [c[2] for c in new],
+            "record_hex": [c[3].hex() for c in new], "seen_at": [now] * len(new)}
         self.conn.insert(self.t.conflicts, list(rows), _dumps(rows))
         self.result.conflicts += len(new)
         for c in new:
@@ -367,9 +367,10 @@ class ChIngest:
             return
         rejects, report.rejects = list(report.rejects), []
         now = time.time()
-        rows = {"source": [r.source for r in rejects], "location": [r.location for r in rejects],
-                "reason": [r.reason for r in rejects], "raw_hex": [r.raw.hex() for r in rejects],
-                "ingest_id": [self.ingest_id] * len(rejects), "at": [now] * len(rejects)}
+        rows: dict[str, list[Any]] = {
+            "source": [r.source for r in rejects], "location": [r.location for r in rejects],
+            "reason": [r.reason for r in rejects], "raw_hex": [r.raw.hex() for r in rejects],
+            "ingest_id": [self.ingest_id] * len(rejects), "at": [now] * len(rejects)}
         # raw bytes may be anything: sent as hex (`raw_hex`) and unhexed by the engine, no byte changed on the way
         self.conn.insert(self.t.rejects, list(rows), _dumps(rows))
         self.result.rejects_file = f"{self.store.location.shown} (table {self.t.rejects})"
@@ -381,7 +382,7 @@ class ChIngest:
         self.conn.insert(self.t.ingests, list(row), orjson.dumps(row))
 
 
-def _token_values(costs: list[Any], out: dict[str, list[Any]]) -> None:
+def _token_values(costs: Sequence[Any], out: dict[str, list[Any]]) -> None:
     """Prompt tokens, completion tokens and cost of each span, as `TraceSpans.extend_columns` counts them."""
     n = len(costs)
     if costs.count(None) == n:

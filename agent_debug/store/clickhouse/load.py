@@ -55,7 +55,7 @@ def _load(conn: Conn, spans: str, trace_id: str, records: bool | str) -> TraceSp
         ts.envelopes = {s: orjson.loads(e) if e else {} for s, e in zip(*roots, strict=True)}
     n = len(sid)
     if records == "lazy":
-        ts.records = LazyRecords(conn, spans, trace_id, pos)  # type: ignore[assignment]
+        ts.records = LazyRecords(conn, spans, trace_id, pos)
     elif records:
         lines = record_lines(conn, spans, trace_id)
         if len(lines) != n:
@@ -101,6 +101,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
         if not positions:
             return {}
         lo, hi = min(positions), max(positions)
+        params: dict[str, int | list[int]]
         if hi - lo + 1 == len(positions) or len(positions) > self._n // 4:
             where, params = "pos >= {lo:UInt32} AND pos <= {hi:UInt32}", {"lo": lo, "hi": hi}
         else:
@@ -139,7 +140,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
                 lines = record_lines(self._conn, self._spans, self._trace_id)
                 if len(lines) != self._n:
                     raise ValueError(f"{len(lines)} records for {self._n} spans")
-                self._parsed.update(zip(wanted, map(orjson.loads, map(lines.__getitem__, wanted))))
+                self._parsed.update(zip(wanted, map(orjson.loads, map(lines.__getitem__, wanted)), strict=True))
                 return
             got = self._fetch([pos[i] for i in wanted])
             for i in wanted:
@@ -158,7 +159,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
             exc, self._error = self._error, None
             raise exc
 
-    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]  # positions only, no slices
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:

@@ -92,7 +92,7 @@ SPANS_COLUMNS = """
         'Map(LowCardinality(String), String)'){codec},
     ingest_id UInt64"""
 
-RUNS_COLUMNS = f"""
+RUNS_COLUMNS = """
     trace_id String,
     spans SimpleAggregateFunction(sum, UInt64),
     start_ns SimpleAggregateFunction(min, Int64),

@@ -17,11 +17,11 @@ import orjson
 
 from agent_debug.columns import TraceSpans, TraceSummary
 from agent_debug.errors import StoreError, TraceNotFound, UsageError
-from agent_debug.store.types import Conflict, FileOffset, Location, StoreCounts
 from agent_debug.store.clickhouse import schema
 from agent_debug.store.clickhouse.conn import Conn, connect
 from agent_debug.store.clickhouse.load import load_trace, record_lines
 from agent_debug.store.query import TraceFilter, pick
+from agent_debug.store.types import Conflict, FileOffset, Location, StoreCounts
 from agent_debug.store.verdicts import Verdict
 
 INT64_MAX = schema.INT64_MAX
@@ -112,7 +112,8 @@ SELECT trace_id,
 FROM (
     SELECT trace_id, agent_name, parent_id, event_type,
         {_MODALITY} AS modality,
-        coalesce({_attr_str('route.model')}, {_attr_str('gen_ai.request.model')}, {_attr_str('llm.model_name')}) AS model,
+        coalesce({_attr_str('route.model')}, {_attr_str('gen_ai.request.model')},
+                 {_attr_str('llm.model_name')}) AS model,
         ifNull({_attr_str('tool.name')}, name) AS tool,
         {_attr_str('route.lane')} AS lane
     FROM {{spans}} FINAL WHERE trace_id IN {{ids:Array(String)}}
@@ -139,7 +140,7 @@ class ClickHouseStore:
         if self.location.kind == "chdb":
             from agent_debug.store.clickhouse.conn import ChdbConn
 
-            return ChdbConn.sibling_of(self.conn)  # type: ignore[arg-type]
+            return ChdbConn.sibling_of(self.conn)  # type: ignore[arg-type]  # a chdb store's conn is one
         return connect(self.location, create=False)
 
     def close(self) -> None:
@@ -202,7 +203,8 @@ class ClickHouseStore:
 
     def list_traces(self, flt: TraceFilter | None = None) -> list[TraceSummary]:
         flt = flt or TraceFilter()
-        where, params = [], {}
+        where: list[str] = []
+        params: dict[str, Any] = {}
         if flt.failed:
             where.append("status IN ('failed', 'error')")
         if flt.workflow:
@@ -247,8 +249,9 @@ class ClickHouseStore:
         """What each run has of every `patterns` dimension, in one aggregation in the engine (as
         `analysis.patterns.run_values` finds it in the loaded records: the same rules, type checks included)."""
         rows = self._rows(_RUN_VALUES.replace("{spans}", self.names.spans), {"ids": trace_ids})
-        out = {tid: {"modality": set(), "agent": set(), "model": set(), "tool": set(), "route": set()}
-               for tid in trace_ids}
+        out: dict[str, dict[str, set[str]]] = {
+            tid: {"modality": set(), "agent": set(), "model": set(), "tool": set(), "route": set()}
+            for tid in trace_ids}
         for tid, media, agents, models, tools, routes in rows:
             out[tid] = {"modality": {"multimodal" if len(media) > 1 else media[0]} if media else {"text"},
                         "agent": set(agents), "model": set(models), "tool": set(tools), "route": set(routes)}
@@ -315,8 +318,8 @@ class ClickHouseStore:
         return out
 
     def files(self) -> list[FileOffset]:
-        rows = self._rows(f"SELECT path, size, mtime, offset, line, head_len, head_hash, compressed, complete, records, "
-                          f"updated_at FROM {self.names.files} FINAL WHERE is_deleted = 0 ORDER BY path")
+        rows = self._rows(f"SELECT path, size, mtime, offset, line, head_len, head_hash, compressed, complete, "
+                          f"records, updated_at FROM {self.names.files} FINAL WHERE is_deleted = 0 ORDER BY path")
         return [FileOffset(r[0], r[1], float(r[2]), r[3], r[4], r[5], r[6], bool(r[7]), bool(r[8]), r[9], float(r[10]))
                 for r in rows]
 
@@ -347,7 +350,8 @@ class ClickHouseStore:
                 "seen_at": [c.seen_at for c in conflicts]})
         if rejects:
             self._insert(n.rejects, {
-                "source": [str(r.get("source")) for r in rejects], "location": [str(r.get("location")) for r in rejects],
+                "source": [str(r.get("source")) for r in rejects],
+                "location": [str(r.get("location")) for r in rejects],
                 "reason": [str(r.get("reason")) for r in rejects], "raw_hex": [_raw(r).hex() for r in rejects],
                 "ingest_id": [int(r.get("ingest") or 0) for r in rejects], "at": [time.time()] * len(rejects)})
 
