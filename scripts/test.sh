@@ -30,7 +30,10 @@ if [ -z "${AGENT_DEBUG_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; 
   fi
 fi
 RC=0
-"$VENV/bin/python" -m pytest -m "not judge" ${ARGS[@]+"${ARGS[@]}"} || RC=$?
+# one worker per CPU (pytest-xdist), each test file on one worker so its module fixtures are built once;
+# AGENT_DEBUG_TEST_WORKERS=0 (or -n 0) runs it in one process
+"$VENV/bin/python" -m pytest -m "not judge" -n "${AGENT_DEBUG_TEST_WORKERS:-auto}" --dist loadfile \
+  ${ARGS[@]+"${ARGS[@]}"} || RC=$?
 if [ -n "$BROWSER_SKIPPED" ]; then echo "$BROWSER_SKIPPED" >&2; fi
 [ "$RC" = 0 ] || exit "$RC"
 if [ "$JUDGE" = 1 ]; then
