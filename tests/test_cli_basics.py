@@ -115,6 +115,18 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
     assert missing_doc == []
 
 
+def test_every_file_the_docs_link_to_exists() -> None:
+    """Images and relative links in the README and docs/ point at files in the repository."""
+    import re
+
+    missing = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" not in target and not (doc.parent / target).exists():
+                missing.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert missing == []
+
+
 def test_unknown_command_is_a_usage_error() -> None:
     r = run_cli("frobnicate")
     assert r.returncode == 2 and "Traceback" not in r.stderr
