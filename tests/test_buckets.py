@@ -17,6 +17,7 @@ from agent_debug.analysis.blame import (
     APRIORI_POLICY,
     BlamePolicy,
     blame_transcript,
+    default_transcript_model,
     transcript_suspect,
 )
 from agent_debug.analysis.buckets import RunDiagnosis, diagnose, find_suspects, load_rules
@@ -405,9 +406,24 @@ def test_transcript_suspects_carry_their_span_position_and_no_related_spans() ->
     ts = transcript([("Planner", "Plan: load the table."), ("Coder", "```python\nload()\n```"),
                      ("Computer_terminal", "exitcode: 1 (execution failed)\nNameError"), ("Coder", "Fixed.")])
     suspects = transcript_suspects(ts).suspects
-    assert [(s.span_id, s.index, s.step) for s in suspects[:2]] == [("step-1", 2, 1), ("step-1", 2, 1)]
+    assert (suspects[0].span_id, suspects[0].index, suspects[0].step) == ("step-1", 2, 1)
     assert all(s.index == ts.span_id.index(s.span_id) and s.related == [] for s in suspects)
     assert not any("related_spans" in s.as_dict() for s in suspects)
+
+
+def test_a_message_two_transcript_signals_name_is_one_suspect_with_both_reasons() -> None:
+    """`suspects` lists each span once (as for agent traces): a message several signals name keeps the rank,
+    signal and score of the first and the evidence of all."""
+    ts = transcript([("Planner", "Plan: load the table."), ("Coder", "```python\nload()\n```"),
+                     ("Computer_terminal", "exitcode: 1 (execution failed)\nNameError"), ("Coder", "Fixed.")])
+    result = blame_transcript(ts, default_transcript_model().policy)
+    naming = [c for c in result.candidates if c.span_id == "step-1"]
+    assert len(naming) >= 2  # the case this test is about
+    suspects = transcript_suspects(ts).suspects
+    ids = [s.span_id for s in suspects]
+    assert len(ids) == len(set(ids)) == len({c.span_id for c in result.candidates})
+    first = suspects[ids.index("step-1")]
+    assert first.signal == naming[0].signal and first.evidence == [c.reason for c in naming]
 
 
 def test_a_passing_transcript_with_a_strong_suspect_is_diagnosed_at_the_blamed_message() -> None:

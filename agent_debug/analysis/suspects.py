@@ -190,13 +190,18 @@ def transcript_suspects(ts: TraceSpans, model: TranscriptModel | None = None) ->
     result = blame_transcript(ts, tm.policy)
     by_id = {sid: i for i, sid in enumerate(ts.span_id)}
     out: list[SpanSuspect] = []
+    seen: dict[str, SpanSuspect] = {}
     for c in result.candidates:
         i = by_id.get(c.span_id)
         if i is None:
             continue
+        if (same := seen.get(c.span_id)) is not None:  # one suspect per message: its first signal ranks it
+            same.evidence.append(c.reason)
+            continue
         out.append(SpanSuspect(c.span_id, c.agent, ts.name[i], ts.event_type[i], c.signal, c.bucket, [c.reason],
                                tm.score(c.signal), c.signal in tm.policy.signals or not out,  # (the blamed one)
                                step=c.step_index, index=i))
+        seen[c.span_id] = out[-1]
     for rank, s in enumerate(out):  # the policy's order is the ranking: scores never invert it
         if rank and s.score > out[rank - 1].score:
             s.score = out[rank - 1].score
