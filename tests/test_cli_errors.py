@@ -337,6 +337,8 @@ CASES: list[Case] = [
     Case("store-missing", ("traces", "--db", "nope.db"), 5, r"^Error: no store at nope.db"),
     Case("store-not-sqlite", ("tree", "aa1", "--db", "notsql.db"), 5, r"^Error: cannot open store notsql.db"),
     Case("store-a-folder", ("bucket", "--db", "dirdb.db", "--json"), 5, r"^Error: cannot open store dirdb.db"),
+    Case("store-through-a-file", ("ingest", "clean", "--db", "afile/x.db"), 5,
+         r"^Error: cannot create a store at afile/x.db: .*afile"),
     Case("store-damaged-pages-tree", ("tree", "aa1", "--db", "pages.db"), 5,
          r"^Error: store pages.db could not be read: database disk image is malformed$"),
     Case("store-damaged-pages-bucket", ("bucket", "--db", "pages.db", "--json"), 5,

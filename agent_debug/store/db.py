@@ -179,7 +179,11 @@ def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) 
     if new:
         if not create:
             raise StoreError(f"no store at {p} (run `agent-debug ingest PATH` first, or use --from PATH)")
-        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a folder must be, no permission, ...
+            raise StoreError(f"cannot create a store at {p}: {exc.strerror or exc}: {exc.filename or p.parent}"
+                             ) from None
     if not create and not _writable(p):
         return connect_readonly(p)
     db: sqlite3.Connection | None = None
