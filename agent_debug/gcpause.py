@@ -7,6 +7,16 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_one_shot = False
+
+
+def one_shot_process(on: bool = True) -> None:
+    """Say that this process runs one command and exits (the CLI; not `serve`): what a paused pass leaves
+    alive is then frozen (`gc.freeze`, O(1)) when the collector resumes, instead of being traversed by the next
+    collections (0.5-0.7 s after a 1M-span pass) for objects that live until the process exits anyway."""
+    global _one_shot
+    _one_shot = on
+
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
@@ -18,4 +28,6 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was:
+            if _one_shot:
+                gc.freeze()
             gc.enable()

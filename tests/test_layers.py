@@ -14,6 +14,8 @@ the CLI hook into the SDK through `sdk.runtime.add_run_listener`, not the revers
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -153,3 +155,26 @@ def test_the_walker_sees_lazy_and_upward_imports() -> None:
     assert any(lazy for m in MODULES for _, _, lazy in imports_of(m))
     assert "analysis" not in ALLOWED["store"] and "store" not in ALLOWED["sdk"]
     assert "sdk" not in ALLOWED["analysis"]
+
+
+def test_a_one_shot_process_freezes_what_a_paused_pass_leaves_and_a_server_does_not() -> None:
+    """The CLI (one command, then exit) freezes what a whole-trace pass leaves alive when the collector resumes,
+    so no later collection traverses it; otherwise (`serve`, a library user) nothing is frozen. Run in a child: a
+    freeze is process-wide."""
+    code = """
+import gc
+from agent_debug.gcpause import gc_paused, one_shot_process
+gc.enable()
+with gc_paused():
+    kept = [[i] for i in range(1000)]
+assert gc.isenabled() and gc.get_freeze_count() == 0, gc.get_freeze_count()
+one_shot_process()
+with gc_paused():
+    with gc_paused():  # nested: only the outer one resumes the collector
+        more = [[i] for i in range(1000)]
+    assert not gc.isenabled()
+assert gc.isenabled() and gc.get_freeze_count() >= 2000, gc.get_freeze_count()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

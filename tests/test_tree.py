@@ -221,6 +221,32 @@ def test_flattening_the_json_tree_gives_back_exactly_the_input_span_ids(parents:
     assert sum(r.count for r in shown) == n  # the rendered rows cover every span too
 
 
+@settings(max_examples=150, deadline=None)
+@given(PARENTS, st.randoms(use_true_random=False))
+def test_parent_positions_are_exact_and_walks_up_them_match_walks_up_the_ids(parents: list[Any],
+                                                                              rng: random.Random) -> None:
+    """`Tree.parent` (positions, kept when there is no cycle and no repeated id) gives the depths and causal
+    chains that following `parent_id`s through an id map gives."""
+    from agent_debug.analysis.buckets import _depths, causal_chain
+
+    n = len(parents)
+    records = []
+    for i, p in enumerate(parents):
+        parent = p if p is None or isinstance(p, str) else f"s{p % n}"
+        records.append(rec(f"s{i}", parent, start=rng.randrange(1000) / 1000))
+    tree = _tree(records)
+    assert (tree.parent is None) == bool(tree.cycles or tree.duplicates)
+    if tree.parent is None:
+        return
+    ids = tree.spans.span_id
+    assert [ids[q] if q is not None else None for q in tree.parent] == [
+        pid if pid in ids else None for pid in tree.spans.parent_id]
+    pairs = [(rng.randrange(n), rng.randrange(n)) for _ in range(5)]
+    by_positions = (_depths(tree, list(range(n))), [causal_chain(tree, a, b) for a, b in pairs])
+    tree.parent = None
+    assert by_positions == (_depths(tree, list(range(n))), [causal_chain(tree, a, b) for a, b in pairs])
+
+
 # -- scale --------------------------------------------------------------------------------------------------------
 
 

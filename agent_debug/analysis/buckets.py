@@ -356,13 +356,23 @@ def _rule(rules: Rules, name: str) -> Rule:
 
 
 def _depths(tree: Tree, indices: list[int], by_id: dict[str, int] | None = None) -> dict[int, int]:
-    """How many ancestors each of these spans has (parent cycles stop the count), with one id map for all."""
+    """How many ancestors each of these spans has (parent cycles stop the count): up the tree's parent positions
+    when it has them, else with one id map for all."""
     ts = tree.spans
     if not indices:
         return {}
+    out: dict[int, int] = {}
+    parent = tree.parent
+    if parent is not None:  # no cycle and no repeated id: positions are exact
+        for i in indices:
+            d, q = 0, parent[i]
+            while q is not None and d < 10_000:
+                d += 1
+                q = parent[q]
+            out[i] = d
+        return out
     if by_id is None:
         by_id = {sid: k for k, sid in enumerate(ts.span_id)}
-    out: dict[int, int] = {}
     for i in indices:
         d, p, seen = 0, ts.parent_id[i], set()
         while p is not None and p in by_id and p not in seen and d < 10_000:
@@ -397,17 +407,22 @@ def _visible_failure(ts: TraceSpans, tree: Tree, root: int, facts: ColumnFacts |
 def causal_chain(tree: Tree, a: int, b: int, by_id: dict[str, int] | None = None) -> list[int]:
     """Spans from a up to the common ancestor and down to b."""
     ts = tree.spans
-    if by_id is None:
+    parent = tree.parent
+    if parent is None and by_id is None:
         by_id = {sid: k for k, sid in enumerate(ts.span_id)}
 
     def up(i: int) -> list[int]:
         path, seen = [i], {i}
-        while ts.parent_id[path[-1]] in by_id:
-            p = by_id[ts.parent_id[path[-1]]]  # type: ignore[index]  # in by_id: not None
-            if p in seen:
+        while True:
+            if parent is not None:  # positions (no cycle, no repeated id)
+                q = parent[path[-1]]
+            else:
+                pid = ts.parent_id[path[-1]]
+                q = by_id.get(pid) if by_id is not None and pid is not None else None
+            if q is None or q in seen:
                 break
-            seen.add(p)
-            path.append(p)
+            seen.add(q)
+            path.append(q)
         return path
 
     pa, pb = up(a), up(b)
@@ -495,7 +510,7 @@ def _diagnose(ts: TraceSpans, summary: TraceSummary, root_span_id: str, rules: R
     root_attrs = ts.attributes(root)
     if root_attrs.get("outcome.reason"):
         evidence.append(f"outcome: {root_attrs['outcome.reason']}")
-    chain = [ts.span_id[k] for k in causal_chain(tree, i, visible, facts.by_id() if facts is not None else None)]
+    chain = [ts.span_id[k] for k in causal_chain(tree, i, visible)]
     source = None
     if summary.source_file or summary.source_format:
         source = {"file": summary.source_file, "format": summary.source_format}

@@ -175,7 +175,7 @@ class ColumnFacts:
             except Exception:  # as the records path: an unexpected attribute shape never crashes bucketing
                 hits = []
             hits_by_rule.append(hits)
-        found = rank_suspects(self.ts, tree, rules, hits_by_rule, recovered, by_id=self.by_id())
+        found = rank_suspects(self.ts, tree, rules, hits_by_rule, recovered)
         self._cache[key] = found
         return list(found)
 
@@ -386,8 +386,10 @@ class ColumnContext(SpanContext):
         self.facts = facts
         n = self.n = len(ts)
         df = facts.df
-        if ts.parent_index is not None and len(ts.parent_index) == n:  # the store's (ids unique, no cycles here)
-            parent: list[int | None] = list(ts.parent_index)
+        if tree.parent is not None:  # (no cycles, ids unique: ColumnFacts.of checked)
+            parent: list[int | None] = tree.parent
+        elif ts.parent_index is not None and len(ts.parent_index) == n:  # the store's (ids unique, no cycles here)
+            parent = list(ts.parent_index)
         else:
             parent = [None] * n
             for at, kids in enumerate(tree.children):

@@ -26,6 +26,9 @@ class Tree:
     cycles: list[list[int]]  # each: the spans of one broken cycle (the first is where it was cut)
     duplicates: list[int] = field(default_factory=list)  # later spans reusing an earlier span's id
     end_ns: list[int] = field(default_factory=list)  # effective end: SEND spans cover the work they caused
+    # each span's parent as a position (None: a root or an orphan); only for a tree with no cycle and no repeated
+    # id, where it is exact (None otherwise: follow `parent_id`s)
+    parent: list[int | None] | None = None
 
     @property
     def tops(self) -> list[int]:
@@ -129,7 +132,7 @@ def _build_tree(ts: TraceSpans) -> Tree:
         group.sort(key=key)
     cycles: list[list[int]] = []
     if not unordered and not duplicates:  # no cycle (see above): nothing to search for
-        tree = Tree(ts, children, roots, orphans, cycles, duplicates)
+        tree = Tree(ts, children, roots, orphans, cycles, duplicates, parent=parent_idx)
         tree.end_ns = _effective_ends(tree, None)
         return tree
     # breadth-first from the tops, parents before children; every span is in one children list at most, so
@@ -154,7 +157,8 @@ def _build_tree(ts: TraceSpans) -> Tree:
                 reached[j] = 1
             order.extend(more)
             cycles.append([cut] + [m for m in members if m != cut])
-    tree = Tree(ts, children, roots, orphans, cycles, duplicates)
+    tree = Tree(ts, children, roots, orphans, cycles, duplicates,
+                parent=parent_idx if not cycles and not duplicates else None)
     tree.end_ns = _effective_ends(tree, order)
     return tree
 

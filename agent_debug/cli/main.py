@@ -18,6 +18,7 @@ import typer.main
 from typer.core import TyperGroup
 
 from agent_debug.errors import AgentDebugError, StoreError
+from agent_debug.gcpause import one_shot_process
 
 try:  # recent typer vendors click; older versions use click itself
     from typer._click import Command, Context, HelpFormatter
@@ -170,6 +171,7 @@ def _os_error(exc: OSError) -> str:
 
 def main() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
+    one_shot_process()  # `serve` and `tail`, which run on, say otherwise
     try:
         code = root_command().main(standalone_mode=False, prog_name="agent-debug")
     except NoArgsIsHelpError as exc:  # `agent-debug` or a group alone: its help, as before

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from agent_debug.cli.common import DbOption, FromOption, db_path, fail
+from agent_debug.gcpause import one_shot_process
 
 LOOPBACK_NAMES = ("localhost",)
 TOKEN_ENV = "AGENT_DEBUG_TOKEN"
@@ -102,6 +103,7 @@ def serve(
     per run (attached, recording, analyzing, done), and serve the runs as a live view in the browser (/), as JSON
     (/api/runs) and as events (/api/events).
     Exit codes: 2 usage (a non-local --host without --token), 3 could not run (missing extra, port in use)."""
+    one_shot_process(False)  # it runs on: keep collecting what its passes leave
     if not is_loopback(host) and not token:
         fail(f"--host {host} is not a loopback address: set --token (or ${TOKEN_ENV}) so that every request must "
              "carry it")
@@ -196,6 +198,8 @@ def tail(
     or `ingest` write), or trace directories with --watch (ingested into the store), or files with --from (read
     into a temporary store). Ctrl-C stops it."""
     import tempfile
+
+    one_shot_process(False)  # it runs on: keep collecting what its passes leave
 
     from rich.live import Live
 
