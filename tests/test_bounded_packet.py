@@ -53,3 +53,22 @@ def test_a_small_run_keeps_every_span(tmp_path: Path) -> None:
     src, tid = _store(tmp_path, SKELETON_SPANS)
     pk = build_packet(src, tid)
     assert "skeleton" not in pk and len(pk["spans"]) == SKELETON_SPANS
+
+
+def test_long_strings_are_cut_in_short_and_long_lists_alike() -> None:
+    """`sanitize` cuts every string over MAX_STRING with its hash, whether its list is short (walked) or long
+    (items sized first, only those that could hold one walked), and counts each once."""
+    from agent_debug.replay.packet import MAX_STRING, sanitize
+
+    long = "x" * (MAX_STRING + 5)
+    for n in (3, 200):
+        items: list[object] = [{"name": f"s{i}", "attributes": {"n": i}} for i in range(n)]
+        items[1] = {"name": "big", "payload": {"output": [long, "short"]}}
+        items[2] = long
+        packet = sanitize({"trace_id": "t", "spans": items})
+        spans = packet["spans"]
+        assert packet["sanitized"]["truncated_strings"] == 2, n
+        for cut in (spans[1]["payload"]["output"][0], spans[2]):
+            assert cut.startswith("x" * MAX_STRING + "...[truncated 5 chars sha256:"), n
+        assert spans[1]["payload"]["output"][1] == "short" and spans[0] == {"name": "s0", "attributes": {"n": 0}}
+        assert spans[3:] == [{"name": f"s{i}", "attributes": {"n": i}} for i in range(3, n)]

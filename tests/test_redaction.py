@@ -242,3 +242,24 @@ def test_the_batch_scan_finds_every_record_the_walk_would_redact(records: list[d
     walked = [red._walk_record(d) for d in batch]  # every record parsed and walked, no scan
     assert got == walked
     assert joined == b"\n".join(walked) and changed == sum(a != b for a, b in zip(batch, walked, strict=True))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(_values, min_size=1, max_size=8), filler=st.integers(0, 70))
+def test_a_long_list_scanned_item_by_item_is_redacted_as_the_walk_of_every_item_redacts_it(
+        values: list[Any], filler: int) -> None:
+    """`scrub_value` (packets) walks only the items of a long list whose JSON holds a trigger: the same result as
+    walking every item, whatever the secrets' shapes, with the list long enough for the scan or not."""
+    import copy
+
+    from agent_debug.sdk import redact
+
+    items = [{"name": f"step {i}", "attributes": {"n": i}} for i in range(filler)] + values
+    scanned, count = _NO_TRUNCATION.scrub_value(copy.deepcopy({"spans": items}))
+    limit = redact.PREFILTER_ITEMS
+    try:
+        redact.PREFILTER_ITEMS = 10**9  # every item walked
+        walked, walked_count = _NO_TRUNCATION.scrub_value(copy.deepcopy({"spans": items}))
+    finally:
+        redact.PREFILTER_ITEMS = limit
+    assert scanned == walked and count == walked_count

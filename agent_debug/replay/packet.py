@@ -158,7 +158,14 @@ def sanitize(packet: dict[str, Any], redactor: Redactor | None = None) -> dict[s
         if isinstance(v, dict):
             return {k: cut(x) for k, x in v.items()}
         if isinstance(v, list):
-            return [cut(x) for x in v]
+            if len(v) < 64:
+                return [cut(x) for x in v]
+            try:  # a long list (a big run's spans): an item whose JSON is no longer than MAX_STRING holds no
+                # longer string (each character is a byte at least), and is kept as it is
+                sizes = list(map(len, map(orjson.dumps, v)))
+            except (TypeError, orjson.JSONEncodeError):
+                return [cut(x) for x in v]
+            return [x if size <= MAX_STRING else cut(x) for x, size in zip(v, sizes, strict=True)]
         return v
 
     packet = cut(packet)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import compress, repeat
-from operator import eq
+from operator import eq, not_
 from typing import Any
 
 from agent_debug import digest as dg
@@ -84,13 +84,23 @@ def build_bounded_packet(ts: TraceSpans, redactor: Any = None) -> dict[str, Any]
         diag = diagnose(ts, summary, rules, tree, facts=facts)
         # (the `type: ignore`s on ts.records below: a run read lazily holds a store's LazyRecords, never None)
         n = len(ts)
-        parent = _parents(tree)
+        parent = tree.parent if tree.parent is not None else _parents(tree)
         sp = facts.sparse
-        sid_index = facts.by_id()
         et = ts.event_type
+        # the positions of the span ids this packet names (critical path, retried spans, chain, suspects), found
+        # in one C-level pass rather than a map of every id
+        crit = critical_times(tree)
+        named_ids = set(crit) | {t for t in sp.get("retry.of", {}).values() if isinstance(t, str)}
+        if diag is not None:
+            named_ids |= set(diag.chain) | {d["span_id"] for d in diag.suspects} | {
+                diag.__dict__[key].get("span_id") for key in ("root_cause", "visible_failure")}
+        if summary.root_span_id is not None:
+            named_ids.add(summary.root_span_id)
+        sids = ts.span_id
+        sid_index = {sids[i]: i for i in compress(range(n), map(named_ids.__contains__, sids))}
         calls_at = sorted(sp.get("call.hop", {}))
         around = set(calls_at) | set(facts.errors) | set(tree.roots)
-        around |= {sid_index[s] for s in critical_times(tree) if s in sid_index}
+        around |= {sid_index[s] for s in crit if s in sid_index}
         around |= set(compress(range(n), map(eq, et, repeat("ROUTING_DECISION"))))
         for key in ("retry.of", "verifier.passed", "route.lane", "plan.steps", "token.budget"):
             around |= set(sp.get(key, {}))
@@ -147,7 +157,7 @@ def build_bounded_packet(ts: TraceSpans, redactor: Any = None) -> dict[str, Any]
         tool_events = [{"tool": (r.get("attributes") or {}).get("tool.name", r.get("name")),
                         "exit_code": (r.get("attributes") or {})["tool.exit_code"]} for r in _by_time(ts, listed_tools)]
         calls = _calls_from_records([records_of[i] for i in calls_at])  # type: ignore[index]
-        omitted = Counter(et[i] for i in range(n) if i not in keep)
+        omitted = Counter(compress(et, map(not_, map(keep.__contains__, range(n)))))  # in C
         packet: dict[str, Any] = {
             "packet_version": PACKET_VERSION,
             "trace_id": summary.trace_id,
