@@ -188,14 +188,15 @@ def test_a_damaged_chunk_is_a_one_line_store_error_naming_it_and_other_traces_st
 ) -> None:
     db = tmp_path / "traces.db"
     failed = tmp_path / "failed.jsonl"  # a failed run: `bucket` reads its spans
-    failed.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [
-        rec("root", trace_id="failed-run", attributes={"outcome.passed": False}, duration_ms=50),
-        *[rec(f"c{i}", "root", trace_id="failed-run", status="error" if i == 3 else "ok") for i in range(6)]]))
+    failed.write_bytes(b"".join(orjson.dumps(r) + b"\n" for tid in ("failed-run", "other-failed-run") for r in [
+        rec("root", trace_id=tid, attributes={"outcome.passed": False}, duration_ms=50),
+        *[rec(f"c{i}", "root", trace_id=tid, status="error" if i == 3 else "ok") for i in range(6)]]))
     ingest([*FIXTURES, failed], db)
     ids = _ids(db) | {"faulty": "failed-run"}
     views = {(cmd, which): run_cli(cmd, tid, "--db", str(db), "--json").stdout
              for cmd in ("tree", "critical-path") for which, tid in ids.items()}
-    assert run_cli("bucket", "--db", str(db), "--json").returncode == 0  # before the damage
+    intact = run_cli("bucket", "--db", str(db), "--json")  # before the damage
+    assert intact.returncode == 0 and orjson.loads(intact.stdout)["unreadable_runs"] == []
     chunk = _damage(db, ids["faulty"], column)
     failed_cmds = []
     for cmd in ("tree", "critical-path"):
@@ -212,6 +213,11 @@ def test_a_damaged_chunk_is_a_one_line_store_error_naming_it_and_other_traces_st
     assert "tree" in failed_cmds  # `tree --json` reads every record's attributes
     res = run_cli("bucket", "--db", str(db), "--json")  # it reads the failed run's spans
     assert res.returncode == 5 and len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"Error: trace {ids['faulty']}: stored chunk {chunk} is damaged (")
+    doc = orjson.loads(res.stdout)  # every other run is still bucketed, and the damaged one named
+    assert [u["trace_id"] for u in doc["unreadable_runs"]] == [ids["faulty"]]
+    kept = [r for r in orjson.loads(intact.stdout)["runs"] if r["trace_id"] != ids["faulty"]]
+    assert kept and doc["runs"] == kept
     assert run_cli("traces", "--db", str(db)).returncode == 0
     con = connect(db)
     with pytest.raises(StoreError, match=f"chunk {chunk}"):

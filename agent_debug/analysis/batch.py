@@ -21,6 +21,7 @@ from agent_debug.analysis.sessions import Turn, session_origin
 from agent_debug.analysis.source import Source
 from agent_debug.analysis.tree import build_tree
 from agent_debug.columns import TraceSpans, TraceSummary
+from agent_debug.errors import StoreError
 from agent_debug.gcpause import gc_paused
 from agent_debug.store.query import TraceFilter
 
@@ -40,25 +41,29 @@ def _bucket_runs(source: Source, flt: TraceFilter | None, rules: Rules, suspects
     diagnoses = []
     passing = 0
     sessions: dict[str, list[Turn]] = {}
+    unreadable: list[dict[str, str]] = []
     for s in summaries:
-        if not s.failed:
-            passing += 1
-            if suspects:
-                d = diagnose_suspected(load_for_diagnosis(source, s.trace_id), s, rules, span_model)
-                if d is not None:
-                    diagnoses.append(d)
-            continue
-        ts = load_for_diagnosis(source, s.trace_id)
-        tree = build_tree(ts)
-        d = diagnose(ts, s, rules, tree, facts=column_facts(ts, rules, tree))
-        if d is not None:
-            if s.session_id:
-                origin = session_origin(source, s, d.root_cause["span_id"], sessions)
-                if origin is not None:
-                    blame_earlier_turn(d, origin, rules)
-            diagnoses.append(d)
+        try:  # a run the store cannot read (a damaged chunk) is named, and the others are still bucketed
+            if not s.failed:
+                passing += 1
+                if suspects:
+                    d = diagnose_suspected(load_for_diagnosis(source, s.trace_id), s, rules, span_model)
+                    if d is not None:
+                        diagnoses.append(d)
+                continue
+            ts = load_for_diagnosis(source, s.trace_id)
+            tree = build_tree(ts)
+            d = diagnose(ts, s, rules, tree, facts=column_facts(ts, rules, tree))
+            if d is not None:
+                if s.session_id:
+                    origin = session_origin(source, s, d.root_cause["span_id"], sessions)
+                    if origin is not None:
+                        blame_earlier_turn(d, origin, rules)
+                diagnoses.append(d)
+        except StoreError as exc:
+            unreadable.append({"trace_id": s.trace_id, "error": str(exc)})
     return BucketReport(diagnoses, summarize_buckets(diagnoses, rules), cluster(diagnoses), passing,
-                        list(source.notices))
+                        list(source.notices), unreadable)
 
 
 def diagnose_suspected(ts: TraceSpans, summary: TraceSummary, rules: Rules, span_model: SpanModel | None = None

@@ -545,10 +545,13 @@ class BucketReport:
     clusters: list[dict[str, Any]]
     passing: int = 0
     notices: list[str] = field(default_factory=list)
+    # runs the store could not read (a damaged chunk): {trace_id, error}; every other run is bucketed
+    unreadable: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"runs": [r.as_dict() for r in self.runs], "buckets": self.buckets, "clusters": self.clusters,
-                "passing_runs": self.passing, "flagged_runs": sum(1 for r in self.runs if r.flag)}
+                "passing_runs": self.passing, "flagged_runs": sum(1 for r in self.runs if r.flag),
+                "unreadable_runs": self.unreadable}
 
 
 def summarize_buckets(runs: list[RunDiagnosis], rules: Rules) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from agent_debug.cli.common import (
     show,
 )
 from agent_debug.cli.render import parse_since
+from agent_debug.errors import StoreError
 
 if TYPE_CHECKING:
     from agent_debug.columns import TraceSpans
@@ -43,6 +44,11 @@ def bucket(
     flt = TraceFilter(workflow=workflow, since_ns=parse_since(since) if since else None)
     report = bucket_of(inputs(db, from_, format, verdicts), flt, rules, suspects=suspects)
     show(report, json, lambda out: render_buckets(out, report))
+    if report.unreadable:  # the others are above; this one line names what could not be read, exit 5
+        first = report.unreadable[0]["error"]
+        more = len(report.unreadable) - 1
+        raise StoreError(f"{first}" + (f" (and {more} other run(s): see unreadable_runs in --json)" if more else "")
+                         + "; every other run is bucketed above")
 
 
 def why(
