@@ -127,7 +127,7 @@ class ChdbConn:
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot create store {location.shown}: {exc.strerror or exc}") from None
+                raise StoreError(f"cannot create a store at {location.shown}: {exc.strerror or exc}") from None
         elif not path.is_dir():
             raise StoreError(f"cannot open store {location.shown}: {path} is not a directory")
         self._lock_key: str | None = _lock(path, location)
