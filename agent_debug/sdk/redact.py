@@ -1,9 +1,10 @@
 """Redaction before anything is written: secrets by key name and by value pattern, then truncation.
 
 The writer thread hands whole batches of serialized records to `Redactor.redact_batch`: the records are joined,
-lowercased and searched once for literal triggers by one compiled multi-pattern automaton (Aho-Corasick, in
-Rust, without the GIL). Only a record holding a trigger (that a cheap anchored check at the hit does not rule
-out), or one that is too large, is parsed, walked, redacted by structure and re-serialized. What was scrubbed is
+then lowercased and searched for literal triggers in 64 kB pieces cut at record ends, by compiled multi-pattern
+automatons (Aho-Corasick, in Rust, without the GIL; two groups of at most 32 triggers, each within reach of
+the fastest SIMD prefilter). Only a record holding a trigger (that a cheap anchored check at the hit does not
+rule out), or one that is too large, is parsed, walked, redacted by structure and re-serialized. What was scrubbed is
 recorded as paths and counts (`redacted.paths`, `redacted.count`), never values.
 
 The triggers are a superset of what the key names and value patterns can match (lowercased, with every
