@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import agent_debug as ad
 from agent_debug.formats.reader import read_paths
-from agent_debug.sdk.redact import SCAN_CHUNK, Redactor
+from agent_debug.sdk.redact import Redactor
 from conftest import read_all_bytes
 
 # (kind, secret) pairs: shapes of real credentials (all fake)
@@ -243,20 +243,3 @@ def test_the_batch_scan_finds_every_record_the_walk_would_redact(records: list[d
     assert got == walked
     assert joined == b"\n".join(walked) and changed == sum(a != b for a, b in zip(batch, walked, strict=True))
 
-
-def test_a_batch_scanned_in_pieces_gives_the_hits_of_the_whole() -> None:
-    """A batch larger than SCAN_CHUNK is lowered and searched in pieces cut at record ends: the same hits as one
-    scan of the whole, and the same records redacted, with secrets on both sides of every cut."""
-    red = _NO_TRUNCATION
-    filler = "rotate the intermediate first then reload the proxies one at a time " * 16
-    secrets = [s for _, s in SECRETS] + [BEARER, URL, AKIA, "password=hunter2", "token: abc123", "Api-Key=zz9"]
-    batch = []
-    for i in range(3 * SCAN_CHUNK // 1000):
-        at = (i * 37) % len(filler)
-        text = f"{filler[:at]} {secrets[i % len(secrets)]} {filler[at:]}" if i % 3 == 0 else filler
-        batch.append(orjson.dumps({"trace_id": "t", "span_id": str(i), "name": "n", "payload": {"text": text}}))
-    joined = b"\n".join(batch)
-    assert len(joined) > 2 * SCAN_CHUNK
-    assert sorted(red._scan(joined)) == sorted(red._trigger_hits(joined.lower()))
-    got, _, changed = red.redact_batch(list(batch))
-    assert got == [red._walk_record(d) for d in batch] and changed == len(batch[::3])

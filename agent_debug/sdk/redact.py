@@ -1,10 +1,10 @@
 """Redaction before anything is written: secrets by key name and by value pattern, then truncation.
 
 The writer thread hands whole batches of serialized records to `Redactor.redact_batch`: the records are joined,
-then lowercased and searched for literal triggers in 64 kB pieces cut at record ends, by compiled multi-pattern
-automatons (Aho-Corasick, in Rust, without the GIL; two groups of at most 32 triggers, each within reach of
-the fastest SIMD prefilter). Only a record holding a trigger (that a cheap anchored check at the hit does not
-rule out), or one that is too large, is parsed, walked, redacted by structure and re-serialized. What was scrubbed is
+lowercased and searched once for literal triggers by compiled multi-pattern automatons (Aho-Corasick, in Rust,
+without the GIL; two groups of at most 32 triggers, each within reach of the fastest SIMD prefilter). Only a
+record holding a trigger (that a cheap anchored check at the hit does not rule out), or one that is too large,
+is parsed, walked, redacted by structure and re-serialized. What was scrubbed is
 recorded as paths and counts (`redacted.paths`, `redacted.count`), never values.
 
 The triggers are a superset of what the key names and value patterns can match (lowercased, with every
@@ -104,9 +104,6 @@ _VALUE_TRIGGERS: tuple[tuple[bytes, bytes | None], ...] = (
     *((b"token" + c, None) for c in (b'"', b"'", b"\\", b" ", b":", b"=")),
     (b"\xe2\x84\xaa", None),  # KELVIN SIGN: str.lower() makes it 'k', bytes.lower() does not
 )
-
-SCAN_CHUNK = 64 << 10  # bytes of a batch lowered and searched at a time: a lowered batch of 512 records (~575 kB)
-# made at once and searched twice cost 1.5-2x as much CPU per record as 64 kB pieces that stay in cache
 
 NEVER_WALKED = frozenset({"trace_id", "span_id", "parent_id", "timestamp", "duration_ns", "event_type",
                           "format_version"})
@@ -248,28 +245,11 @@ class Redactor:
         if self._extra is not None:
             positions.extend(m.start() for m in self._extra.finditer(joined))
         if self.enabled:
-            positions.extend(self._scan(joined))
+            positions.extend(self._trigger_hits(joined.lower()))
         if positions:
             ends = list(accumulate(map((1).__add__, map(len, batch))))
             todo.update(bisect_right(ends, p) for p in positions)
         return todo
-
-    def _scan(self, joined: bytes) -> list[int]:
-        """Positions in `joined` where a trigger holds. It is lowered and searched SCAN_CHUNK bytes at a time,
-        each piece cut after a newline: every record is whole in one piece (and its checks see what they would in
-        the whole batch), and the lowered piece stays in cache for the searches of every trigger group."""
-        n = len(joined)
-        if n <= SCAN_CHUNK:
-            return self._trigger_hits(joined.lower())
-        hits: list[int] = []
-        start = 0
-        while start < n:
-            end = joined.find(b"\n", start + SCAN_CHUNK) + 1 or n
-            found = self._trigger_hits(joined[start:end].lower())
-            if found:
-                hits.extend(map(start.__add__, found))
-            start = end
-        return hits
 
     def _trigger_hits(self, low: bytes) -> list[int]:
         """Positions in the lowercased batch where a trigger holds (its anchored check passes). The search is
