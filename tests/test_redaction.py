@@ -242,4 +242,3 @@ def test_the_batch_scan_finds_every_record_the_walk_would_redact(records: list[d
     walked = [red._walk_record(d) for d in batch]  # every record parsed and walked, no scan
     assert got == walked
     assert joined == b"\n".join(walked) and changed == sum(a != b for a, b in zip(batch, walked, strict=True))
-
