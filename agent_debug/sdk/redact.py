@@ -274,12 +274,10 @@ class Redactor:
 
     # -- redacting ----------------------------------------------------------------------------------------------
 
-    def redact_batch(self, batch: list[bytes], joined: bytes | None = None) -> tuple[list[bytes], bytes, int]:
+    def redact_batch(self, batch: list[bytes]) -> tuple[list[bytes], bytes, int]:
         """Redact a batch of serialized records: (records, the records joined by newlines, how many changed).
-        Records without a trigger are passed through as they are, without being parsed. `joined`, when given,
-        is `b"\\n".join(batch)` already made by the caller."""
-        if joined is None:
-            joined = b"\n".join(batch)
+        Records without a trigger are passed through as they are, without being parsed."""
+        joined = b"\n".join(batch)
         if not batch:
             return batch, joined, 0
         todo = self._candidates(batch, joined)

@@ -366,19 +366,11 @@ class Writer:
 
     def _write(self, batch: list[bytes]) -> None:
         """Flatten nested attributes (rare), redact the batch, and hand it to loguru in large messages."""
+        for i in _nested_attributes(batch):
+            batch[i] = flatten_nested_attributes(batch[i])
         n = len(batch)
         batch.append(b"")  # joined, the batch then ends with a newline: no copy to add one
-        joined = b"\n".join(batch)
-        # after the join, which reads the records front to back (as the caller's core left them, a stream the
-        # prefetcher follows), the backward scans of their tails find them in cache
-        batch.pop()
-        nested = _nested_attributes(batch)
-        batch.append(b"")
-        if nested:
-            for i in nested:
-                batch[i] = flatten_nested_attributes(batch[i])
-            joined = b"\n".join(batch)
-        records, joined, changed = self.redactor.redact_batch(batch, joined)
+        records, joined, changed = self.redactor.redact_batch(batch)
         self.stats.redacted += changed
         if self.format == "msgpack":
             self._write_msgpack(joined, n)
