@@ -1,10 +1,10 @@
 """Redaction before anything is written: secrets by key name and by value pattern, then truncation.
 
 The writer thread hands whole batches of serialized records to `Redactor.redact_batch`: the records are joined,
-lowercased and searched once for literal triggers by compiled multi-pattern automatons (Aho-Corasick, in Rust,
-without the GIL; two groups of at most 32 triggers, each within reach of the fastest SIMD prefilter). Only a
-record holding a trigger (that a cheap anchored check at the hit does not rule out), or one that is too large,
-is parsed, walked, redacted by structure and re-serialized. What was scrubbed is
+lowercased and searched once for literal triggers by one compiled multi-pattern automaton (Aho-Corasick, in
+Rust, without the GIL; one per 64 triggers if extra keys make more). Only a record holding a trigger (that a
+cheap anchored check at the hit does not rule out), or one that is too large, is parsed, walked, redacted by
+structure and re-serialized. What was scrubbed is
 recorded as paths and counts (`redacted.paths`, `redacted.count`), never values.
 
 The triggers are a superset of what the key names and value patterns can match (lowercased, with every
@@ -128,9 +128,11 @@ def _digest(text: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-TEDDY_MAX = 32  # patterns per automaton. aho-corasick's SIMD prefilter (Teddy) runs its Slim variant up to 32
-# patterns, its Fat one up to 64, and none beyond (~6x slower). On bench_emit's batches two Slim searches of 28
-# triggers cost 30% less than one Fat search of the 56; extra keys add groups instead of leaving Teddy behind.
+TEDDY_MAX = 64  # patterns per automaton: aho-corasick's SIMD prefilter (Teddy) takes up to 64; beyond, a search
+# costs 2-3 ns per byte instead of 0.3, so extra keys that push the triggers past 64 add a group instead. Not 32
+# (Teddy's faster Slim variant, 30% less CPU for the two searches of 28 on bench_emit's batches): every search
+# gives the GIL away, and with one more per batch a caller in a tight loop kept it long enough that a SIGKILL at
+# full speed lost 279-365 ms of spans in three runs of six (14-136 ms with one search per batch).
 
 
 def _load_automaton(patterns: list[bytes]) -> Callable[[bytes], list[tuple[int, int, int]]]:
