@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import agent_debug as ad
 from agent_debug.formats.reader import read_paths
-from agent_debug.sdk.redact import Redactor
+from agent_debug.sdk.redact import TEDDY_MAX, Redactor
 from conftest import read_all_bytes
 
 # (kind, secret) pairs: shapes of real credentials (all fake)
@@ -263,3 +263,18 @@ def test_a_long_list_scanned_item_by_item_is_redacted_as_the_walk_of_every_item_
     finally:
         redact.PREFILTER_ITEMS = limit
     assert scanned == walked and count == walked_count
+
+
+def test_more_triggers_than_one_automaton_takes_are_all_searched() -> None:
+    """Extra keys that push the triggers past TEDDY_MAX are searched in groups: every record the walk would
+    redact is still found, whichever group holds its trigger."""
+    extra = ["db_pass_word_x", "client_key_id", "x_signature", "sig_hash_value", "mfa_code", "otp_seed"]
+    red = Redactor(extra_keys=extra, max_string_chars=10**9, max_payload_bytes=10**9)
+    assert len(red._triggers) > TEDDY_MAX
+    words = _KEY_WORDS + [k.replace("_", sep) for k in extra for sep in ("_", "-", ".", " ")]
+    records = [{"payload": {f"{casing(word)}": "v4lue-9"}} for word in words for casing in (str.lower, str.upper)]
+    records += [{"payload": {"text": f"see {secret} here"}} for secret in _SECRETISH]
+    batch = [orjson.dumps({"trace_id": "t", "span_id": str(i), "name": "n", **r}) for i, r in enumerate(records)]
+    got, _, changed = red.redact_batch(list(batch))
+    walked = [red._walk_record(d) for d in batch]
+    assert got == walked and changed == sum(a != b for a, b in zip(batch, walked, strict=True)) > len(extra) * 8

@@ -2,8 +2,9 @@
 
 The writer thread hands whole batches of serialized records to `Redactor.redact_batch`: the records are joined,
 lowercased and searched once for literal triggers by one compiled multi-pattern automaton (Aho-Corasick, in
-Rust, without the GIL). Only a record holding a trigger (that a cheap anchored check at the hit does not rule
-out), or one that is too large, is parsed, walked, redacted by structure and re-serialized. What was scrubbed is
+Rust, without the GIL; one per 64 triggers if extra keys make more). Only a record holding a trigger (that a
+cheap anchored check at the hit does not rule out), or one that is too large, is parsed, walked, redacted by
+structure and re-serialized. What was scrubbed is
 recorded as paths and counts (`redacted.paths`, `redacted.count`), never values.
 
 The triggers are a superset of what the key names and value patterns can match (lowercased, with every
@@ -128,14 +129,37 @@ def _digest(text: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+TEDDY_MAX = 64  # patterns per automaton: aho-corasick's SIMD prefilter (Teddy) takes up to 64; beyond, a search
+# costs 2-3 ns per byte instead of 0.3, so extra keys that push the triggers past 64 add a group instead. Not 32
+# (Teddy's faster Slim variant, 30% less CPU for the two searches of 28 on bench_emit's batches): every search
+# gives the GIL away, and with one more per batch a caller in a tight loop kept it long enough that a SIGKILL at
+# full speed lost 279-365 ms of spans in three runs of six (14-136 ms with one search per batch).
+
+
 def _load_automaton(patterns: list[bytes]) -> Callable[[bytes], list[tuple[int, int, int]]]:
-    """`find(haystack) -> [(pattern index, start, end)]`, non-overlapping leftmost-first: the Rust automaton
-    (it releases the GIL while it searches), or a slower pure-Python search when it is not installed."""
+    """`find(haystack) -> [(pattern index, start, end)]`, non-overlapping leftmost-first within each group of at
+    most TEDDY_MAX patterns (one search per group): the Rust automaton (it releases the GIL while it searches),
+    or a slower pure-Python search when it is not installed."""
     try:
         import ahocorasick_rs
 
-        ac = ahocorasick_rs.BytesAhoCorasick(patterns, matchkind=ahocorasick_rs.MatchKind.LeftmostFirst)
-        return ac.find_matches_as_indexes
+        groups = -(-len(patterns) // TEDDY_MAX)
+        size = -(-len(patterns) // groups)
+        finders = [(at, ahocorasick_rs.BytesAhoCorasick(patterns[at : at + size],
+                                                        matchkind=ahocorasick_rs.MatchKind.LeftmostFirst)
+                    .find_matches_as_indexes) for at in range(0, len(patterns), size)]
+        if len(finders) == 1:
+            return finders[0][1]
+
+        def find_groups(haystack: bytes) -> list[tuple[int, int, int]]:
+            out: list[tuple[int, int, int]] = []
+            for at, find_in in finders:
+                found = find_in(haystack)
+                if found:
+                    out.extend((i + at, s, e) for i, s, e in found)
+            return out
+
+        return find_groups
     except ImportError:  # pragma: no cover - the dependency is installed with the package
         pass
 

@@ -4,10 +4,11 @@ The caller's whole cost is one `orjson.dumps` and one `deque.append` (`Writer.em
 when its span ends, so it shows what the agent saw then. A background thread takes the buffer in batches and
 does its work per batch, in C: the batch is joined, searched once for redaction triggers (`Redactor.
 redact_batch`; only a record holding one is parsed and walked), and handed to a private loguru logger in a few
-large messages, so the thread gives up the GIL a few times per batch, not per record. The file sink is flushed
-to the OS after every batch (at least every `flush_interval`), so a process killed with SIGKILL loses at most
-what it emitted in the last interval. Rotated files are gzip-compressed at a fast level on a separate thread
-(loguru's default gzip level 9 runs inline and stalls).
+large messages, so the thread gives up the GIL a few times per batch, not per record (each time it does, a
+caller in a tight loop may keep the GIL until its next hand-off: see `emit`). The file sink is flushed to the OS
+after every batch (at least every `flush_interval`), so a process killed with SIGKILL loses at most what it
+emitted in the last interval. Rotated files are gzip-compressed at a fast level on a separate thread (loguru's
+default gzip level 9 runs inline and stalls).
 
 Each process writes its own file (`<prefix>-<host>-<pid>.jsonl`), so several processes can share a directory
 without interleaving records.
