@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/measure_blame.py [--data PATH] [--folds 5] [--repeats 3] [--no-demo]
                                               [--demo-runs 90] [--demo-seed 2027] [--write-model]
+                                              [--no-variants]
                                               [--judge | --judge-only] [--judge-model M]
 
 Every figure for TRAIL and Who&When is a held-out figure: the runs are dealt into k folds (stratified by
@@ -305,11 +306,14 @@ TRAIL_ROWS: dict[str, tuple[Predictor, bool]] = {  # name -> (predictor, fitted 
 }
 
 
-def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict[str, Any]:
-    """Per row and benchmark: per-fold scores and pooled held-out scores; the models each fold chose."""
+def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int, variants: bool = True) -> dict[str, Any]:
+    """Per row and benchmark: per-fold scores and pooled held-out scores; the models each fold chose. Without
+    `variants`, only ours, the a-priori weights and the baselines (a quicker run)."""
     groups = sorted({t.run.group for t in traces})
-    per_fold: dict[str, dict[str, list[dict[str, float]]]] = {r: {g: [] for g in groups} for r in TRAIL_ROWS}
-    pooled: dict[str, dict[str, dict[str, list[tuple[str, str]]]]] = {r: {g: {} for g in groups} for r in TRAIL_ROWS}
+    fitters = FITTERS if variants else {OURS: FITTERS[OURS]}
+    rows = {r: v for r, v in TRAIL_ROWS.items() if variants or not v[1] or r == OURS}
+    per_fold: dict[str, dict[str, list[dict[str, float]]]] = {r: {g: [] for g in groups} for r in rows}
+    pooled: dict[str, dict[str, dict[str, list[tuple[str, str]]]]] = {r: {g: {} for g in groups} for r in rows}
     thresholds: list[float] = []
     chosen_sets: Counter[str] = Counter()
     shape_chosen: Counter[str] = Counter()
@@ -318,13 +322,14 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict
     for rep in range(repeats):
         for i, held in enumerate(parts := folds([t.run for t in traces], k, seed=rep)):
             train = [r for j, p in enumerate(parts) if j != i for r in p]
-            model = FoldModels({row: fit(train, rep) for row, fit in FITTERS.items()})
+            model = FoldModels({row: fit(train, rep) for row, fit in fitters.items()})
             ours = model.by_row[OURS]
             thresholds.append(ours.threshold)
             chosen_sets["+".join(f for f in OPTIONAL_FEATURES if f not in ours.off) or "neither"] += 1
-            shape_chosen["in" if "single_agent" not in model.by_row[SHAPE_CHOSEN].off else "out"] += 1
-            sigmas[str(model.by_row[SIGMA_CHOSEN].details.get("sigma"))] += 1
-            for row, (fn, _) in TRAIL_ROWS.items():
+            if variants:
+                shape_chosen["in" if "single_agent" not in model.by_row[SHAPE_CHOSEN].off else "out"] += 1
+                sigmas[str(model.by_row[SIGMA_CHOSEN].details.get("sigma"))] += 1
+            for row, (fn, _) in rows.items():
                 for g in groups:
                     trs = [by_id[r.run_id] for r in held if r.group == g]
                     if not trs:
@@ -335,7 +340,7 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict
                         pooled[row][g].update(chosen)
     out: dict[str, Any] = {"rows": {}, "thresholds": Counter(thresholds), "folds": k, "repeats": repeats,
                            "chosen": chosen_sets, "shape_chosen": shape_chosen, "sigmas": sigmas}
-    for row in TRAIL_ROWS:
+    for row in rows:
         out["rows"][row] = {}
         for g in groups:
             trs = [t for t in traces if t.run.group == g]
@@ -344,7 +349,7 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict
                 **{m: mean_sd([f[m] for f in folds_]) for m in ("recall", "precision", "f1", "joint", "joint_named")},
                 "pooled": _scores(trs, pooled[row][g]), "n_folds": len(folds_)}
     out["diffs"] = {name: {g: [a["f1"] - b["f1"] for a, b in zip(per_fold[hi][g], per_fold[lo][g], strict=True)]
-                           for g in groups} for name, hi, lo in DIFFS}
+                           for g in groups} for name, hi, lo in DIFFS if hi in rows and lo in rows}
     return out
 
 
@@ -360,14 +365,14 @@ def describe_signals(traces: list[TrailTrace]) -> dict[str, dict[str, dict[str, 
     return out
 
 
-def measure_trail(data: Path, k: int, repeats: int) -> dict[str, Any]:
+def measure_trail(data: Path, k: int, repeats: int, variants: bool = True) -> dict[str, Any]:
     traces = load_trail(data)
     cats = Counter(norm_category(c) for t in traces for _, c in t.errors)
     return {"traces": Counter(t.run.group for t in traces),
             "errors": Counter({g: sum(len(t.errors) for t in traces if t.run.group == g) for g in ("gaia", "swe")}),
             "dropped": sum(t.dropped for t in traces),
             "categories": {c: (n, TRAIL_TO_BUCKET.get(c, "unclassified")) for c, n in cats.most_common()},
-            "cv": cross_validate_trail(traces, k, repeats), "signals": describe_signals(traces),
+            "cv": cross_validate_trail(traces, k, repeats, variants), "signals": describe_signals(traces),
             "_traces": traces}
 
 
@@ -673,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-runs", type=int, default=90)
     parser.add_argument("--demo-seed", type=int, default=2027)
     parser.add_argument("--no-demo", action="store_true", help="skip the generated demo runs")
+    parser.add_argument("--no-variants", action="store_true",
+                        help="TRAIL: only ours, the a-priori weights and the baselines (not the variants: quicker)")
     parser.add_argument("--write-model", action="store_true", help="fit on all data and write the shipped model")
     parser.add_argument("--judge", action="store_true", help="also ask the Gemini judge (needs an API key)")
     parser.add_argument("--judge-model", default="gemini-2.5-flash")
@@ -687,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.judge_only:
         print(render_judge(measure_judge(load_trail(args.data), load_who_and_when(args.data), args.judge_model)))
         return 0
-    trail = measure_trail(args.data, args.folds, args.repeats)
+    trail = measure_trail(args.data, args.folds, args.repeats, not args.no_variants)
     print(render_trail(trail))
     ww = measure_who_and_when(args.data, args.folds, args.repeats)
     print(render_ww(ww))
