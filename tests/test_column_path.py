@@ -163,16 +163,6 @@ def _named_by_both(tmp_path: Path, records: list[dict[str, Any]], model: SpanMod
 
 
 
-@pytest.mark.parametrize("say", ["I think the answer is twelve.",  # plain: worked out in bulk by columns
-                                 "It seems the answer is twelve."])  # a phrase: through the signal functions
-def test_a_step_with_no_action_is_named_by_both_paths(tmp_path: Path, say: str) -> None:
-    from test_suspects import prose_step_run
-
-    records = prose_step_run(say)
-    assert ("llm1", "missing_action") in _named_by_both(tmp_path, records, PRIOR_MODEL)
-    assert ("llm1", "missing_action") not in _named_by_both(tmp_path / "off", records, _off("missing_action"))
-
-
 def test_an_older_store_without_digests_answers_by_records(tmp_path: Path) -> None:
     """Chunks written before digests existed (chunk format 2) still load, and diagnosis falls back to parsing
     records."""

@@ -154,20 +154,6 @@ def test_a_call_that_uses_the_result_or_had_nothing_to_use_does_not_ignore_it(
 
 
 
-def prose_step_run(say: str) -> list[dict[str, Any]]:
-    """A plan outside any step, a step whose model call writes only prose (`say`), then a step that answers."""
-    records = agent_trace([{"say": say}, {"say": "Done.", "calls": [("final_answer", {"answer": "12"})]}])
-    records.append(rec("plan", "agent", agent="Agent", event_type="LLM_CALL", start=1, payload=_out("1. look")))
-    return records
-
-
-def test_a_step_whose_model_call_wrote_no_action_is_a_missing_action() -> None:
-    hits = hits_of(prose_step_run("I think the answer is twelve, formatted nicely."))
-    assert ("llm1", "missing_action") in hits
-    assert ("llm2", "missing_action") not in hits  # it acted: a final answer
-    assert ("plan", "missing_action") not in hits  # it decides the run (a span of steps), not a step
-
-
 def test_a_retry_that_recovered_is_no_failure() -> None:
     records = agent_trace([{"say": "Run tests.", "calls": [("pytest", {})], "tool": "pytest", "error": "Timeout"}])
     retry = rec("tool1b", "step1", agent="Agent", event_type="TOOL_CALL", start=12, name="pytest",
@@ -239,14 +225,15 @@ def test_leaving_a_feature_out_takes_the_run_shape_off_a_span_left_with_no_failu
 
 
 def test_the_inner_cross_validation_keeps_a_feature_that_helps_and_leaves_out_one_that_does_not() -> None:
-    # missing_action marks the annotated span (without it that span looks like the clean one); ignores_result
-    # fires only on clean spans: its fitted weight goes negative and it changes no choice, so the tie keeps it out
-    runs = _runs([({"missing_action": 1.0}, 1), ({"action_failed": 1.0}, 1), ({"ignores_result": 1.0}, 0),
-                  ({}, 0)], 20)
-    m = fit_selected_model(runs, optional=("ignores_result", "missing_action"), seed=1)
-    assert m.off == frozenset({"ignores_result"}), m.details
-    assert m.score({"missing_action": 1.0}) > m.threshold > m.score({})
-    assert m.score({"ignores_result": 1.0}) == m.score({})  # left out: as if it did not exist
+    # ignores_result marks the annotated span (without it that span looks like the clean one); single_agent sits
+    # only beside a signal of clean spans: its fitted weight goes negative and it changes no choice, so the tie
+    # keeps it out
+    runs = _runs([({"ignores_result": 1.0}, 1), ({"action_failed": 1.0}, 1),
+                  ({"self_correction": 1.0, "single_agent": 1.0}, 0), ({}, 0)], 20)
+    m = fit_selected_model(runs, optional=("single_agent", "ignores_result"), seed=1)
+    assert m.off == frozenset({"single_agent"}), m.details
+    assert m.score({"ignores_result": 1.0}) > m.threshold > m.score({})
+    assert m.score({"self_correction": 1.0, "single_agent": 1.0}) == m.score({"self_correction": 1.0})  # left out
     assert SpanModel.from_dict(m.as_dict()).off == m.off
 
 

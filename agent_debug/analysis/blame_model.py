@@ -53,7 +53,6 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "large_result": 0.5,
     "ignores_result": 1.0,  # mild: moving on from a result can be right (it answered nothing asked)
     "no_action": -0.5,
-    "missing_action": 1.0,  # a step whose model call wrote no action: the output broke the framework's format
     "first_action": 0.0,
     "final_answer": 0.0,
     "tool_failed": 2.0,
@@ -70,8 +69,8 @@ PRIOR_WEIGHTS: dict[str, float] = {
 EVIDENCE = frozenset(f for f, w in PRIOR_WEIGHTS.items() if w > 0)
 # Features whose place in the model the fitting decides (`fit_selected_model`: an inner cross-validation of the
 # training runs), because they were added after the others with the shared data in view: the run shape, and the
-# two signals defined after it. The rest are always in.
-OPTIONAL_FEATURES = ("single_agent", "ignores_result", "missing_action")
+# signal defined after it. The rest are always in.
+OPTIONAL_FEATURES = ("single_agent", "ignores_result")
 SIGMAS = (0.5, 1.0, 2.0)  # the prior's widths an inner cross-validation may choose among (a variant, not shipped)
 RUN_SHAPE = frozenset({"single_agent"})  # `suspects.RUN_SHAPE_FEATURES` (that module imports this one)
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # candidate thresholds: 0.05 .. 0.95

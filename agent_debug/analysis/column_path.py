@@ -524,12 +524,6 @@ class ColumnContext(SpanContext):
     def decide(self, i: int) -> int | None:
         raise NotImplementedError("deciders are computed at construction")
 
-    def step_of(self, k: int) -> int | None:
-        p = self.parent[k]
-        if p is None or self.is_llm[p] or self.deciders[p] != k:
-            return None
-        return p if all(j == k or not self.children[j] for j in self.children[p]) else None
-
     def action_failed(self, k: int) -> int | None:
         """`SpanContext.action_failed`, looked up (worked out for every call at construction)."""
         if self.is_llm[k]:
@@ -624,8 +618,8 @@ def prefetch(ts: TraceSpans, spans: Iterable[int]) -> None:
 
 # feature bits of the signals worked out in bulk (each is its signal's feature, value 1 unless noted)
 _LLM_BITS = ("action_failed", "reacts_to_failure", "empty_result", "after_empty_result", "error_in_result",
-             "after_error_in_result", "large_result", "first_action", "no_action", "missing_action")
-_TAIL = ("first_action", "no_action", "missing_action")  # after large_result, as MODEL_SIGNALS orders them
+             "after_error_in_result", "large_result", "first_action", "no_action")
+_TAIL = ("first_action", "no_action")  # after large_result, as MODEL_SIGNALS orders them
 _TOOL_BITS = ("tool_failed", "tool_repeated", "tool_empty_result")
 
 
@@ -687,7 +681,7 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
         size = -1 if pieces is None else sum(map(ol.__getitem__, pieces)) + len(pieces) - 1
         code = ((af is not None) | (p is not None and p in failed_action) << 1 | er << 2
                 | (p is not None and empty[p]) << 3 | (p is not None and errtext[p]) << 5
-                | (did and p is None) << 7 | (not did) << 8 | (c.step_of(k) is not None) << 9)
+                | (did and p is None) << 7 | (not did) << 8)
         large = round(math.log10(size) - 3, 3) if size >= LARGE_RESULT_CHARS else 0.0
         key = (code, large)
         got = by_code.get(key)
@@ -793,9 +787,6 @@ def _plain_llm_hits(c: ColumnContext, k: int) -> list[Hit]:
         out.append(Hit(k, "first_action", "planner_drift", "the agent's first action (nothing yet to react to)"))
     if not c.acted(k):
         out.append(Hit(k, "no_action", "planner_drift", "a plan or summary: no action"))
-    if (step := c.step_of(k)) is not None:
-        out.append(Hit(k, "missing_action", "planner_drift",
-                       f"decides {ts.name[step]} but wrote no action (no code, no tool call)"))
     return out
 
 

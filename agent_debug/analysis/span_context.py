@@ -237,14 +237,6 @@ class SpanContext:
             return None
         return "\n".join(raw_output(self.ts.record(i)) for i in tools)
 
-    def step_of(self, k: int) -> int | None:
-        """The step model call k sits in and alone decides (its only model call, started first, beside nothing
-        but leaves: a span that runs what k wrote, not an agent run of steps), else None."""
-        p = self.parent[k]
-        if p is None or self.is_llm[p] or self.decide(p) != k:
-            return None
-        return p if all(j == k or not self.children[j] for j in self.children[p]) else None
-
     def acted(self, k: int) -> bool:
         return bool(self.actions.get(k)) or bool(self.output(k).action)
 

@@ -30,9 +30,6 @@ guide, the L59 lesson):
 - `ignores_result`: the call acts after a usable result that held checkable facts (numbers, links, names), and
   what it says and does uses none of them: it went on as if the result were not there (TRAIL's tool output
   misinterpretation and goal deviation; the seeds' "the agent ignored what the tool returned");
-- `missing_action`: the call alone decides a step (a span that runs what its one model call writes) but wrote
-  no action (no code, no tool call, no final answer): the framework asked for an action in its format and got
-  prose (TRAIL's formatting errors and instruction non-compliance);
 - `no_action`, `final_answer`: what kind of call it is (plans and summaries; the answer): structural priors;
 - on tool spans themselves: `tool_failed`, `tool_repeated`, `tool_empty_result`.
 
@@ -376,14 +373,6 @@ def sig_no_action(c: SpanContext, k: int) -> Hit | None:
     return _hit(c, k, "no_action", "planner_drift", "a plan or summary: no action")
 
 
-def sig_missing_action(c: SpanContext, k: int) -> Hit | None:
-    step = c.step_of(k)
-    if step is None or c.output(k).action:
-        return None
-    return _hit(c, k, "missing_action", "planner_drift",
-                f"decides {c.ts.name[step]} but wrote no action (no code, no tool call)")
-
-
 def sig_final_answer(c: SpanContext, k: int) -> Hit | None:
     if not _is_final(c, k):
         return None
@@ -407,7 +396,6 @@ MODEL_SIGNALS: dict[str, Callable[[SpanContext, int], Hit | None]] = {
     "ignores_result": sig_ignores_result,
     "first_action": sig_first_action,
     "no_action": sig_no_action,
-    "missing_action": sig_missing_action,
     "final_answer": sig_final_answer,
 }
 
