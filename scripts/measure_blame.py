@@ -2,15 +2,18 @@
 
     .venv/bin/python scripts/measure_blame.py [--data PATH] [--folds 5] [--repeats 3] [--no-demo]
                                               [--demo-runs 90] [--demo-seed 2027] [--write-model]
+                                              [--no-variants]
                                               [--judge | --judge-only] [--judge-model M]
 
 Every figure for TRAIL and Who&When is a held-out figure: the runs are dealt into k folds (stratified by
 benchmark / split, `--repeats` different shuffles), the whole fitting procedure (span-model weights and threshold;
 transcript policy) runs on the other folds, and the held-out fold is scored through `explain_trace`, the function
 `agent-debug why --json` prints, with that fold's model. Reported: the mean and standard deviation over all
-folds, and the figure pooled over every held-out prediction. The trivial baselines are scored on the same folds,
-and so is an ablation: the same procedure with the run-shape features (`suspects.RUN_SHAPE_FEATURES`) taken
-out, with the per-fold difference it makes.
+folds, and the figure pooled over every held-out prediction. The procedure (`blame_model.fit_selected_model`)
+includes its choices: which of the features added last (`blame_model.OPTIONAL_FEATURES`: the run shape and a
+signal) are in is decided by an inner cross-validation of the training folds, so the held-out figure pays for
+the selection. The trivial baselines are scored on the same folds, and so are the variants (each optional feature
+always in or out, the prior's sigma chosen too), with the per-fold differences they make.
 
 `--write-model` runs the same procedure once on all the data and writes the shipped model
 (agent_debug/analysis/blame_model.json): its in-sample figures are never reported as results.
@@ -47,13 +50,17 @@ from agent_debug.analysis.blame import (  # noqa: E402
     transcript_candidates,
 )
 from agent_debug.analysis.blame_model import (  # noqa: E402
+    OPTIONAL_FEATURES,
     PRIOR_MODEL,
+    SIGMAS,
     Candidate as SpanCandidate,
     LabelledRun,
     SpanModel,
+    fit_selected_model,
     fit_span_model,
     folds,
     location_f1,
+    without,
 )
 from agent_debug.analysis.buckets import load_rules  # noqa: E402
 from agent_debug.analysis.explain import explain_trace  # noqa: E402
@@ -223,13 +230,15 @@ def _scores(trs: list[TrailTrace], chosen: dict[str, list[tuple[str, str]]]) -> 
     return {**base, "joint": joint / errors if errors else 0.0, "joint_named": named_joint / named if named else 0.0}
 
 
+IGNORES = "ignores_result"  # the signal defined after the run shape
+SHAPE = frozenset(RUN_SHAPE_FEATURES)
+
+
 @dataclass
 class FoldModels:
-    """The span models one fold's training runs give: the procedure as shipped, and the same procedure with the
-    run-shape features taken out (the ablation)."""
+    """The span models one fold's training runs give, one per procedure compared (`TRAIL_ROWS`)."""
 
-    fitted: SpanModel
-    flat: SpanModel
+    by_row: dict[str, SpanModel]
 
 
 Predictor = Callable[[TrailTrace, FoldModels], list[tuple[str, str]]]
@@ -240,24 +249,50 @@ def predict_why(t: TrailTrace, model: SpanModel) -> list[tuple[str, str]]:
     return [(s["span_id"], s["bucket"]) for s in doc["suspects"]]
 
 
-def without_run_shape(runs: list[LabelledRun]) -> list[LabelledRun]:
-    """The runs with the run-shape features taken out of every candidate."""
-    return [LabelledRun(r.run_id, r.group, [SpanCandidate(c.span_id, {f: v for f, v in c.features.items()
-                                                                      if f not in RUN_SHAPE_FEATURES}, c.errors)
-                                            for c in r.candidates], r.total_errors) for r in runs]
+def fit_without(train: list[LabelledRun], off: frozenset[str], seed: int) -> SpanModel:
+    """`fit_span_model` as if the features `off` did not exist (scored through `why` the same way)."""
+    model = fit_span_model(without(train, off), seed=seed)
+    model.off = off
+    return model
 
 
-def fit_fold(train: list[LabelledRun], seed: int) -> FoldModels:
-    flat = fit_span_model(without_run_shape(train), seed=seed)
-    flat.weights.update(dict.fromkeys(RUN_SHAPE_FEATURES, 0.0))  # scored through `why` as if the features did not exist
-    return FoldModels(fit_span_model(train, seed=seed), flat)
+def fit_selected_without(train: list[LabelledRun], off: frozenset[str], seed: int) -> SpanModel:
+    """`fit_selected_model` over the optional features not in `off`, as if those did not exist."""
+    model = fit_selected_model(without(train, off), optional=tuple(f for f in OPTIONAL_FEATURES if f not in off),
+                               seed=seed)
+    model.off = model.off | off
+    return model
 
 
-OURS = "ours: `why --json` suspects, fitted in each fold"
-FLAT = "ablation: the same without the run-shape feature (`single_agent`), fitted in each fold"
+OURS = ("ours: `why --json` suspects, fitted in each fold, the optional features (`single_agent`, "
+        "`ignores_result`) chosen by an inner cross-validation of the training folds")
+SIGMA_CHOSEN = "the same, the prior's sigma (0.5, 1, 2) chosen by the inner cross-validation too"
+ALL_IN = "both optional features always in (no selection)"
+SHAPE_CHOSEN = "no `ignores_result`, `single_agent` chosen by the inner cross-validation"
+PREVIOUS = "no `ignores_result`, `single_agent` always in (the procedure shipped before)"
+FLAT = "neither (the procedure before the run shape)"
+FITTERS: dict[str, Callable[[list[LabelledRun], int], SpanModel]] = {
+    OURS: lambda train, seed: fit_selected_model(train, seed=seed),
+    SIGMA_CHOSEN: lambda train, seed: fit_selected_model(train, sigmas=SIGMAS, seed=seed),
+    ALL_IN: lambda train, seed: fit_span_model(train, seed=seed),
+    SHAPE_CHOSEN: lambda train, seed: fit_selected_without(train, frozenset({IGNORES}), seed),
+    PREVIOUS: lambda train, seed: fit_without(train, frozenset({IGNORES}), seed),
+    FLAT: lambda train, seed: fit_without(train, frozenset({IGNORES}) | SHAPE, seed),
+}
+# fold-by-fold differences reported: (name, row, the row it is compared with)
+DIFFS = (("the run shape (always in vs out, no `ignores_result`)", PREVIOUS, FLAT),
+         ("the run shape chosen by inner CV vs always in", SHAPE_CHOSEN, PREVIOUS),
+         ("`ignores_result` always in vs the procedure shipped before", ALL_IN, PREVIOUS),
+         ("ours vs the procedure shipped before", OURS, PREVIOUS),
+         ("sigma chosen too vs ours", SIGMA_CHOSEN, OURS))
+
+
+def _fitted(row: str) -> Predictor:
+    return lambda t, m: predict_why(t, m.by_row[row])
+
+
 TRAIL_ROWS: dict[str, tuple[Predictor, bool]] = {  # name -> (predictor, fitted in each fold?)
-    OURS: (lambda t, m: predict_why(t, m.fitted), True),
-    FLAT: (lambda t, m: predict_why(t, m.flat), True),
+    **{row: (_fitted(row), True) for row in FITTERS},
     "ours with the a-priori weights (no fitting, threshold 0.5)": (lambda t, m: predict_why(t, PRIOR_MODEL), False),
     "baseline: every LLM span": (lambda t, m: [(s, "unclassified") for s in t.llm_spans], False),
     "baseline: the last LLM span": (lambda t, m: [(t.llm_spans[-1], "unclassified")] if t.llm_spans else [],
@@ -265,19 +300,30 @@ TRAIL_ROWS: dict[str, tuple[Predictor, bool]] = {  # name -> (predictor, fitted 
 }
 
 
-def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict[str, Any]:
-    """Per row and benchmark: per-fold scores and pooled held-out scores; the models each fold chose."""
+def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int, variants: bool = True) -> dict[str, Any]:
+    """Per row and benchmark: per-fold scores and pooled held-out scores; the models each fold chose. Without
+    `variants`, only ours, the a-priori weights and the baselines (a quicker run)."""
     groups = sorted({t.run.group for t in traces})
-    per_fold: dict[str, dict[str, list[dict[str, float]]]] = {r: {g: [] for g in groups} for r in TRAIL_ROWS}
-    pooled: dict[str, dict[str, dict[str, list[tuple[str, str]]]]] = {r: {g: {} for g in groups} for r in TRAIL_ROWS}
+    fitters = FITTERS if variants else {OURS: FITTERS[OURS]}
+    rows = {r: v for r, v in TRAIL_ROWS.items() if variants or not v[1] or r == OURS}
+    per_fold: dict[str, dict[str, list[dict[str, float]]]] = {r: {g: [] for g in groups} for r in rows}
+    pooled: dict[str, dict[str, dict[str, list[tuple[str, str]]]]] = {r: {g: {} for g in groups} for r in rows}
     thresholds: list[float] = []
+    chosen_sets: Counter[str] = Counter()
+    shape_chosen: Counter[str] = Counter()
+    sigmas: Counter[str] = Counter()
     by_id = {t.run.run_id: t for t in traces}
     for rep in range(repeats):
         for i, held in enumerate(parts := folds([t.run for t in traces], k, seed=rep)):
             train = [r for j, p in enumerate(parts) if j != i for r in p]
-            model = fit_fold(train, seed=rep)
-            thresholds.append(model.fitted.threshold)
-            for row, (fn, _) in TRAIL_ROWS.items():
+            model = FoldModels({row: fit(train, rep) for row, fit in fitters.items()})
+            ours = model.by_row[OURS]
+            thresholds.append(ours.threshold)
+            chosen_sets["+".join(f for f in OPTIONAL_FEATURES if f not in ours.off) or "neither"] += 1
+            if variants:
+                shape_chosen["in" if "single_agent" not in model.by_row[SHAPE_CHOSEN].off else "out"] += 1
+                sigmas[str(model.by_row[SIGMA_CHOSEN].details.get("sigma"))] += 1
+            for row, (fn, _) in rows.items():
                 for g in groups:
                     trs = [by_id[r.run_id] for r in held if r.group == g]
                     if not trs:
@@ -286,8 +332,9 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict
                     per_fold[row][g].append(_scores(trs, chosen))
                     if rep == 0:
                         pooled[row][g].update(chosen)
-    out: dict[str, Any] = {"rows": {}, "thresholds": Counter(thresholds), "folds": k, "repeats": repeats}
-    for row in TRAIL_ROWS:
+    out: dict[str, Any] = {"rows": {}, "thresholds": Counter(thresholds), "folds": k, "repeats": repeats,
+                           "chosen": chosen_sets, "shape_chosen": shape_chosen, "sigmas": sigmas}
+    for row in rows:
         out["rows"][row] = {}
         for g in groups:
             trs = [t for t in traces if t.run.group == g]
@@ -295,8 +342,8 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int) -> dict
             out["rows"][row][g] = {
                 **{m: mean_sd([f[m] for f in folds_]) for m in ("recall", "precision", "f1", "joint", "joint_named")},
                 "pooled": _scores(trs, pooled[row][g]), "n_folds": len(folds_)}
-    out["run_shape"] = {g: [a["f1"] - b["f1"] for a, b in zip(per_fold[OURS][g], per_fold[FLAT][g], strict=True)]
-                        for g in groups}
+    out["diffs"] = {name: {g: [a["f1"] - b["f1"] for a, b in zip(per_fold[hi][g], per_fold[lo][g], strict=True)]
+                           for g in groups} for name, hi, lo in DIFFS if hi in rows and lo in rows}
     return out
 
 
@@ -312,14 +359,14 @@ def describe_signals(traces: list[TrailTrace]) -> dict[str, dict[str, dict[str, 
     return out
 
 
-def measure_trail(data: Path, k: int, repeats: int) -> dict[str, Any]:
+def measure_trail(data: Path, k: int, repeats: int, variants: bool = True) -> dict[str, Any]:
     traces = load_trail(data)
     cats = Counter(norm_category(c) for t in traces for _, c in t.errors)
     return {"traces": Counter(t.run.group for t in traces),
             "errors": Counter({g: sum(len(t.errors) for t in traces if t.run.group == g) for g in ("gaia", "swe")}),
             "dropped": sum(t.dropped for t in traces),
             "categories": {c: (n, TRAIL_TO_BUCKET.get(c, "unclassified")) for c, n in cats.most_common()},
-            "cv": cross_validate_trail(traces, k, repeats), "signals": describe_signals(traces),
+            "cv": cross_validate_trail(traces, k, repeats, variants), "signals": describe_signals(traces),
             "_traces": traces}
 
 
@@ -501,7 +548,8 @@ def render_judge(j: dict[str, Any]) -> str:
 
 
 def write_model(trail: list[TrailTrace], ww: list[LabelledTranscript]) -> dict[str, Any]:
-    spans = fit_span_model([t.run for t in trail], fitted_on=f"all {len(trail)} shared TRAIL traces (in-sample)")
+    spans = fit_selected_model([t.run for t in trail],
+                               fitted_on=f"all {len(trail)} shared TRAIL traces (in-sample)")
     tm = fit_transcript_model([(t.found, t.label_agent) for t in ww],
                               fitted_on=f"all {len(ww)} shared Who&When logs (in-sample)")
     doc = {"about": "written by scripts/measure_blame.py --write-model; the procedure's held-out figures are in "
@@ -572,9 +620,11 @@ def render_trail(trail: dict[str, Any]) -> str:
                   f"SWE {ms(ours['swe']['joint'])} / {ms(ours['swe']['joint_named'])} "
                   f"(TRAIL's published joint accuracy {PUBLISHED_TRAIL['joint']} is a 21-way category match, "
                   f"not comparable)",
-              f"- the run-shape feature, fold by fold (F1 of ours minus the ablation's on the same held-out fold): "
-              f"GAIA {gain(cv['run_shape']['gaia'])}; SWE {gain(cv['run_shape']['swe'])}",
-              f"- thresholds the folds chose: {dict(sorted(cv['thresholds'].items()))}", "",
+              *[f"- fold by fold, {name} (F1 difference on the same held-out fold): GAIA {gain(d['gaia'])}; "
+                f"SWE {gain(d['swe'])}" for name, d in cv["diffs"].items()],
+              f"- optional features the inner cross-validation put in (ours): {dict(cv['chosen'])}; "
+              f"`single_agent` alone: {dict(cv['shape_chosen'])}; sigma, when chosen too: {dict(cv['sigmas'])}",
+              f"- thresholds the folds chose (ours): {dict(sorted(cv['thresholds'].items()))}", "",
               "#### Each feature on all shared traces (descriptive, in-sample: not a result)\n",
               "| feature | GAIA fired | GAIA on an annotated span | SWE fired | SWE on an annotated span |",
               "| --- | --- | --- | --- | --- |"]
@@ -622,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-runs", type=int, default=90)
     parser.add_argument("--demo-seed", type=int, default=2027)
     parser.add_argument("--no-demo", action="store_true", help="skip the generated demo runs")
+    parser.add_argument("--no-variants", action="store_true",
+                        help="TRAIL: only ours, the a-priori weights and the baselines (not the variants: quicker)")
     parser.add_argument("--write-model", action="store_true", help="fit on all data and write the shipped model")
     parser.add_argument("--judge", action="store_true", help="also ask the Gemini judge (needs an API key)")
     parser.add_argument("--judge-model", default="gemini-2.5-flash")
@@ -636,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.judge_only:
         print(render_judge(measure_judge(load_trail(args.data), load_who_and_when(args.data), args.judge_model)))
         return 0
-    trail = measure_trail(args.data, args.folds, args.repeats)
+    trail = measure_trail(args.data, args.folds, args.repeats, not args.no_variants)
     print(render_trail(trail))
     ww = measure_who_and_when(args.data, args.folds, args.repeats)
     print(render_ww(ww))

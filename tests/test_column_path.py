@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from agent_debug.analysis.blame_model import PRIOR_MODEL, SpanModel
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.explain import column_facts, explain_trace, load_for_diagnosis
 from agent_debug.analysis.source import StoreSource
@@ -68,8 +69,9 @@ def _varied(spans: int, seed: int) -> list[dict[str, Any]]:
     return recs
 
 
-def _compare(db: Path, *, expect_columns: int = 1) -> int:
-    """Every run's `why --json` document by both paths; returns how many runs the columns path answered."""
+def _compare(db: Path, *, expect_columns: int = 1, model: SpanModel | None = None) -> int:
+    """Every run's `why --json` document by both paths (the shipped span model, or `model`); returns how many runs
+    the columns path answered."""
     src = StoreSource(db)
     rules = load_rules()
     used = 0
@@ -77,8 +79,9 @@ def _compare(db: Path, *, expect_columns: int = 1) -> int:
         lazy = load_for_diagnosis(src, s.trace_id)
         if column_facts(lazy, rules, build_tree(lazy)) is not None:
             used += 1
-        fast = explain_trace(lazy, s, rules).as_dict()
-        full = explain_trace(src.load(s.trace_id, records=True), s, rules, path="records").as_dict()
+        fast = explain_trace(lazy, s, rules, span_model=model).as_dict()
+        full = explain_trace(src.load(s.trace_id, records=True), s, rules, span_model=model,
+                             path="records").as_dict()
         assert orjson.dumps(fast, default=str) == orjson.dumps(full, default=str), s.trace_id
     assert used >= expect_columns
     return used
@@ -120,6 +123,44 @@ def test_shared_data_answers_the_same_by_both_paths(tmp_path: Path, part: str) -
     if not res.records:
         pytest.skip(f"nothing readable in {SHARED / part}")
     _compare(tmp_path / "s" / "traces.db", expect_columns=0 if part == "who_and_when" else 1)
+    _compare(tmp_path / "s" / "traces.db", expect_columns=0, model=PRIOR_MODEL)  # every signal in, none left out
+
+
+
+@pytest.mark.parametrize("result", [
+    "Lyon had 522,250 inhabitants in 2021, ahead of Marseille and Toulouse.",  # plain: a stand-in by columns
+    "See https://insee.fr/lyon: 522,250 inhabitants in 2021, ahead of Marseille.",  # a phrase: read either way
+])
+def test_a_call_that_ignores_the_previous_result_is_named_by_both_paths(tmp_path: Path, result: str) -> None:
+    """`ignores_result` reads the words of the previous call's result, which the column path stands in for when
+    they hold no signal's phrase: it must read them from the record."""
+    from test_suspects import ignoring_run
+
+    records = ignoring_run("Let me look up the weather.", [("search", {"q": "weather today"})], result)
+    assert ("llm2", "ignores_result") in _named_by_both(tmp_path, records, PRIOR_MODEL)
+    assert ("llm2", "ignores_result") not in _named_by_both(tmp_path / "off", records, _off("ignores_result"))
+
+
+def _off(*names: str) -> SpanModel:
+    """The a-priori model with these features left out (as a fitted model's selection leaves them)."""
+    return SpanModel(dict(PRIOR_MODEL.weights), PRIOR_MODEL.bias, PRIOR_MODEL.threshold, off=frozenset(names))
+
+
+def _named_by_both(tmp_path: Path, records: list[dict[str, Any]], model: SpanModel) -> set[tuple[str, str]]:
+    """(span, signal) of every evidence line of a failed run's suspects, once both paths agree on the document."""
+    records = [dict(r) for r in records]
+    records[0]["status"] = "error"
+    f = tmp_path / "t.jsonl"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    ingest([f], tmp_path / "s" / "traces.db")
+    assert _compare(tmp_path / "s" / "traces.db", model=model) == 1
+    src = StoreSource(tmp_path / "s" / "traces.db")
+    (s,) = src.list()
+    doc = explain_trace(load_for_diagnosis(src, s.trace_id), s, load_rules(), span_model=model).as_dict()
+    return {(x["span_id"], line.split(":")[0]) for key in ("suspects", "weaker_suspects") for x in doc[key]
+            for line in x["evidence"]}
+
 
 
 def test_an_older_store_without_digests_answers_by_records(tmp_path: Path) -> None:

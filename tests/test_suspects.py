@@ -16,10 +16,12 @@ from agent_debug.analysis.blame_model import (
     SpanModel,
     best_threshold,
     default_span_model,
+    fit_selected_model,
     fit_weights,
     folds,
     location_f1,
     select,
+    without,
 )
 from agent_debug.analysis.buckets import load_rules
 from agent_debug.analysis.column_path import column_facts, column_features, run_suspects_from
@@ -120,6 +122,38 @@ def test_a_grounded_answer_after_evidence_raises_nothing() -> None:
     assert not {s for _, s in hits} & failure_signals, hits
 
 
+
+CENSUS = "Lyon had 522,250 inhabitants in 2021, ahead of Marseille and Toulouse."  # no signal's phrase: plain
+
+
+def ignoring_run(next_say: str, next_calls: list[tuple[str, dict[str, Any]]], result: str = CENSUS
+                 ) -> list[dict[str, Any]]:
+    """A search whose result holds facts (a number, names), then a call that says and does `next_*`."""
+    return agent_trace([
+        {"say": "Search the census.", "calls": [("search", {"q": "population of Lyon"})], "tool": "search",
+         "args": {"q": "population of Lyon"}, "result": result},
+        {"say": next_say, "calls": next_calls, "tool": next_calls[0][0], "args": next_calls[0][1],
+         "result": "sunny"},
+    ])
+
+
+def test_a_call_that_uses_nothing_of_the_result_it_just_got_ignores_it() -> None:
+    hits = hits_of(ignoring_run("Let me look up the weather.", [("search", {"q": "weather today"})]))
+    assert ("llm2", "ignores_result") in hits and ("llm1", "ignores_result") not in hits
+
+
+@pytest.mark.parametrize(("say", "calls", "result"), [
+    ("Lyon has 522250 inhabitants.", [("final_answer", {"answer": "522250"})], CENSUS),  # uses the number
+    ("Compare with Marseille.", [("search", {"q": "Marseille population"})], CENSUS),  # uses a name
+    ("Look up the weather.", [("search", {"q": "weather"})], "Lyon had many inhabitants."),  # too few facts
+    ("Look up the weather.", [("search", {"q": "weather"})], "No results found for Lyon 2021 522"),  # not usable
+])
+def test_a_call_that_uses_the_result_or_had_nothing_to_use_does_not_ignore_it(
+        say: str, calls: list[tuple[str, dict[str, Any]]], result: str) -> None:
+    assert ("llm2", "ignores_result") not in hits_of(ignoring_run(say, calls, result))
+
+
+
 def test_a_retry_that_recovered_is_no_failure() -> None:
     records = agent_trace([{"say": "Run tests.", "calls": [("pytest", {})], "tool": "pytest", "error": "Timeout"}])
     retry = rec("tool1b", "step1", agent="Agent", event_type="TOOL_CALL", start=12, name="pytest",
@@ -180,6 +214,27 @@ def test_folds_are_stratified_and_cover_every_run_once() -> None:
     parts = folds(runs, 5, seed=3)
     assert sorted(r.run_id for p in parts for r in p) == sorted(r.run_id for r in runs)
     assert all(sum(r.group == "swe" for r in p) == 1 for p in parts)
+
+
+
+def test_leaving_a_feature_out_takes_the_run_shape_off_a_span_left_with_no_failure_signal() -> None:
+    (run,) = without(_runs([({"ignores_result": 1.0, "single_agent": 1.0}, 1),
+                            ({"action_failed": 1.0, "ignores_result": 1.0, "single_agent": 1.0}, 1)], 1),
+                     frozenset({"ignores_result"}))
+    assert [c.features for c in run.candidates] == [{}, {"action_failed": 1.0, "single_agent": 1.0}]
+
+
+def test_the_inner_cross_validation_keeps_a_feature_that_helps_and_leaves_out_one_that_does_not() -> None:
+    # ignores_result marks the annotated span (without it that span looks like the clean one); single_agent sits
+    # only beside a signal of clean spans: its fitted weight goes negative and it changes no choice, so the tie
+    # keeps it out
+    runs = _runs([({"ignores_result": 1.0}, 1), ({"action_failed": 1.0}, 1),
+                  ({"self_correction": 1.0, "single_agent": 1.0}, 0), ({}, 0)], 20)
+    m = fit_selected_model(runs, optional=("single_agent", "ignores_result"), seed=1)
+    assert m.off == frozenset({"single_agent"}), m.details
+    assert m.score({"ignores_result": 1.0}) > m.threshold > m.score({})
+    assert m.score({"self_correction": 1.0, "single_agent": 1.0}) == m.score({"self_correction": 1.0})  # left out
+    assert SpanModel.from_dict(m.as_dict()).off == m.off
 
 
 def test_the_shipped_model_scores_with_every_signal_it_knows() -> None:

@@ -9,8 +9,11 @@ Fitting (`fit_span_model`) is maximum a posteriori logistic regression with a Ga
 labelled data never shows keeps its prior weight, and one the data contradicts moves only as far as the data
 supports (`PRIOR_SIGMA`). The threshold is then the one that maximizes F1 of location prediction, chosen on
 out-of-fold scores of the training runs (an inner cross-validation), never on the scores the model was fitted
-to. `scripts/measure_blame.py` runs this procedure inside every cross-validation fold and reports held-out
-figures; the shipped `DEFAULT_MODEL` (blame_model.json) is the same procedure run once on all the shared data.
+to. `fit_selected_model` wraps that with the one choice of model made from data: which of the features added
+last (`OPTIONAL_FEATURES`) are in, by an inner cross-validation of the same runs; a feature left out is in the
+model's `off` set, and scoring, the signals and the run shape then behave as if it did not exist.
+`scripts/measure_blame.py` runs this procedure inside every cross-validation fold and reports held-out figures;
+the shipped `DEFAULT_MODEL` (blame_model.json) is the same procedure run once on all the shared data.
 
 Nothing here reads labels at analysis time: labels enter only through `fit_span_model`'s examples.
 """
@@ -48,6 +51,7 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "unsupported_answer": 2.0,
     "ungrounded_answer": 1.5,
     "large_result": 0.5,
+    "ignores_result": 1.0,  # mild: moving on from a result can be right (it answered nothing asked)
     "no_action": -0.5,
     "first_action": 0.0,
     "final_answer": 0.0,
@@ -63,6 +67,12 @@ PRIOR_WEIGHTS: dict[str, float] = {
 # The failure signals: the features whose prior weight is positive (fixed with the priors, never by a fit). A
 # run-shape feature only ever sits beside one of them.
 EVIDENCE = frozenset(f for f, w in PRIOR_WEIGHTS.items() if w > 0)
+# Features whose place in the model the fitting decides (`fit_selected_model`: an inner cross-validation of the
+# training runs), because they were added after the others with the shared data in view: the run shape, and the
+# signal defined after it. The rest are always in.
+OPTIONAL_FEATURES = ("single_agent", "ignores_result")
+SIGMAS = (0.5, 1.0, 2.0)  # the prior's widths an inner cross-validation may choose among (a variant, not shipped)
+RUN_SHAPE = frozenset({"single_agent"})  # `suspects.RUN_SHAPE_FEATURES` (that module imports this one)
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # candidate thresholds: 0.05 .. 0.95
 
 
@@ -75,26 +85,29 @@ class SpanModel:
     threshold: float
     fitted_on: str = "prior only"
     details: dict[str, Any] = field(default_factory=dict)
+    off: frozenset[str] = frozenset()  # features the fitting left out (`OPTIONAL_FEATURES`): as if they did not exist
 
     def logit(self, x: dict[str, float]) -> float:
-        return self.bias + sum(self.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0)) * v for f, v in x.items())
+        return self.bias + sum(self.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0)) * v for f, v in x.items()
+                               if f not in self.off)
 
     def score(self, x: dict[str, float]) -> float:
         return _sigmoid(self.logit(x))
 
     def contributions(self, x: dict[str, float]) -> list[tuple[str, float]]:
         """Each feature's share of the logit, largest first (which signal made this span a suspect)."""
-        out = [(f, self.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0)) * v) for f, v in x.items()]
+        out = [(f, self.weights.get(f, PRIOR_WEIGHTS.get(f, 0.0)) * v) for f, v in x.items() if f not in self.off]
         return sorted(out, key=lambda t: -t[1])
 
     def as_dict(self) -> dict[str, Any]:
         return {"weights": {k: round(v, 4) for k, v in sorted(self.weights.items())}, "bias": round(self.bias, 4),
-                "threshold": self.threshold, "fitted_on": self.fitted_on, "details": self.details}
+                "threshold": self.threshold, "off": sorted(self.off), "fitted_on": self.fitted_on,
+                "details": self.details}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpanModel:
         return cls({str(k): float(v) for k, v in d["weights"].items()}, float(d["bias"]), float(d["threshold"]),
-                   str(d.get("fitted_on", "")), dict(d.get("details") or {}))
+                   str(d.get("fitted_on", "")), dict(d.get("details") or {}), frozenset(map(str, d.get("off") or ())))
 
 
 PRIOR_MODEL = SpanModel(dict(PRIOR_WEIGHTS), PRIOR_BIAS, 0.5)
@@ -259,6 +272,65 @@ def fit_span_model(runs: list[LabelledRun], *, inner_folds: int = 4, seed: int =
     threshold = best_threshold(runs, scores)
     return SpanModel(weights, bias, threshold, fitted_on or f"{len(runs)} labelled runs",
                      {"sigma": sigma, "inner_folds": inner_folds})
+
+
+def without(runs: list[LabelledRun], off: frozenset[str]) -> list[LabelledRun]:
+    """The runs as if the features `off` did not exist: taken out of every candidate, and the run shape taken
+    off a candidate left with no failure signal (`suspects.shaped`), as `suspects.candidate_features` does."""
+    if not off:
+        return runs
+
+    def strip(x: dict[str, float]) -> dict[str, float]:
+        y = {f: v for f, v in x.items() if f not in off}
+        if EVIDENCE.isdisjoint(y):
+            y = {f: v for f, v in y.items() if f not in RUN_SHAPE}
+        return y
+
+    return [LabelledRun(r.run_id, r.group, [Candidate(c.span_id, strip(c.features), c.errors) for c in r.candidates],
+                        r.total_errors) for r in runs]
+
+
+def inner_f1(runs: list[LabelledRun], *, inner_folds: int, seed: int, sigma: float) -> float:
+    """The procedure's (`fit_span_model`) held-out F1 on `runs` alone: an inner k-fold split, every fold's
+    suspects chosen by the model fitted on the others, pooled, F1 averaged over the groups."""
+    parts = folds(runs, min(inner_folds, max(2, len(runs))), seed)
+    chosen: dict[str, set[str]] = {}
+    for i, held in enumerate(parts):
+        train = [r for j, p in enumerate(parts) if j != i for r in p]
+        m = fit_span_model(train, seed=seed, sigma=sigma)
+        for r in held:
+            chosen[r.run_id] = select({c.span_id: m.score(c.features) for c in r.candidates}, m.threshold)
+    groups = sorted({r.group for r in runs})
+    return sum(location_f1([r for r in runs if r.group == g], chosen)["f1"] for g in groups) / len(groups)
+
+
+def fit_selected_model(runs: list[LabelledRun], *, optional: tuple[str, ...] = OPTIONAL_FEATURES,
+                       sigmas: tuple[float, ...] = (PRIOR_SIGMA,), inner_folds: int = 4, seed: int = 0,
+                       fitted_on: str = "") -> SpanModel:
+    """`fit_span_model` with the choices made on the training runs too: which `optional` features are in, and
+    (when several are offered) the prior's sigma, each candidate judged by `inner_f1` on an inner split (seeded
+    apart from the threshold's). Candidates are tried smallest first (fewest features, then the given sigma
+    order) and a later one must do strictly better: a tie keeps the simpler model."""
+    subsets: list[frozenset[str]] = [frozenset()]
+    for f in optional:
+        subsets += [s | {f} for s in subsets]
+    subsets.sort(key=len)
+    best: tuple[float, frozenset[str], float] | None = None
+    tried: dict[str, float] = {}
+    for on in subsets:
+        off = frozenset(optional) - on
+        for sigma in sigmas:
+            f1 = inner_f1(without(runs, off), inner_folds=inner_folds, seed=seed + 7919, sigma=sigma)
+            tried[f"{'+'.join(sorted(on)) or 'none'} sigma {sigma}"] = round(f1, 4)
+            if best is None or f1 > best[0] + 1e-12:
+                best = (f1, on, sigma)
+    assert best is not None
+    _, on, sigma = best
+    off = frozenset(optional) - on
+    model = fit_span_model(without(runs, off), seed=seed, sigma=sigma, fitted_on=fitted_on)
+    model.off = off
+    model.details.update({"optional": list(optional), "inner_f1": tried})
+    return model
 
 
 # -- the shipped model ---------------------------------------------------------------------------------------------

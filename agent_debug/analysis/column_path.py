@@ -467,6 +467,8 @@ class ColumnContext(SpanContext):
                       self.order))) if not self.is_llm[i]]
         self.features_of: dict[int, tuple[str, ...]] = {}
         self._pieces: dict[int, list[int] | None] = {}
+        self._texts: dict[int, str | None] = {}  # plain results' words (`result_text`)
+        self.off: frozenset[str] = frozenset()  # signals the model leaves out: not worked out
 
     def _recovered_from(self, retries: dict[int, list[int]]) -> set[int]:
         """`SpanContext._recovered` over the stored retries."""
@@ -566,6 +568,14 @@ class ColumnContext(SpanContext):
         first = pieces[0]
         return not df[first] & dg.EMPTY and bool(df[first] & dg.LINE) and ol[first] <= TEXT_CAP
 
+    def result_text(self, k: int) -> str | None:
+        """A plain result's words, read from the records (`result` gives a stand-in for it)."""
+        if not self.plain_result(k):
+            return self.result(k)
+        if k not in self._texts:
+            self._texts[k] = super()._result(k)
+        return self._texts[k]
+
     def _result(self, k: int) -> str | None:
         pieces = self.pieces(k)
         if pieces is None:
@@ -614,6 +624,7 @@ def prefetch(ts: TraceSpans, spans: Iterable[int]) -> None:
 # feature bits of the signals worked out in bulk (each is its signal's feature, value 1 unless noted)
 _LLM_BITS = ("action_failed", "reacts_to_failure", "empty_result", "after_empty_result", "error_in_result",
              "after_error_in_result", "large_result", "first_action", "no_action")
+_TAIL = ("first_action", "no_action")  # after large_result, as MODEL_SIGNALS orders them
 _TOOL_BITS = ("tool_failed", "tool_repeated", "tool_empty_result")
 
 
@@ -622,7 +633,8 @@ Features = tuple[tuple[str, float], ...]  # a span's features in the order candi
 
 def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
     """The signal features of every model and tool call (one shared tuple per distinct set), and the calls whose
-    features came from the signal functions (the rest were worked out in bulk)."""
+    features came from the signal functions (the rest were worked out in bulk); the signals in `c.off` are not
+    worked out by the functions (the bulk ones are taken out by `column_features`)."""
     ts = c.ts
     df, plain, ol = c.facts.df, c.plain, c.facts.ol
     feats: dict[int, Features] = {}
@@ -668,7 +680,10 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
     c._pieces.update(pieces_of)
     slow_llm = [k for k in c.llm if not simple_of[k]]
     slow_tools = list(compress(c.tools, map(not_, map(plain.__getitem__, c.tools))))
-    prefetch(ts, set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in pieces_of[k] or ()})
+    # (a slow call's signals may read its own result, and the previous acting call's words: `ignores_result`)
+    prefetch(ts, set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in pieces_of[k] or ()}
+             | ({p for k in slow_llm if (q := prev[k]) is not None for p in pieces_of[q] or ()}
+                if "ignores_result" not in c.off else set()))
     empty: dict[int, bool] = {}  # sig_empty_result fired
     errtext: dict[int, bool] = {}  # sig_error_in_result fired
     failed_action = c.failed_action
@@ -698,8 +713,8 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
         if got is None:
             x = {name: 1.0 for bit, name in enumerate(_LLM_BITS) if code >> bit & 1}
             if large:
-                x = {**{f: v for f, v in x.items() if f not in ("first_action", "no_action")}, "large_result": large,
-                     **{f: v for f, v in x.items() if f in ("first_action", "no_action")}}
+                x = {**{f: v for f, v in x.items() if f not in _TAIL}, "large_result": large,
+                     **{f: v for f, v in x.items() if f in _TAIL}}
             got = by_code[key] = intern(x)
         feats[k] = got
         if er:
@@ -749,7 +764,7 @@ def _run(fn: Callable[[SpanContext, int], Hit | None], c: SpanContext, i: int) -
 
 def _by_functions(c: ColumnContext, i: int, table: dict[str, Callable[[SpanContext, int], Hit | None]]
                   ) -> tuple[dict[str, float], list[Hit]]:
-    hits = [h for fn in table.values() if (h := _run(fn, c, i)) is not None]
+    hits = [h for name, fn in table.items() if name not in c.off and (h := _run(fn, c, i)) is not None]
     x: dict[str, float] = {}
     for h in hits:
         x[h.signal] = max(x.get(h.signal, 0.0), h.value)
@@ -859,9 +874,13 @@ class ColumnFeatures(NamedTuple):
     extra: dict[int, list[Hit]]
 
 
-def column_features(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, failed: bool) -> ColumnFeatures:
+def column_features(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, failed: bool,
+                    off: frozenset[str] = frozenset()) -> ColumnFeatures:
     c = ColumnContext(ts, tree, facts)
+    c.off = off
     feats, slow = signal_features(c)
+    if off:  # features the model left out, taken out before the run shape is read (`suspects.candidate_features`)
+        feats = {i: tuple(fv for fv in key if fv[0] not in off) for i, key in feats.items()}
     dis = disagreement_hits(ts)
     rule_hits = facts.find_suspects(tree, rules, failed)
     et = ts.event_type
@@ -888,7 +907,7 @@ def column_features(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts
         extra[s.index].append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
     for i, d in changed.items():
         x_of[i] = tuple(d.items())
-    with_run_shape(ts, x_of)
+    with_run_shape(ts, x_of, off)
     return ColumnFeatures(c, x_of, slow, extra)
 
 
@@ -896,7 +915,7 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
                   ) -> SuspectList:
     import heapq
 
-    c, x_of, slow, extra = column_features(ts, rules, tree, facts, failed)
+    c, x_of, slow, extra = column_features(ts, rules, tree, facts, failed, model.off)
     et = ts.event_type
 
     def weight(f: str) -> float:
@@ -940,10 +959,10 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     return SuspectList(out, [suspect(i) for i in weaker], threshold, f"span signals, threshold {threshold}")
 
 
-def with_run_shape(ts: TraceSpans, x_of: dict[int, Features]) -> None:
+def with_run_shape(ts: TraceSpans, x_of: dict[int, Features], off: frozenset[str] = frozenset()) -> None:
     """`suspects.run_shape` and `suspects.shaped` on the candidates' feature vectors, once per distinct vector."""
     names = {key: frozenset(f for f, _ in key) for key in set(x_of.values())}
-    shape = run_shape(ts, {i: names[key] for i, key in x_of.items()})
+    shape = {f: v for f, v in run_shape(ts, {i: names[key] for i, key in x_of.items()}).items() if f not in off}
     if not shape:
         return
     extended = {key: key + tuple(extra.items()) for key in names if (extra := shaped(names[key], shape))}

@@ -220,6 +220,11 @@ class SpanContext:
             self._results[k] = self._result(k)
         return self._results[k]
 
+    def result_text(self, k: int) -> str | None:
+        """`result`, always the words themselves (what a signal that compares texts reads; the column path's
+        `result` may stand in for a plain one)."""
+        return self.result(k)
+
     def _result(self, k: int) -> str | None:
         if self.ts.records is None:
             return None

@@ -27,6 +27,9 @@ guide, the L59 lesson):
 - `fabrication`: the call admits working from invented or assumed data ("I will simulate ...");
 - `unsupported_answer`: a final answer with no successful tool call behind it in the same agent run;
 - `large_result`: the action's result floods the context (value: log10 of its size in characters, from 4 up);
+- `ignores_result`: the call acts after a usable result that held checkable facts (numbers, links, names), and
+  what it says and does uses none of them: it went on as if the result were not there (TRAIL's tool output
+  misinterpretation and goal deviation; the seeds' "the agent ignored what the tool returned");
 - `no_action`, `final_answer`: what kind of call it is (plans and summaries; the answer): structural priors;
 - on tool spans themselves: `tool_failed`, `tool_repeated`, `tool_empty_result`.
 
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from agent_debug.analysis.span_context import (
@@ -58,6 +61,7 @@ from agent_debug.columns import TraceSpans
 REPEAT_JACCARD = 0.8  # fixed a priori (never tuned): near-identical actions
 REPEAT_WINDOW = 50  # an action is compared with the agent's last 50 calls (bounded work on huge runs)
 LARGE_RESULT_CHARS = 10_000  # fixed a priori: a result this large floods a model's context
+IGNORED_MIN_FACTS = 3  # fixed a priori: a result needs this many checkable facts before ignoring it can be told
 
 FABRICATION = re.compile(
     r"\bi (?:cannot|can't|can not|am unable to|am not able to) (?:access|browse|open|retrieve)|unable to access|"
@@ -307,6 +311,48 @@ def sig_ungrounded_answer(c: SpanContext, k: int) -> Hit | None:
                 f"{len(tokens) - found} of {len(tokens)} facts of the answer appear in no tool output ({missing})")
 
 
+_URL = re.compile(r"https?://[^\s'\"<>)\]]+")
+
+
+def result_facts(text: str) -> set[str]:
+    """The checkable facts of an action's result (lowercased): its numbers of two or more digits, its links and
+    its proper names, read as `answer_tokens` reads an answer."""
+    text = text[:TEXT_CAP]
+    nums = {n.replace(",", "") for n in _NUMBER.findall(text)}
+    nums = {n for n in nums if len(n.replace(".", "")) >= 2}
+    links = {u.rstrip(".,;:").lower() for u in _URL.findall(text)}
+    names = {w.lower() for w in _PROPER.findall(text)} - _COMMON
+    return nums | links | names
+
+
+def usable(text: str | None) -> bool:
+    """A result the next call can work from: not empty, not "no results", no error wording in its head."""
+    if text is None or is_empty_text(text[:TEXT_CAP]):
+        return False
+    head = text[:2000]
+    return not NO_RESULTS.search(head) and not ERROR_TEXT.search(head)
+
+
+def sig_ignores_result(c: SpanContext, k: int) -> Hit | None:
+    out = c.output(k)
+    if not out.action:
+        return None
+    p = c.prev_acting(k)
+    if p is None or c.action_failed(p) is not None:
+        return None
+    res = c.result_text(p)
+    if res is None or not usable(res):
+        return None
+    facts = result_facts(res)
+    if len(facts) < IGNORED_MIN_FACTS:
+        return None
+    said = re.sub(r"(?<=\d),(?=\d)", "", f"{out.content}\n{out.action}".lower())
+    if any(f in said for f in facts):
+        return None
+    return _hit(c, k, "ignores_result", "planner_drift",
+                f"uses none of the {len(facts)} facts the previous result ({c.ts.span_id[p]}) returned")
+
+
 def sig_large_result(c: SpanContext, k: int) -> Hit | None:
     size = len(c.result(k) or "")
     if size < LARGE_RESULT_CHARS:
@@ -347,6 +393,7 @@ MODEL_SIGNALS: dict[str, Callable[[SpanContext, int], Hit | None]] = {
     "unsupported_answer": sig_unsupported_answer,
     "ungrounded_answer": sig_ungrounded_answer,
     "large_result": sig_large_result,
+    "ignores_result": sig_ignores_result,
     "first_action": sig_first_action,
     "no_action": sig_no_action,
     "final_answer": sig_final_answer,
@@ -399,16 +446,20 @@ TOOL_SIGNALS: dict[str, Callable[[SpanContext, int], Hit | None]] = {
 }
 
 
-def span_hits(ts: TraceSpans, ctx: SpanContext | None = None) -> tuple[SpanContext, list[Hit]]:
-    """Every signal on every model call and tool call of a trace (with its records loaded)."""
+def span_hits(ts: TraceSpans, ctx: SpanContext | None = None, off: Collection[str] = ()
+              ) -> tuple[SpanContext, list[Hit]]:
+    """Every signal on every model call and tool call of a trace (with its records loaded), but those in `off`
+    (the model leaves them out: not worked out)."""
     c = ctx or SpanContext(ts)
     hits: list[Hit] = []
+    tables = {"LLM_CALL": [fn for name, fn in MODEL_SIGNALS.items() if name not in off]}
+    tools = [fn for name, fn in TOOL_SIGNALS.items() if name not in off]
     for i in c.order:
         et = ts.event_type[i]
-        table = MODEL_SIGNALS if et == "LLM_CALL" else TOOL_SIGNALS if et in CANDIDATE_TYPES else None
+        table = tables.get(et) or (tools if et in CANDIDATE_TYPES and et != "LLM_CALL" else None)
         if table is None:
             continue
-        for fn in table.values():
+        for fn in table:
             try:
                 h = fn(c, i)
             except (TypeError, ValueError, KeyError, AttributeError, IndexError):

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_debug.analysis.blame import TranscriptModel, blame_transcript, default_transcript_model
-from agent_debug.analysis.blame_model import EVIDENCE, PRIOR_WEIGHTS, SpanModel, default_span_model, select
+from agent_debug.analysis.blame_model import (
+    EVIDENCE,
+    PRIOR_WEIGHTS,
+    RUN_SHAPE,
+    SpanModel,
+    default_span_model,
+    select,
+)
 from agent_debug.analysis.buckets import Rules, find_suspects
 from agent_debug.analysis.disagreement import blamed_span, find_disagreements
 from agent_debug.analysis.findings import Suspect
@@ -37,7 +44,7 @@ from agent_debug.columns import TraceSpans
 GENERIC_RULES = frozenset({"unrecovered_tool_failure", "unrecovered_error", "unreconciled_disagreement"})
 WEAKER_SHOWN = 5
 # features that say where a span sits, not what went wrong: no hit behind them, so never a suspect's signal
-RUN_SHAPE_FEATURES = ("single_agent",)  # what `run_shape` can give
+RUN_SHAPE_FEATURES = tuple(sorted(RUN_SHAPE))  # what `run_shape` can give
 WORK_TYPES = frozenset({"TOOL_CALL", "RETRIEVAL"})  # spans whose agent did work, decided by a model or not
 CONTEXT_FEATURES = frozenset({"is_tool", *RUN_SHAPE_FEATURES})
 
@@ -84,16 +91,19 @@ class SuspectList:
 # -- agent traces -----------------------------------------------------------------------------------------------------
 
 
-def candidate_features(ts: TraceSpans, hits: list[Hit], rule_hits: list[Suspect]
+def candidate_features(ts: TraceSpans, hits: list[Hit], rule_hits: list[Suspect], off: Collection[str] = ()
                        ) -> tuple[dict[int, dict[str, float]], dict[int, list[Hit]]]:
     """The feature vector of every candidate span (model calls, tool calls, spans a bucket rule names), and the
-    hits behind it. The labelled-data fit and the live scoring both read features from here."""
+    hits behind it; `off`: features the model left out, taken out before the run shape is read. The
+    labelled-data fit and the live scoring both read features from here."""
     feats: dict[int, dict[str, float]] = {}
     why: dict[int, list[Hit]] = {}
     for i in range(len(ts)):
         if ts.event_type[i] in CANDIDATE_TYPES:
             feats[i] = {"is_tool": 1.0} if ts.event_type[i] != "LLM_CALL" else {}
     for h in hits:
+        if h.signal in off:
+            continue
         f = feats.setdefault(h.index, {})
         f[h.signal] = max(f.get(h.signal, 0.0), h.value)
         why.setdefault(h.index, []).append(h)
@@ -104,7 +114,7 @@ def candidate_features(ts: TraceSpans, hits: list[Hit], rule_hits: list[Suspect]
         f = feats.setdefault(s.index, {})
         f[key] = 1.0
         why.setdefault(s.index, []).append(Hit(s.index, s.rule, s.bucket, s.reason, feature=key))
-    shape = run_shape(ts, feats)
+    shape = {f: v for f, v in run_shape(ts, feats).items() if f not in off}
     for x in feats.values():
         x.update(shaped(x, shape))
     return feats, why
@@ -129,13 +139,13 @@ def shaped(names: Collection[str], shape: dict[str, float]) -> dict[str, float]:
     return shape if shape and not EVIDENCE.isdisjoint(names) else {}
 
 
-def trace_features(ts: TraceSpans, rules: Rules, tree: Tree | None = None, failed: bool = False
-                   ) -> tuple[dict[int, dict[str, float]], dict[int, list[Hit]]]:
-    """Signals and rule hits of one trace (records loaded) as candidate features."""
-    _, hits = span_hits(ts, SpanContext(ts))
+def trace_features(ts: TraceSpans, rules: Rules, tree: Tree | None = None, failed: bool = False,
+                   off: Collection[str] = ()) -> tuple[dict[int, dict[str, float]], dict[int, list[Hit]]]:
+    """Signals and rule hits of one trace (records loaded) as candidate features (`off`: left out)."""
+    _, hits = span_hits(ts, SpanContext(ts), off)
     hits.extend(disagreement_hits(ts))
     rule_hits = find_suspects(ts, tree or build_tree(ts), rules, failed=failed)
-    return candidate_features(ts, hits, rule_hits)
+    return candidate_features(ts, hits, rule_hits, off)
 
 
 def disagreement_hits(ts: TraceSpans) -> list[Hit]:
@@ -145,6 +155,7 @@ def disagreement_hits(ts: TraceSpans) -> list[Hit]:
 
 
 def _suspect(ts: TraceSpans, i: int, x: dict[str, float], hits: list[Hit], model: SpanModel) -> SpanSuspect:
+    hits = [h for h in hits if h.key not in model.off]
     by_feature = {h.key: h for h in hits}
     top = next((h for f, c in model.contributions(x) if c > 0 and (h := by_feature.get(f)) is not None), None)
 
@@ -165,7 +176,7 @@ def score_spans(ts: TraceSpans, rules: Rules, model: SpanModel | None = None, *,
                 failed: bool = False) -> list[SpanSuspect]:
     """Every candidate span of an agent trace with its score, best first (ties: earlier first)."""
     model = model or default_span_model()
-    feats, why = trace_features(ts, rules, tree, failed)
+    feats, why = trace_features(ts, rules, tree, failed, model.off)
     out = [_suspect(ts, i, x, why.get(i, []), model) for i, x in feats.items()]
     return sorted(out, key=lambda s: (-s.score, ts.start_ns[s.index], s.index))
 
