@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import compress, islice, repeat
 from operator import and_, eq, is_, is_not, le, not_
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from agent_debug import digest as dg
 from agent_debug.analysis.blame import TranscriptModel
@@ -438,14 +438,13 @@ class ColumnContext(SpanContext):
         calls = frozenset({"TOOL_CALL", "RETRIEVAL"})
         actions, tools_of = self.actions, self.tools_of
         # (d is never None: `acting` leaves those out, which the type checker cannot see through compress)
-        acts = list(compress(self.order, acting))
-        by = cast(list[int], list(compress(dec, acting)))
-        append = list.append
-        deque(map(append, map(actions.__getitem__, by), acts), 0)  # each action onto its decider's list, in C
-        is_call = list(map(calls.__contains__, map(et.__getitem__, acts)))
-        call_by = list(compress(by, is_call))
-        tools_of.update({d: [] for d in call_by})
-        deque(map(append, map(tools_of.__getitem__, call_by), compress(acts, is_call)), 0)
+        for i, d in zip(compress(self.order, acting), compress(dec, acting), strict=True):
+            actions[d].append(i)  # type: ignore[index]
+            if et[i] in calls:
+                if d in tools_of:
+                    tools_of[d].append(i)
+                else:
+                    tools_of[d] = [i]  # type: ignore[index]
         for i in self.origins:  # in order: a call's first failed action
             d = deciders[i]
             if d is not None and not self.is_llm[i] and d not in self.failed_action:
@@ -595,7 +594,7 @@ def _order(ts: TraceSpans, tied: list[int] | None = None) -> list[int]:
     else:
         order = sorted(range(len(ts)), key=start.__getitem__)
         s = list(map(start.__getitem__, order))
-    same = list(compress(range(1, len(s)), map(eq, islice(s, 1, None), s)))
+    same = list(compress(range(1, len(s)), map(eq, s[1:], s[:-1])))
     if tied is not None:
         tied.extend(order[j] for k in same for j in (k - 1, k))
     if not same:
@@ -880,7 +879,11 @@ def column_features(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts
     c.off = off
     feats, slow = signal_features(c)
     if off:  # features the model left out, taken out before the run shape is read (`suspects.candidate_features`)
-        feats = {i: tuple(fv for fv in key if fv[0] not in off) for i, key in feats.items()}
+        # (once per distinct vector, and only the calls whose vector holds one: there are 500k calls at 1M spans)
+        cut = {key: tuple(fv for fv in key if fv[0] not in off) for key in set(feats.values())
+               if any(fv[0] in off for fv in key)}
+        if cut:
+            feats = {i: cut.get(key, key) for i, key in feats.items()}
     dis = disagreement_hits(ts)
     rule_hits = facts.find_suspects(tree, rules, failed)
     et = ts.event_type
@@ -943,8 +946,10 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
     for level in sorted({score_of[k] for k in named}, reverse=True):  # the next few named ones, best first
         if len(weaker) >= WEAKER_SHOWN:
             break
-        pool = (i for key in named if score_of[key] == level for i in members[key] if i not in chosen)
-        weaker.extend(heapq.nsmallest(WEAKER_SHOWN - len(weaker), pool, key=rank_key))
+        pool = [i for key in named if score_of[key] == level for i in members[key] if i not in chosen]
+        # (one score on a level: rank_key's order is (start, index), compared as tuples in C)
+        keyed = zip(map(start.__getitem__, pool), pool, strict=True)
+        weaker.extend(i for _, i in heapq.nsmallest(WEAKER_SHOWN - len(weaker), keyed))
 
     def suspect(i: int) -> SpanSuspect:
         simple = i not in slow and et[i] in CANDIDATE_TYPES
