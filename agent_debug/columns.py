@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import methodcaller
 from typing import Any, Literal
 
@@ -205,6 +206,13 @@ class TraceSpans:
         if self.records is not None:
             return self.records[i]
         return {name: getattr(self, name)[i] for name in COLUMNS}
+
+    def positions_of(self, ids: Iterable[str | None]) -> dict[str, int]:
+        """Span id -> index for these few ids, found in one C-level pass (a map of every id costs 0.5 s at 1M
+        spans); of a repeated id, the last span wins, as it would in such a map."""
+        wanted = set(ids)
+        sids = self.span_id
+        return {sids[i]: i for i in compress(range(len(sids)), map(wanted.__contains__, sids))}
 
     def attributes(self, i: int) -> dict[str, Any]:
         if self.records is None:

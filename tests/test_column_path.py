@@ -189,6 +189,25 @@ def test_an_older_store_without_digests_answers_by_records(tmp_path: Path) -> No
     assert _compare(db, expect_columns=0) == 0
 
 
+def test_a_run_with_a_parent_cycle_or_a_repeated_id_answers_by_records() -> None:
+    """The column path reads parents as positions, which only a tree with no cycle and no repeated span id has:
+    such a run is answered by the records path, and still answered."""
+    from agent_debug.columns import TraceSpans, summarize
+
+    base = _varied(300, 4)
+    cyclic = [dict(r) for r in base]
+    cyclic[5] = {**cyclic[5], "parent_id": cyclic[6]["span_id"]}
+    cyclic[6] = {**cyclic[6], "parent_id": cyclic[5]["span_id"]}
+    repeated = [*base, {**base[7], "name": "again"}]
+    rules = load_rules()
+    for recs in (base, cyclic, repeated):
+        ts = TraceSpans.from_records(base[0]["trace_id"], recs)
+        tree = build_tree(ts)
+        assert (column_facts(ts, rules, tree) is None) == (recs is not base)
+        assert (tree.parent is None) == bool(tree.cycles or tree.duplicates) == (recs is not base)
+        assert explain_trace(ts, summarize(ts), rules).suspects.suspects
+
+
 def test_text_why_loads_the_trace_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 

@@ -91,7 +91,7 @@ class ColumnFacts:
             ts.digest = dg.digest_batch(ts.records)  # a trace read from files: digested here
         if not isinstance(ts.digest, dict) or len(ts.digest["df"]) != len(ts) or ts.records is None:
             return None
-        if tree.cycles or tree.duplicates:
+        if tree.parent is None:  # parent cycles or repeated span ids
             return None
         for rule in rules.rules:
             if rule.detector is None and rule.when and not when_supported(rule.when):
@@ -386,15 +386,8 @@ class ColumnContext(SpanContext):
         self.facts = facts
         n = self.n = len(ts)
         df = facts.df
-        if tree.parent is not None:  # (no cycles, ids unique: ColumnFacts.of checked)
-            parent: list[int | None] = tree.parent
-        elif ts.parent_index is not None and len(ts.parent_index) == n:  # the store's (ids unique, no cycles here)
-            parent = list(ts.parent_index)
-        else:
-            parent = [None] * n
-            for at, kids in enumerate(tree.children):
-                for k in kids:
-                    parent[k] = at
+        parent = tree.parent
+        assert parent is not None  # ColumnFacts.of: no cycle and no repeated id
         self.parent = parent
         self.children = tree.children
         tied: list[int] = []
@@ -548,20 +541,34 @@ class ColumnContext(SpanContext):
             return got
 
     def _pieces_of(self, k: int) -> list[int] | None:
-        p = self.parent[k]
-        if p is not None and self.deciders[p] == k and not self.is_llm[p] and self.facts.df[p] & dg.OUT:
-            return [p]  # the step that holds k, one of k's actions, records the result
-        return self.tools_of.get(k)
+        return self.pieces_of_calls((k,))[k]
+
+    def pieces_of_calls(self, calls: Iterable[int]) -> dict[int, list[int] | None]:
+        """`pieces` of these model calls, in one loop (every model call of a big run at once)."""
+        parent, deciders, is_llm, df, tools_of = self.parent, self.deciders, self.is_llm, self.facts.df, self.tools_of
+        out: dict[int, list[int] | None] = {}
+        for k in calls:
+            p = parent[k]
+            # the step that holds k, one of k's actions, records the result; else k's tool calls
+            out[k] = [p] if p is not None and deciders[p] == k and not is_llm[p] and df[p] & dg.OUT \
+                else tools_of.get(k)
+        return out
+
+    def result_size(self, pieces: list[int]) -> int:
+        """The length of the result these pieces make (their outputs joined by newlines)."""
+        return sum(map(self.facts.ol.__getitem__, pieces)) + len(pieces) - 1
 
     def plain_result(self, k: int) -> bool | None:
         """Is k's result made only of plain outputs and short enough to need no record (None: no result)?"""
         pieces = self.pieces(k)
-        if pieces is None:
-            return None
+        return None if pieces is None else self.plain_pieces(pieces, self.result_size(pieces))
+
+    def plain_pieces(self, pieces: list[int], size: int) -> bool:
+        """`plain_result` of a result made of these pieces, `size` characters long."""
         ol, plain, df = self.facts.ol, self.plain, self.facts.df
         if not all(map(plain.__getitem__, pieces)):
             return False
-        if sum(map(ol.__getitem__, pieces)) + len(pieces) - 1 <= TEXT_CAP:
+        if size <= TEXT_CAP:
             return True
         # longer than the signals read: its head is still known when it opens with a whole content line
         first = pieces[0]
@@ -635,7 +642,7 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
     features came from the signal functions (the rest were worked out in bulk); the signals in `c.off` are not
     worked out by the functions (the bulk ones are taken out by `column_features`)."""
     ts = c.ts
-    df, plain, ol = c.facts.df, c.plain, c.facts.ol
+    df, plain = c.facts.df, c.plain
     feats: dict[int, Features] = {}
     shared: dict[Features, Features] = {}
 
@@ -655,28 +662,19 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
                 last = k
     c._prev.update(prev)
     c.features_of = feats_names = {}  # model call -> the names of its features (for the next call's after_*)
-    # `c.pieces` and `c.plain_result` of every model call, inline (2 of 5 method calls per call at 1M spans)
-    parent, deciders, is_llm, tools_of = c.parent, c.deciders, c.is_llm, c.tools_of
-    pieces_of: dict[int, list[int] | None] = {}
+    # `c.pieces` and `c.plain_result` of every model call, in one pass
+    pieces_of = c.pieces_of_calls(c.llm)
+    c._pieces.update(pieces_of)
     simple_of: dict[int, bool] = {}
     size_of: dict[int, int] = {}
-    for k in c.llm:
-        q = parent[k]
-        pieces = [q] if q is not None and deciders[q] == k and not is_llm[q] and df[q] & dg.OUT else tools_of.get(k)
-        pieces_of[k] = pieces
+    result_size, plain_pieces = c.result_size, c.plain_pieces
+    for k, pieces in pieces_of.items():
         if pieces is None:
             simple_of[k] = plain[k]
             size_of[k] = -1
-            continue
-        size = size_of[k] = sum(map(ol.__getitem__, pieces)) + len(pieces) - 1
-        if not plain[k] or not all(map(plain.__getitem__, pieces)):
-            simple_of[k] = False
-        elif size <= TEXT_CAP:
-            simple_of[k] = True
-        else:  # longer than the signals read: its head is still known when it opens with a whole content line
-            first = pieces[0]
-            simple_of[k] = not df[first] & dg.EMPTY and bool(df[first] & dg.LINE) and ol[first] <= TEXT_CAP
-    c._pieces.update(pieces_of)
+        else:
+            size = size_of[k] = result_size(pieces)
+            simple_of[k] = plain[k] and plain_pieces(pieces, size)
     slow_llm = [k for k in c.llm if not simple_of[k]]
     slow_tools = list(compress(c.tools, map(not_, map(plain.__getitem__, c.tools))))
     # (a slow call's signals may read its own result, and the previous acting call's words: `ignores_result`)

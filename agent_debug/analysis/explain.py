@@ -7,7 +7,6 @@ against labelled runs (with the model fitted in each cross-validation fold), so 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import Any
 
 from agent_debug.analysis.blame import TranscriptModel
@@ -121,11 +120,7 @@ def explain(source: Source, trace_id: str, rules: Rules, *, span_model: SpanMode
             blame_earlier_turn(moved, found, rules)
             exp.diagnosis = moved
     if exp.diagnosis is not None:
-        wanted = set(exp.diagnosis.chain)
-        sids = ts.span_id
-        # the chain's spans only, found in one C-level pass (a map of every id costs 0.5 s at 1M spans); the
-        # last span of a repeated id wins, as it would in such a map
-        by_id = {sids[i]: i for i in compress(range(len(sids)), map(wanted.__contains__, sids))}
+        by_id = ts.positions_of(exp.diagnosis.chain)
         exp.chain = [SpanRef(sid, ts.agent_name[i], ts.event_type[i], ts.name[i])
                      for sid in exp.diagnosis.chain if (i := by_id.get(sid)) is not None]
     exp.notices = list(source.notices)

@@ -56,14 +56,6 @@ def _ancestors(parent: list[int | None], spans: set[int]) -> set[int]:
     return out
 
 
-def _parents(tree: Any) -> list[int | None]:
-    parent: list[int | None] = [None] * len(tree.children)
-    for p, kids in enumerate(tree.children):
-        for k in kids:
-            parent[k] = p
-    return parent
-
-
 def _by_time(ts: TraceSpans, idx: set[int] | list[int]) -> list[dict[str, Any]]:
     """The records of these spans in timestamp order (ties: store order), as the full builder sorts them."""
     recs = [ts.records[i] for i in sorted(idx)]  # type: ignore[index]  # loaded (lazily): never None
@@ -84,20 +76,18 @@ def build_bounded_packet(ts: TraceSpans, redactor: Any = None) -> dict[str, Any]
         diag = diagnose(ts, summary, rules, tree, facts=facts)
         # (the `type: ignore`s on ts.records below: a run read lazily holds a store's LazyRecords, never None)
         n = len(ts)
-        parent = tree.parent if tree.parent is not None else _parents(tree)
+        parent = tree.parent
+        assert parent is not None  # ColumnFacts.of: no cycle and no repeated id
         sp = facts.sparse
         et = ts.event_type
-        # the positions of the span ids this packet names (critical path, retried spans, chain, suspects), found
-        # in one C-level pass rather than a map of every id
+        # the positions of the span ids this packet names (critical path, retried spans, chain, suspects)
         crit = critical_times(tree)
-        named_ids = set(crit) | {t for t in sp.get("retry.of", {}).values() if isinstance(t, str)}
+        named_ids: set[str | None] = {*crit, *(t for t in sp.get("retry.of", {}).values() if isinstance(t, str))}
         if diag is not None:
             named_ids |= set(diag.chain) | {d["span_id"] for d in diag.suspects} | {
                 diag.__dict__[key].get("span_id") for key in ("root_cause", "visible_failure")}
-        if summary.root_span_id is not None:
-            named_ids.add(summary.root_span_id)
-        sids = ts.span_id
-        sid_index = {sids[i]: i for i in compress(range(n), map(named_ids.__contains__, sids))}
+        named_ids.add(summary.root_span_id)
+        sid_index = ts.positions_of(named_ids)
         calls_at = sorted(sp.get("call.hop", {}))
         around = set(calls_at) | set(facts.errors) | set(tree.roots)
         around |= {sid_index[s] for s in crit if s in sid_index}

@@ -377,14 +377,15 @@ class Redactor:
 
     def _items_to_walk(self, items: list[Any]) -> Iterable[int]:
         """The items of a list the walk could change: of a long list (a packet's thousands of spans), only those
-        whose JSON holds a trigger (`needs_work`, the writer's test: the triggers are a superset of what the walk
-        redacts); every item of a short one, or of one that is not plain JSON."""
+        whose JSON holds a trigger, found by the writer's scan of a batch (`_candidates`: the triggers are a
+        superset of what the walk redacts); every item of a short one, or of one that is not plain JSON."""
         if len(items) < PREFILTER_ITEMS or not self.enabled or self._extra_always:
             return range(len(items))
         try:
-            return [i for i, data in enumerate(map(orjson.dumps, items)) if self.needs_work(data)]
+            batch = list(map(orjson.dumps, items))
         except (TypeError, orjson.JSONEncodeError):
             return range(len(items))
+        return sorted(self._candidates(batch, b"\n".join(batch)))
 
     def _scrub_string(self, text: str, path: str, paths: list[str]) -> tuple[str, int]:
         total = 0
