@@ -24,6 +24,7 @@ from operator import and_, eq, is_, is_not, le, not_
 from typing import Any, NamedTuple
 
 from agent_debug import digest as dg
+from agent_debug.analysis import vector
 from agent_debug.analysis.blame import TranscriptModel
 from agent_debug.analysis.blame_model import PRIOR_WEIGHTS, SpanModel, default_span_model
 from agent_debug.analysis.buckets import (
@@ -479,6 +480,11 @@ class ColumnContext(SpanContext):
         up: list[int | None] = [None] * n
         dist = [0] * n
         inside: list[tuple[int, int]] = []
+        np = vector.numpy_for(n)
+        if np is not None:
+            got = vector.deciders(np, self.parent, self.order, is_llm, start)
+            if got is not None:
+                return got
         order = self._top_down()
         for p in compress(order, map(children.__getitem__, order)):  # the spans with children (a leaf's are ())
             kids = children[p]
@@ -596,12 +602,17 @@ def _order(ts: TraceSpans, tied: list[int] | None = None) -> list[int]:
     """Span indices by (start, span id), as `SpanContext.order`: sorted by start in C, ties by span id (`tied`
     gets the spans that share a start with another)."""
     start = ts.start_ns
-    if all(map(le, start, islice(start, 1, None))):  # stored in start order already (checked in C: ~20 ms at 1M)
-        order, s = list(range(len(ts))), start
+    np = vector.numpy_for(len(ts))
+    got = vector.start_order(np, start) if np is not None else None
+    if got is not None:
+        order, same = got
     else:
-        order = sorted(range(len(ts)), key=start.__getitem__)
-        s = list(map(start.__getitem__, order))
-    same = list(compress(range(1, len(s)), map(eq, s[1:], s[:-1])))
+        if all(map(le, start, islice(start, 1, None))):  # stored in start order already (checked in C: ~20 ms at 1M)
+            order, s = list(range(len(ts))), start
+        else:
+            order = sorted(range(len(ts)), key=start.__getitem__)
+            s = list(map(start.__getitem__, order))
+        same = list(compress(range(1, len(s)), map(eq, s[1:], s[:-1])))
     if tied is not None:
         tied.extend(order[j] for k in same for j in (k - 1, k))
     if not same:

@@ -1,0 +1,124 @@
+"""The NumPy passes of the column path (`analysis/vector.py`) give exactly what the Python passes give: the start
+order and every span's decider on generated trees (ties in start, parents after their children in storage,
+chains deeper than a decider is handed down, forests), and whole `why --json` documents of varied runs with the
+array passes forced on small runs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agent_debug.analysis import column_path, vector
+from agent_debug.analysis.column_path import ColumnContext, _order
+from agent_debug.columns import TraceSpans
+from agent_debug.store.ingest import ingest
+
+np = pytest.importorskip("numpy")
+
+
+def _trace(n: int, rng: random.Random, *, chain: bool = False) -> TraceSpans:
+    """A run of n spans: parents drawn among spans placed before them in a random permutation (so no cycle,
+    but a parent is often stored after its child), starts from a small range (many ties), a third model calls."""
+    place = list(range(n))
+    rng.shuffle(place)
+    ids = [f"s{rng.getrandbits(40):010x}{i}" for i in range(n)]
+    recs = []
+    for pos, i in enumerate(place):
+        if chain:  # one long chain with side branches: deeper than vector.MAX_INHERIT
+            parent = place[pos - 1] if pos and rng.random() < 0.9 else (place[rng.randrange(pos)] if pos else None)
+        else:
+            parent = place[rng.randrange(pos)] if pos and rng.random() < 0.95 else None
+        recs.append((i, {
+            "trace_id": "t", "span_id": ids[i], "parent_id": ids[parent] if parent is not None else None,
+            "name": f"n{i}", "event_type": "LLM_CALL" if rng.random() < 0.33 else rng.choice(["TOOL_CALL", "AGENT"]),
+            "agent_name": "a", "timestamp": 1000.0 + rng.randrange(max(2, n // 3)) / 1000.0, "duration_ns": 5,
+        }))
+    recs.sort(key=lambda t: t[0])
+    return TraceSpans.from_records("t", [r for _, r in recs])
+
+
+def _python_and_numpy(ts: TraceSpans, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int | None], list[int | None],
+                                                                              list[int], list[int]]:
+    from agent_debug.analysis.tree import build_tree
+
+    tree = build_tree(ts)
+    assert tree.parent is not None
+    out = []
+    for force in (False, True):
+        monkeypatch.setattr(vector, "VECTOR_MIN", 0 if force else 10**12)
+        tied: list[int] = []
+        c = ColumnContext.__new__(ColumnContext)
+        c.ts, c.n, c.parent, c.children = ts, len(ts), tree.parent, tree.children
+        c.order = _order(ts, tied)
+        c._tied = set()
+        seen_at: dict[tuple[int, int], int] = {}
+        for i in tied:
+            p = tree.parent[i]
+            if p is not None and seen_at.setdefault((p, ts.start_ns[i]), i) != i:
+                c._tied.add(p)
+        c.is_llm = [e == "LLM_CALL" for e in ts.event_type]
+        out.append((c._deciders(), c.order))
+    (py, py_order), (vec, vec_order) = out
+    return py, vec, py_order, vec_order
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_deciders_and_order_by_arrays_equal_the_python_passes(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    ts = _trace(rng.choice([1, 2, 5, 30, 200, 1500]), rng, chain=seed % 4 == 3)
+    py, vec, py_order, vec_order = _python_and_numpy(ts, monkeypatch)
+    assert vec_order == py_order
+    assert vec == py
+    if len(ts) >= 200:
+        assert any(d is not None for d in py)  # the comparison is not of two empty answers
+
+
+def test_a_chain_deeper_than_a_decider_is_handed_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model call beside the top of a 200-span chain decides that top span and the 63 levels below it, not the
+    rest (and the parent it is the first and only model call of)."""
+    n = 200
+    recs = [{"trace_id": "t", "span_id": "root", "parent_id": None, "name": "r", "event_type": "AGENT",
+             "agent_name": "a", "timestamp": 1.0, "duration_ns": 1},
+            {"trace_id": "t", "span_id": "m", "parent_id": "root", "name": "m", "event_type": "LLM_CALL",
+             "agent_name": "a", "timestamp": 1.1, "duration_ns": 1}]
+    parent = "root"
+    for i in range(n):
+        recs.append({"trace_id": "t", "span_id": f"c{i}", "parent_id": parent, "name": "c", "event_type": "AGENT",
+                     "agent_name": "a", "timestamp": 1.2 + i / 1e4, "duration_ns": 1})
+        parent = f"c{i}"
+    ts = TraceSpans.from_records("t", recs)
+    py, vec, _, _ = _python_and_numpy(ts, monkeypatch)
+    assert vec == py
+    decided = [ts.span_id[i] for i, d in enumerate(py) if d is not None and ts.span_id[d] == "m"]
+    assert decided == ["root"] + [f"c{i}" for i in range(1 + vector.MAX_INHERIT)]
+
+
+def test_a_start_outside_int64_falls_back_to_the_python_pass() -> None:
+    assert vector.start_order(np, [1, 2**70, 3]) is None
+    assert vector.deciders(np, [None, 0], [0, 1], [True, False], [2**70, 1]) is None
+
+
+def test_small_runs_do_not_import_numpy() -> None:
+    assert vector.numpy_for(vector.VECTOR_MIN - 1) is None
+    assert vector.numpy_for(vector.VECTOR_MIN) is not None
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_why_json_is_the_same_with_the_array_passes(tmp_path: Path, seed: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole `why --json` documents of varied runs, column path with the array passes against the records path."""
+    from test_column_path import _compare, _varied
+
+    monkeypatch.setattr(vector, "VECTOR_MIN", 0)
+    calls = []
+    real = vector.deciders
+    monkeypatch.setattr(vector, "deciders", lambda *a: calls.append(1) or real(*a))
+    f = tmp_path / "t.jsonl"
+    f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in _varied(3000, seed)))
+    ingest([f], tmp_path / "s" / "traces.db")
+    assert _compare(tmp_path / "s" / "traces.db") == 1
+    assert calls  # the array pass did answer
+    assert column_path.vector is vector
