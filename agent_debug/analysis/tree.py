@@ -25,10 +25,22 @@ class Tree:
     orphans: dict[str, list[int]]  # missing parent id -> spans that name it
     cycles: list[list[int]]  # each: the spans of one broken cycle (the first is where it was cut)
     duplicates: list[int] = field(default_factory=list)  # later spans reusing an earlier span's id
-    end_ns: list[int] = field(default_factory=list)  # effective end: SEND spans cover the work they caused
     # each span's parent as a position (None: a root or an orphan); only for a tree with no cycle and no repeated
     # id, where it is exact (None otherwise: follow `parent_id`s)
     parent: list[int | None] | None = None
+    _end_ns: list[int] | None = field(default=None, repr=False)
+
+    @property
+    def end_ns(self) -> list[int]:
+        """Each span's effective end: a SEND span (a message) lasts until the work it caused is done. Worked out
+        when first read (what reads timing needs it; `why` and `bucket` do not)."""
+        if self._end_ns is None:
+            self._end_ns = _effective_ends(self, None)
+        return self._end_ns
+
+    @end_ns.setter
+    def end_ns(self, value: list[int]) -> None:
+        self._end_ns = value
 
     @property
     def tops(self) -> list[int]:
@@ -132,9 +144,7 @@ def _build_tree(ts: TraceSpans) -> Tree:
         group.sort(key=key)
     cycles: list[list[int]] = []
     if not unordered and not duplicates:  # no cycle (see above): nothing to search for
-        tree = Tree(ts, children, roots, orphans, cycles, duplicates, parent=parent_idx)
-        tree.end_ns = _effective_ends(tree, None)
-        return tree
+        return Tree(ts, children, roots, orphans, cycles, duplicates, parent=parent_idx)
     # breadth-first from the tops, parents before children; every span is in one children list at most, so
     # nothing is met twice. Spans not reached are in parent cycles: cut each at its earliest span.
     order = _reach(children, roots + [i for g in orphans.values() for i in g])
