@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import compress, islice, repeat
-from operator import and_, eq, is_, is_not, le, not_
+from operator import add, and_, eq, is_, is_not, le, mul, ne, not_
 from typing import Any, NamedTuple
 
 from agent_debug import digest as dg
@@ -730,18 +730,17 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
         empty[k] = er
         errtext[k] = False
     same = _same_calls(c)
-    origin, failed = c.origin_set, c.failed
-    tool_codes: dict[int, Features] = {}
-    for i in c.tools:
-        if not plain[i]:
-            feats[i] = intern(_by_functions(c, i, TOOL_SIGNALS)[0])
-            slow.add(i)
-            continue
-        code = (i in origin) | (i in same) << 1 | (not failed[i] and bool(df[i] & _EMPTY_RESULT)) << 2
-        got = tool_codes.get(code)
-        if got is None:
-            got = tool_codes[code] = intern({name: 1.0 for bit, name in enumerate(_TOOL_BITS) if code >> bit & 1})
-        feats[i] = got
+    for i in slow_tools:
+        feats[i] = intern(_by_functions(c, i, TOOL_SIGNALS)[0])
+        slow.add(i)
+    # a plain tool call's features: its code (tool_failed | tool_repeated << 1 | tool_empty_result << 2), in C passes
+    plain_tools = list(compress(c.tools, map(plain.__getitem__, c.tools)))
+    empty_ok = map(and_, map(not_, map(c.failed.__getitem__, plain_tools)),
+                   map(bool, map(and_, map(df.__getitem__, plain_tools), repeat(_EMPTY_RESULT))))
+    codes = map(add, map(add, map(c.origin_set.__contains__, plain_tools),
+                         map(mul, map(same.__contains__, plain_tools), repeat(2))), map(mul, empty_ok, repeat(4)))
+    tool_table = [intern({name: 1.0 for bit, name in enumerate(_TOOL_BITS) if code >> bit & 1}) for code in range(8)]
+    feats.update(zip(plain_tools, map(tool_table.__getitem__, codes), strict=True))
     return feats, slow
 
 
@@ -752,14 +751,12 @@ def _same_calls(c: ColumnContext) -> dict[int, int]:
     """`SpanContext.first_same_call` of every tool call: the earlier call with the same kind, name and input."""
     if c._same is None:
         ts, ih = c.ts, c.facts.ih
-        same: dict[int, int] = {}
         seen: dict[tuple[str, str, str | None], int] = {}
-        et, name = ts.event_type, ts.name
-        for j in c.tools:
-            first = seen.setdefault((et[j], name[j], ih[j]), j)
-            if first != j:
-                same[j] = first
-        c._same = same
+        tools = c.tools
+        keys = zip(map(ts.event_type.__getitem__, tools), map(ts.name.__getitem__, tools), map(ih.__getitem__, tools),
+                   strict=True)
+        firsts = list(map(seen.setdefault, keys, tools))
+        c._same = dict(compress(zip(tools, firsts, strict=True), map(ne, tools, firsts)))
     return c._same
 
 
