@@ -894,13 +894,15 @@ def column_features(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts
     rule_hits = facts.find_suspects(tree, rules, failed)
     et = ts.event_type
     tool: Features = (("is_tool", 1.0),)
-    x_of: dict[int, Features] = {}
-    with_tool: dict[Features, Features] = {}
-    for i in compress(range(len(ts)), map(CANDIDATE_TYPES.__contains__, et)):
-        f = feats.get(i, ())
-        if et[i] != "LLM_CALL":
-            f = with_tool.get(f) or with_tool.setdefault(f, tool + f)
-        x_of[i] = f
+    # every candidate's vector, a tool call's with is_tool in front (one tuple per distinct vector), in C passes
+    cands = list(compress(range(len(ts)), map(CANDIDATE_TYPES.__contains__, et)))
+    vectors = list(map(feats.get, cands, repeat(())))
+    is_tool = list(map(ne, map(et.__getitem__, cands), repeat("LLM_CALL")))
+    as_is = {f: f for f in set(vectors)}
+    with_tool = {f: tool + f for f in set(compress(vectors, is_tool))}
+    tables = (as_is, with_tool)
+    x_of: dict[int, Features] = dict(zip(cands, map(dict.__getitem__, map(tables.__getitem__, is_tool), vectors),
+                                         strict=True))
     extra: dict[int, list[Hit]] = defaultdict(list)
     changed: dict[int, dict[str, float]] = {}
     for h in dis:
