@@ -1,7 +1,7 @@
 """The NumPy passes of the column path (`analysis/vector.py`) give exactly what the Python passes give: the start
 order and every span's decider on generated trees (ties in start, parents after their children in storage,
 chains deeper than a decider is handed down, forests), and whole `why --json` documents of varied runs with the
-array passes forced on small runs."""
+array passes (deciders, then every call's actions and tool calls) forced on small runs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent_debug.analysis import column_path, vector
+from agent_debug.analysis import vector
 from agent_debug.analysis.column_path import ColumnContext, _order
 from agent_debug.columns import TraceSpans
 from agent_debug.store.ingest import ingest
@@ -42,27 +42,29 @@ def _trace(n: int, rng: random.Random, *, chain: bool = False) -> TraceSpans:
 
 def _python_and_numpy(ts: TraceSpans, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int | None], list[int | None],
                                                                               list[int], list[int]]:
+    """(deciders by the Python pass, by the arrays, start order by Python, by the arrays)."""
     from agent_debug.analysis.tree import build_tree
 
     tree = build_tree(ts)
     assert tree.parent is not None
-    out = []
+    orders = []
     for force in (False, True):
         monkeypatch.setattr(vector, "VECTOR_MIN", 0 if force else 10**12)
         tied: list[int] = []
-        c = ColumnContext.__new__(ColumnContext)
-        c.ts, c.n, c.parent, c.children = ts, len(ts), tree.parent, tree.children
-        c.order = _order(ts, tied)
-        c._tied = set()
-        seen_at: dict[tuple[int, int], int] = {}
-        for i in tied:
-            p = tree.parent[i]
-            if p is not None and seen_at.setdefault((p, ts.start_ns[i]), i) != i:
-                c._tied.add(p)
-        c.is_llm = [e == "LLM_CALL" for e in ts.event_type]
-        out.append((c._deciders(), c.order))
-    (py, py_order), (vec, vec_order) = out
-    return py, vec, py_order, vec_order
+        orders.append((_order(ts, tied), tied))
+    (py_order, tied), (vec_order, _) = orders
+    c = ColumnContext.__new__(ColumnContext)
+    c.ts, c.n, c.parent, c.children, c.order = ts, len(ts), tree.parent, tree.children, py_order
+    c._tied = set()
+    seen_at: dict[tuple[int, int], int] = {}
+    for i in tied:
+        p = tree.parent[i]
+        if p is not None and seen_at.setdefault((p, ts.start_ns[i]), i) != i:
+            c._tied.add(p)
+    c.is_llm = [e == "LLM_CALL" for e in ts.event_type]
+    vec = vector.deciders(np, tree.parent, py_order, c.is_llm, ts.start_ns)
+    assert vec is not None
+    return c._deciders(), vec, py_order, vec_order
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -114,11 +116,10 @@ def test_why_json_is_the_same_with_the_array_passes(tmp_path: Path, seed: int,
 
     monkeypatch.setattr(vector, "VECTOR_MIN", 0)
     calls = []
-    real = vector.deciders
-    monkeypatch.setattr(vector, "deciders", lambda *a: calls.append(1) or real(*a))
+    real = vector.actions_of
+    monkeypatch.setattr(vector, "actions_of", lambda *a: calls.append(1) or real(*a))
     f = tmp_path / "t.jsonl"
     f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in _varied(3000, seed)))
     ingest([f], tmp_path / "s" / "traces.db")
     assert _compare(tmp_path / "s" / "traces.db") == 1
-    assert calls  # the array pass did answer
-    assert column_path.vector is vector
+    assert calls  # the array passes did answer

@@ -424,21 +424,32 @@ class ColumnContext(SpanContext):
         self.failed_action: dict[int, int] = {}  # model call -> `action_failed` (only the calls that have one)
         self.decider = {}
         self._by_parent = {}
-        self.actions = {k: [] for k in self.llm}
-        self.deciders = deciders = self._deciders()
-        self.tools_of: dict[int, list[int]] = {}  # model call -> its tool and retrieval actions, in order
-        dec = list(map(deciders.__getitem__, self.order))
-        acting = list(map(and_, map(is_not, dec, repeat(None)), map(not_, map(self.is_llm.__getitem__, self.order))))
         calls = frozenset({"TOOL_CALL", "RETRIEVAL"})
-        actions, tools_of = self.actions, self.tools_of
-        # (d is never None: `acting` leaves those out, which the type checker cannot see through compress)
-        for i, d in zip(compress(self.order, acting), compress(dec, acting), strict=True):
-            actions[d].append(i)  # type: ignore[index]
-            if et[i] in calls:
-                if d in tools_of:
-                    tools_of[d].append(i)
-                else:
-                    tools_of[d] = [i]  # type: ignore[index]
+        self.tools_of: dict[int, list[int]]  # model call -> its tool and retrieval actions, in order
+        # a big run: the deciders and every call's actions by array passes (`vector`: the same answers)
+        np = vector.numpy_for(n)
+        arr = vector.decider_array(np, parent, self.order, self.is_llm, ts.start_ns) if np is not None else None
+        if arr is not None:
+            self.deciders = deciders = vector.as_list(arr)
+            self.actions, self.tools_of = vector.actions_of(np, arr, self.order, self.llm, self.is_llm,
+                                                            list(map(calls.__contains__, et)))
+            del arr
+        else:
+            self.deciders = deciders = self._deciders()
+            actions: dict[int, list[int]] = {k: [] for k in self.llm}
+            tools_of: dict[int, list[int]] = {}
+            self.actions, self.tools_of = actions, tools_of
+            dec = list(map(deciders.__getitem__, self.order))
+            acting = list(map(and_, map(is_not, dec, repeat(None)),
+                              map(not_, map(self.is_llm.__getitem__, self.order))))
+            # (d is never None: `acting` leaves those out, which the type checker cannot see through compress)
+            for i, d in zip(compress(self.order, acting), compress(dec, acting), strict=True):
+                actions[d].append(i)  # type: ignore[index]
+                if et[i] in calls:
+                    if d in tools_of:
+                        tools_of[d].append(i)
+                    else:
+                        tools_of[d] = [i]  # type: ignore[index]
         for i in self.origins:  # in order: a call's first failed action
             d = deciders[i]
             if d is not None and not self.is_llm[i] and d not in self.failed_action:
@@ -480,11 +491,6 @@ class ColumnContext(SpanContext):
         up: list[int | None] = [None] * n
         dist = [0] * n
         inside: list[tuple[int, int]] = []
-        np = vector.numpy_for(n)
-        if np is not None:
-            got = vector.deciders(np, self.parent, self.order, is_llm, start)
-            if got is not None:
-                return got
         order = self._top_down()
         for p in compress(order, map(children.__getitem__, order)):  # the spans with children (a leaf's are ())
             kids = children[p]

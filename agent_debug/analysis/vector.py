@@ -42,6 +42,19 @@ def start_order(np: Any, start: list[int]) -> tuple[list[int], list[int]] | None
 
 def deciders(np: Any, parent: list[int | None], order: list[int], is_llm: list[bool], start: list[int]
              ) -> list[int | None] | None:
+    """`decider_array` as a list (None: no decider)."""
+    got = decider_array(np, parent, order, is_llm, start)
+    return None if got is None else as_list(got)
+
+
+def as_list(arr: Any) -> list[int | None]:
+    """An index array with -1 for none, as a list with None."""
+    out: list[int] = arr.tolist()
+    return [None if d < 0 else d for d in out]
+
+
+def decider_array(np: Any, parent: list[int | None], order: list[int], is_llm: list[bool], start: list[int]
+                  ) -> Any:
     """`ColumnContext._deciders` (which see) in array passes: the latest model call among a span's earlier
     siblings, else its parent's decider handed down at most MAX_INHERIT levels, else None; a parent whose one
     model call starts first among its children is decided by that call. Siblings are taken in `order` (by start,
@@ -65,7 +78,7 @@ def deciders(np: Any, parent: list[int | None], order: list[int], is_llm: list[b
     del by_start, p_of, perm
     m = len(kids)
     if m == 0:
-        return [None] * n
+        return np.full(n, -1, dtype=np.int64)
     llm = np.fromiter(is_llm, dtype=bool, count=n)
     kid_llm = llm[kids]
     # where each parent's children begin in `kids`
@@ -109,5 +122,33 @@ def deciders(np: Any, parent: list[int | None], order: list[int], is_llm: list[b
     last = kids[latest[ends]]
     inside = (count == 1) & (st[kids[first]] >= st[last])
     got[groups[inside]] = last[inside]
-    out: list[int] = got.tolist()
-    return [None if d < 0 else d for d in out]
+    return got
+
+
+def actions_of(np: Any, dec: Any, order: list[int], llm: list[int], is_llm: list[bool], is_call: list[bool]
+               ) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """`ColumnContext`'s actions and tools_of from the decider array: every model call's actions (the spans it
+    decided that are not model calls, in `order`), and its tool calls and retrievals among them (only the calls
+    that have some)."""
+    n = len(order)
+    o = np.fromiter(order, dtype=np.int64, count=n)
+    d = dec[o]
+    keep = d >= 0
+    keep &= ~np.fromiter(is_llm, dtype=bool, count=n)[o]
+    sel, sel_d = o[keep], d[keep]
+    actions: dict[int, list[int]] = {k: [] for k in llm}
+    actions.update(_groups(np, sel, sel_d))
+    call = np.fromiter(is_call, dtype=bool, count=n)[sel]
+    tools_of = _groups(np, sel[call], sel_d[call])
+    return actions, tools_of
+
+
+def _groups(np: Any, items: Any, keys: Any) -> dict[int, list[int]]:
+    """items grouped by key, each group in the items' order: {key: [item, ...]} (built by C-level maps)."""
+    if len(items) == 0:
+        return {}
+    perm = np.argsort(keys, kind="stable")
+    k, it = keys[perm], items[perm].tolist()
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    ends = np.append(starts[1:], len(k)).tolist()
+    return dict(zip(k[starts].tolist(), map(it.__getitem__, map(slice, starts.tolist(), ends)), strict=True))
