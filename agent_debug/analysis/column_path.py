@@ -374,6 +374,9 @@ _DETECTORS: dict[str, Detector] = {
 assert set(_DETECTORS) == set(DETECTORS)
 
 
+_TOOL_TYPES = CANDIDATE_TYPES - {"LLM_CALL"}  # the candidates that are tool calls (and retrievals)
+
+
 # -- the span signals ---------------------------------------------------------------------------------------------
 
 
@@ -460,15 +463,16 @@ class ColumnContext(SpanContext):
         self.by_agent = {}
         for k in self.llm:
             self.by_agent.setdefault(ts.agent_name[k], []).append(k)
-        self._pos = {k: p for calls in self.by_agent.values() for p, k in enumerate(calls)}
+        self._pos = {}
+        for agent_calls in self.by_agent.values():
+            self._pos.update(zip(agent_calls, range(len(agent_calls)), strict=True))
         self._outputs = {}
         self._results = {}
         self._prev = {}
         self._same = None
         self.plain = list(map(not_, map(and_, df, repeat(dg.TEXT))))
         # the tool calls (model calls excepted), in order
-        self.tools = [i for i in compress(self.order, map(CANDIDATE_TYPES.__contains__, map(et.__getitem__,
-                      self.order))) if not self.is_llm[i]]
+        self.tools = list(compress(self.order, map(_TOOL_TYPES.__contains__, map(et.__getitem__, self.order))))
         self.features_of: dict[int, tuple[str, ...]] = {}
         self._pieces: dict[int, list[int] | None] = {}
         self._texts: dict[int, str | None] = {}  # plain results' words (`result_text`)
