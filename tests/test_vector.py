@@ -108,18 +108,80 @@ def test_small_runs_do_not_import_numpy() -> None:
     assert vector.numpy_for(vector.VECTOR_MIN) is not None
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_why_json_is_the_same_with_the_array_passes(tmp_path: Path, seed: int,
+@pytest.mark.parametrize("source", ["varied-1", "varied-2", "varied-3", "demo", "fixtures", "trail", "otlp"])
+def test_why_json_is_the_same_with_the_array_passes(tmp_path: Path, source: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whole `why --json` documents of varied runs, column path with the array passes against the records path."""
-    from test_column_path import _compare, _varied
+    """Whole `why --json` documents, column path with the array passes forced on (deciders, every call's actions,
+    the model calls' results and bulk features) against the records path: varied synthetic runs, the demo, the
+    fixtures and real foreign traces."""
+    from test_column_path import ROOT, SHARED, _compare, _varied
 
     monkeypatch.setattr(vector, "VECTOR_MIN", 0)
     calls = []
-    real = vector.actions_of
-    monkeypatch.setattr(vector, "actions_of", lambda *a: calls.append(1) or real(*a))
-    f = tmp_path / "t.jsonl"
-    f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in _varied(3000, seed)))
-    ingest([f], tmp_path / "s" / "traces.db")
-    assert _compare(tmp_path / "s" / "traces.db") == 1
+    real = vector.call_codes
+    monkeypatch.setattr(vector, "call_codes", lambda *a: calls.append(1) or real(*a))
+    db = tmp_path / "s" / "traces.db"
+    if source.startswith("varied"):
+        f = tmp_path / "t.jsonl"
+        f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in _varied(3000, int(source[-1]))))
+        ingest([f], db)
+    elif source == "demo":
+        from agent_debug.demo.runner import run_demo
+
+        ingest([run_demo(tmp_path / "demo", 12, seed=5).trace_dir], db)
+    elif source == "fixtures":
+        ingest([ROOT / "fixtures"], db)
+    else:
+        if not (SHARED / source).exists():
+            pytest.skip(f"no shared data at {SHARED / source}")
+        ingest([SHARED / source], db)
+    assert _compare(db) >= 1
     assert calls  # the array passes did answer
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_call_results_by_arrays_equal_the_python_methods(tmp_path: Path, seed: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every model call's result (has one, its size, plain enough for the bulk features) by `vector.call_results`
+    equals `ColumnContext.pieces` / `result_size` / `plain_pieces`: a call the arrays wrongly call not plain would
+    still be answered right (by the signal functions), only slower, so the documents alone cannot tell."""
+    from agent_debug import digest as dg
+    from agent_debug.analysis.buckets import load_rules
+    from agent_debug.analysis.explain import column_facts, load_for_diagnosis
+    from agent_debug.analysis.source import StoreSource
+    from agent_debug.analysis.span_context import TEXT_CAP
+    from agent_debug.analysis.tree import build_tree
+    from test_column_path import _varied
+
+    monkeypatch.setattr(vector, "VECTOR_MIN", 0)
+    recs = _varied(3000, seed)
+    rng = random.Random(seed)
+    for r in recs:  # long plain outputs, one line or several, so that results pass TEXT_CAP
+        if r["event_type"] in ("TOOL_CALL", "RETRIEVAL") and rng.random() < 0.3:
+            r["payload"] = {"output": rng.choice(["y" * rng.randrange(1, 3 * TEXT_CAP),
+                                                  ("z" * 50 + "\n") * rng.randrange(1, 200), ""])}
+    f = tmp_path / "t.jsonl"
+    f.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
+    ingest([f], tmp_path / "s" / "traces.db")
+    src = StoreSource(tmp_path / "s" / "traces.db")
+    (summary,) = src.list()
+    ts = load_for_diagnosis(src, summary.trace_id)
+    tree = build_tree(ts)
+    facts = column_facts(ts, load_rules(), tree)
+    assert facts is not None
+    c = ColumnContext(ts, tree, facts)
+    assert c.arrays is not None
+    res = vector.call_results(c.arrays, c.llm, facts.df, facts.ol, c.plain, (dg.OUT, dg.EMPTY, dg.LINE, 0), TEXT_CAP)
+    sizes = res.size.tolist()
+    seen = {"long": 0, "several": 0}
+    for j, k in enumerate(c.llm):
+        pieces = c.pieces(k)
+        assert bool(res.has[j]) == (pieces is not None), k
+        size = -1 if pieces is None else c.result_size(pieces)
+        assert sizes[j] == size, k
+        assert res.simple[j] == (c.plain[k] and (pieces is None or c.plain_pieces(pieces, size))), k
+        if pieces is not None:
+            assert bool(res.all_empty[j]) == all(facts.df[i] & dg.EMPTY for i in pieces), k
+            seen["long"] += size > TEXT_CAP
+            seen["several"] += len(pieces) > 1
+    assert seen["long"] and seen["several"]  # the data reached the cases that matter

@@ -431,12 +431,11 @@ class ColumnContext(SpanContext):
         self.tools_of: dict[int, list[int]]  # model call -> its tool and retrieval actions, in order
         # a big run: the deciders and every call's actions by array passes (`vector`: the same answers)
         np = vector.numpy_for(n)
-        arr = vector.decider_array(np, parent, self.order, self.is_llm, ts.start_ns) if np is not None else None
-        if arr is not None:
-            self.deciders = deciders = vector.as_list(arr)
-            self.actions, self.tools_of = vector.actions_of(np, arr, self.order, self.llm, self.is_llm,
+        self.arrays = vector.run_arrays(np, parent, self.order, self.is_llm, ts.start_ns) if np is not None else None
+        if self.arrays is not None:
+            self.deciders = deciders = vector.as_list(self.arrays.dec)
+            self.actions, self.tools_of = vector.actions_of(self.arrays, self.order, self.llm,
                                                             list(map(calls.__contains__, et)))
-            del arr
         else:
             self.deciders = deciders = self._deciders()
             actions: dict[int, list[int]] = {k: [] for k in self.llm}
@@ -662,7 +661,6 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
     """The signal features of every model and tool call (one shared tuple per distinct set), and the calls whose
     features came from the signal functions (the rest were worked out in bulk); the signals in `c.off` are not
     worked out by the functions (the bulk ones are taken out by `column_features`)."""
-    ts = c.ts
     df, plain = c.facts.df, c.plain
     feats: dict[int, Features] = {}
     shared: dict[Features, Features] = {}
@@ -682,7 +680,33 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
             if acted[k]:
                 last = k
     c._prev.update(prev)
-    c.features_of = feats_names = {}  # model call -> the names of its features (for the next call's after_*)
+    c.features_of = {}  # model call -> the names of its features (for the next call's after_*)
+    slow_tools = list(compress(c.tools, map(not_, map(plain.__getitem__, c.tools))))
+    if c.arrays is not None:  # a big run: the same by array passes
+        _bulk_llm_features_by_arrays(c, c.arrays, acted, prev, feats, intern, slow, slow_tools)
+    else:
+        _bulk_llm_features(c, acted, prev, feats, intern, slow, slow_tools)
+    same = _same_calls(c)
+    for i in slow_tools:
+        feats[i] = intern(_by_functions(c, i, TOOL_SIGNALS)[0])
+        slow.add(i)
+    # a plain tool call's features: its code (tool_failed | tool_repeated << 1 | tool_empty_result << 2), in C passes
+    plain_tools = list(compress(c.tools, map(plain.__getitem__, c.tools)))
+    empty_ok = map(and_, map(not_, map(c.failed.__getitem__, plain_tools)),
+                   map(bool, map(and_, map(df.__getitem__, plain_tools), repeat(_EMPTY_RESULT))))
+    codes = map(add, map(add, map(c.origin_set.__contains__, plain_tools),
+                         map(mul, map(same.__contains__, plain_tools), repeat(2))), map(mul, empty_ok, repeat(4)))
+    tool_table = [intern({name: 1.0 for bit, name in enumerate(_TOOL_BITS) if code >> bit & 1}) for code in range(8)]
+    feats.update(zip(plain_tools, map(tool_table.__getitem__, codes), strict=True))
+    return feats, slow
+
+
+def _bulk_llm_features(c: ColumnContext, acted: dict[int, bool], prev: dict[int, int | None],
+                       feats: dict[int, Features], intern: Callable[[dict[str, float]], Features], slow: set[int],
+                       slow_tools: list[int]) -> None:
+    """The model calls' features: by the signal functions for a call whose output or result must be read, the
+    rest in bulk from the columns (`signal_features`). The records of `slow_tools` are read in the same pass."""
+    ts, df, plain, feats_names = c.ts, c.facts.df, c.plain, c.features_of
     # `c.pieces` and `c.plain_result` of every model call, in one pass
     pieces_of = c.pieces_of_calls(c.llm)
     c._pieces.update(pieces_of)
@@ -697,7 +721,6 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
             size = size_of[k] = result_size(pieces)
             simple_of[k] = plain[k] and plain_pieces(pieces, size)
     slow_llm = [k for k in c.llm if not simple_of[k]]
-    slow_tools = list(compress(c.tools, map(not_, map(plain.__getitem__, c.tools))))
     # (a slow call's signals may read its own result, and the previous acting call's words: `ignores_result`)
     prefetch(ts, set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in pieces_of[k] or ()}
              | ({p for k in slow_llm if (q := prev[k]) is not None for p in pieces_of[q] or ()}
@@ -729,29 +752,60 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
         key = (code, large)
         got = by_code.get(key)
         if got is None:
-            x = {name: 1.0 for bit, name in enumerate(_LLM_BITS) if code >> bit & 1}
-            if large:
-                x = {**{f: v for f, v in x.items() if f not in _TAIL}, "large_result": large,
-                     **{f: v for f, v in x.items() if f in _TAIL}}
-            got = by_code[key] = intern(x)
+            got = by_code[key] = intern(_llm_vector(code, large))
         feats[k] = got
         if er:
             feats_names[k] = ("empty_result",)
         empty[k] = er
         errtext[k] = False
-    same = _same_calls(c)
-    for i in slow_tools:
-        feats[i] = intern(_by_functions(c, i, TOOL_SIGNALS)[0])
-        slow.add(i)
-    # a plain tool call's features: its code (tool_failed | tool_repeated << 1 | tool_empty_result << 2), in C passes
-    plain_tools = list(compress(c.tools, map(plain.__getitem__, c.tools)))
-    empty_ok = map(and_, map(not_, map(c.failed.__getitem__, plain_tools)),
-                   map(bool, map(and_, map(df.__getitem__, plain_tools), repeat(_EMPTY_RESULT))))
-    codes = map(add, map(add, map(c.origin_set.__contains__, plain_tools),
-                         map(mul, map(same.__contains__, plain_tools), repeat(2))), map(mul, empty_ok, repeat(4)))
-    tool_table = [intern({name: 1.0 for bit, name in enumerate(_TOOL_BITS) if code >> bit & 1}) for code in range(8)]
-    feats.update(zip(plain_tools, map(tool_table.__getitem__, codes), strict=True))
-    return feats, slow
+
+
+def _bulk_llm_features_by_arrays(c: ColumnContext, ra: vector.RunArrays, acted: dict[int, bool],
+                                 prev: dict[int, int | None], feats: dict[int, Features],
+                                 intern: Callable[[dict[str, float]], Features], slow: set[int],
+                                 slow_tools: list[int]) -> None:
+    """`_bulk_llm_features` by array passes (`vector.call_results`, `vector.call_codes`): the same features."""
+    ts, calls, feats_names = c.ts, c.llm, c.features_of
+    res = vector.call_results(ra, calls, c.facts.df, c.facts.ol, c.plain, (dg.OUT, dg.EMPTY, dg.LINE, 0), TEXT_CAP)
+    slow_llm = list(compress(calls, map(not_, res.simple)))
+    pieces_of = c.pieces_of_calls(slow_llm + [q for k in slow_llm if (q := prev[k]) is not None])
+    prefetch(ts, set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in pieces_of[k] or ()}
+             | ({p for k in slow_llm if (q := prev[k]) is not None for p in pieces_of[q] or ()}
+                if "ignores_result" not in c.off else set()))
+    empty_of: dict[int, bool] = {}
+    errtext_of: dict[int, bool] = {}
+    for k in slow_llm:
+        x, _ = _by_functions(c, k, MODEL_SIGNALS)
+        feats[k] = intern(x)
+        feats_names[k] = tuple(x)
+        slow.add(k)
+        empty_of[k] = "empty_result" in x
+        errtext_of[k] = "error_in_result" in x
+    codes = vector.call_codes(ra, calls, res, list(map(acted.__getitem__, calls)), list(map(prev.__getitem__, calls)),
+                              c.failed_action, empty_of, errtext_of)
+    sizes: list[int] = res.size.tolist()
+    by_code: dict[tuple[int, float], Features] = {}
+    for k, simple, code, size in zip(calls, res.simple, codes, sizes, strict=True):
+        if not simple:
+            continue
+        large = round(math.log10(size) - 3, 3) if size >= LARGE_RESULT_CHARS else 0.0
+        key = (code, large)
+        got = by_code.get(key)
+        if got is None:
+            got = by_code[key] = intern(_llm_vector(code, large))
+        feats[k] = got
+        if code & 4:  # empty_result
+            feats_names[k] = ("empty_result",)
+
+
+def _llm_vector(code: int, large: float) -> dict[str, float]:
+    """A bulk model call's features from its code (bits of `_LLM_BITS`) and large_result value, in the order the
+    signal functions give them."""
+    x = {name: 1.0 for bit, name in enumerate(_LLM_BITS) if code >> bit & 1}
+    if large:
+        x = {**{f: v for f, v in x.items() if f not in _TAIL}, "large_result": large,
+             **{f: v for f, v in x.items() if f in _TAIL}}
+    return x
 
 
 _EMPTY_RESULT = dg.DOC_ZERO | dg.SIZE_ZERO

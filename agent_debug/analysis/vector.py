@@ -9,6 +9,8 @@ caller then takes the Python pass. `tests/test_vector.py` compares both on gener
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -43,7 +45,7 @@ def start_order(np: Any, start: list[int]) -> tuple[list[int], list[int]] | None
 def deciders(np: Any, parent: list[int | None], order: list[int], is_llm: list[bool], start: list[int]
              ) -> list[int | None] | None:
     """`decider_array` as a list (None: no decider)."""
-    got = decider_array(np, parent, order, is_llm, start)
+    got = decider_array(np, parent_array(np, parent), order, is_llm, start)
     return None if got is None else as_list(got)
 
 
@@ -53,21 +55,24 @@ def as_list(arr: Any) -> list[int | None]:
     return [None if d < 0 else d for d in out]
 
 
-def decider_array(np: Any, parent: list[int | None], order: list[int], is_llm: list[bool], start: list[int]
-                  ) -> Any:
+def parent_array(np: Any, parent: list[int | None]) -> Any:
+    """Each span's parent position, -1 for none."""
+    par = np.array(parent, dtype=np.float64)  # None -> nan
+    np.nan_to_num(par, copy=False, nan=-1.0)
+    return par.astype(np.int64)
+
+
+def decider_array(np: Any, up: Any, order: list[int], is_llm: list[bool], start: list[int]) -> Any:
     """`ColumnContext._deciders` (which see) in array passes: the latest model call among a span's earlier
-    siblings, else its parent's decider handed down at most MAX_INHERIT levels, else None; a parent whose one
+    siblings, else its parent's decider handed down at most MAX_INHERIT levels, else -1; a parent whose one
     model call starts first among its children is decided by that call. Siblings are taken in `order` (by start,
-    then span id: the order of the children lists, whose siblings either start apart or are sorted so)."""
-    n = len(parent)
+    then span id: the order of the children lists, whose siblings either start apart or are sorted so). `up`:
+    `parent_array`. None: a start outside int64 (take the Python pass)."""
+    n = len(up)
     try:
         st = np.array(start, dtype=np.int64)
     except (OverflowError, TypeError, ValueError):
         return None
-    par = np.array(parent, dtype=np.float64)  # None -> nan
-    np.nan_to_num(par, copy=False, nan=-1.0)
-    up = par.astype(np.int64)
-    del par
     # every span with a parent, grouped by parent, each group in `order`
     by_start = np.fromiter(order, dtype=np.int64, count=n)
     p_of = up[by_start]
@@ -125,30 +130,135 @@ def decider_array(np: Any, parent: list[int | None], order: list[int], is_llm: l
     return got
 
 
-def actions_of(np: Any, dec: Any, order: list[int], llm: list[int], is_llm: list[bool], is_call: list[bool]
+@dataclass
+class RunArrays:
+    """What the array passes of one run share: the parent and decider of every span (-1: none), which spans are
+    model calls, and the tool calls and retrievals each model call decided (`tool_items`, grouped by decider in
+    ascending order, each group in start order; `tool_keys`: the decider of each)."""
+
+    np: Any
+    up: Any
+    dec: Any
+    llm: Any
+    tool_items: Any = None
+    tool_keys: Any = None
+
+
+def run_arrays(np: Any, parent: list[int | None], order: list[int], is_llm: list[bool], start: list[int]
+               ) -> RunArrays | None:
+    """The deciders by array passes (`decider_array`), with what later passes reuse; None: take the Python pass."""
+    up = parent_array(np, parent)
+    dec = decider_array(np, up, order, is_llm, start)
+    if dec is None:
+        return None
+    return RunArrays(np, up, dec, np.fromiter(is_llm, dtype=bool, count=len(is_llm)))
+
+
+def actions_of(ra: RunArrays, order: list[int], llm: list[int], is_call: list[bool]
                ) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
     """`ColumnContext`'s actions and tools_of from the decider array: every model call's actions (the spans it
     decided that are not model calls, in `order`), and its tool calls and retrievals among them (only the calls
     that have some)."""
+    np = ra.np
     n = len(order)
     o = np.fromiter(order, dtype=np.int64, count=n)
-    d = dec[o]
+    d = ra.dec[o]
     keep = d >= 0
-    keep &= ~np.fromiter(is_llm, dtype=bool, count=n)[o]
+    keep &= ~ra.llm[o]
     sel, sel_d = o[keep], d[keep]
     actions: dict[int, list[int]] = {k: [] for k in llm}
-    actions.update(_groups(np, sel, sel_d))
+    actions.update(_groups(np, sel, sel_d)[0])
     call = np.fromiter(is_call, dtype=bool, count=n)[sel]
-    tools_of = _groups(np, sel[call], sel_d[call])
+    tools_of, ra.tool_items, ra.tool_keys = _groups(np, sel[call], sel_d[call])
     return actions, tools_of
 
 
-def _groups(np: Any, items: Any, keys: Any) -> dict[int, list[int]]:
-    """items grouped by key, each group in the items' order: {key: [item, ...]} (built by C-level maps)."""
+def _groups(np: Any, items: Any, keys: Any) -> tuple[dict[int, list[int]], Any, Any]:
+    """items grouped by key, each group in the items' order: {key: [item, ...]} (built by C-level maps), and the
+    items and keys sorted so."""
     if len(items) == 0:
-        return {}
+        return {}, items, keys
     perm = np.argsort(keys, kind="stable")
-    k, it = keys[perm], items[perm].tolist()
+    k, ia = keys[perm], items[perm]
+    it = ia.tolist()
     starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
     ends = np.append(starts[1:], len(k)).tolist()
-    return dict(zip(k[starts].tolist(), map(it.__getitem__, map(slice, starts.tolist(), ends)), strict=True))
+    return dict(zip(k[starts].tolist(), map(it.__getitem__, map(slice, starts.tolist(), ends)), strict=True)), ia, k
+
+
+@dataclass
+class CallResults:
+    """Per model call (in the order given): whether its output and result are plain (`simple`: the bulk features
+    hold for it), whether it has a result, the result's size in characters (-1: none), and whether every piece of
+    the result is empty."""
+
+    simple: list[bool]
+    has: Any
+    size: Any
+    all_empty: Any
+
+
+def call_results(ra: RunArrays, calls: list[int], df: list[int], ol: list[int], plain: list[bool],
+                 flags: tuple[int, int, int, int], text_cap: int) -> CallResults:
+    """`ColumnContext.pieces`, `result_size` and `plain_pieces` of every model call, by array passes: a call's
+    result is the output of the step that holds it when that step is one of its actions and has an output, else
+    its tool calls' outputs joined by newlines (`tool_items`)."""
+    np = ra.np
+    out_f, empty_f, line_f = flags[0], flags[1], flags[2]
+    n = len(df)
+    k = np.fromiter(calls, dtype=np.int64, count=len(calls))
+    dfa = np.fromiter(df, dtype=np.int64, count=n)
+    ola = np.fromiter(ol, dtype=np.int64, count=n)
+    pla = np.fromiter(plain, dtype=bool, count=n)
+    p = ra.up[k]
+    pc = np.where(p >= 0, p, 0)
+    step = (p >= 0) & (ra.dec[pc] == k) & ~ra.llm[pc] & ((dfa[pc] & out_f) != 0)
+    items = ra.tool_items if ra.tool_items is not None else np.zeros(0, dtype=np.int64)
+    keys = ra.tool_keys if ra.tool_keys is not None else np.zeros(0, dtype=np.int64)
+    lo = np.searchsorted(keys, k, "left")
+    hi = np.searchsorted(keys, k, "right")
+    count = hi - lo
+    zero = np.zeros(1, dtype=np.int64)
+    sum_ol = np.concatenate((zero, np.cumsum(ola[items])))
+    not_plain = np.concatenate((zero, np.cumsum(~pla[items])))
+    not_empty = np.concatenate((zero, np.cumsum((dfa[items] & empty_f) == 0)))
+    tools = count > 0
+    size = np.where(step, ola[pc], np.where(tools, sum_ol[hi] - sum_ol[lo] + count - 1, -1))
+    all_plain = np.where(step, pla[pc], not_plain[hi] == not_plain[lo])
+    all_empty = np.where(step, (dfa[pc] & empty_f) != 0, not_empty[hi] == not_empty[lo])
+    first = np.where(step, pc, items[np.minimum(lo, max(len(items) - 1, 0))] if len(items) else 0)
+    head = ((dfa[first] & empty_f) == 0) & ((dfa[first] & line_f) != 0) & (ola[first] <= text_cap)
+    has = step | tools
+    simple = pla[k] & (~has | (all_plain & ((size <= text_cap) | head)))
+    out: list[bool] = simple.tolist()
+    return CallResults(out, has, size, all_empty)
+
+
+def call_codes(ra: RunArrays, calls: list[int], res: CallResults, acted: list[bool], prev: list[int | None],
+               failed_action: Iterable[int], empty_of: dict[int, bool], errtext_of: dict[int, bool]) -> list[int]:
+    """The bulk feature code of every model call (`signal_features`' bits of `_LLM_BITS` but large_result):
+    `empty_of` / `errtext_of` hold what the signal functions found for the calls not simple."""
+    np = ra.np
+    n = len(ra.up)
+    k = np.fromiter(calls, dtype=np.int64, count=len(calls))
+    fa = np.zeros(n, dtype=bool)
+    fa[np.fromiter(failed_action, dtype=np.int64)] = True
+    did = np.fromiter(acted, dtype=bool, count=len(calls))
+    pv_all = np.fromiter((-1 if q is None else q for q in prev), dtype=np.int64, count=len(calls))
+    pv = np.where(did, pv_all, -1)
+    has_p = pv >= 0
+    pc = np.where(has_p, pv, 0)
+    af = fa[k]
+    er = res.has & ~af & res.all_empty
+    empty = np.zeros(n, dtype=bool)
+    empty[k] = er
+    errtext = np.zeros(n, dtype=bool)
+    if empty_of:
+        slow = np.fromiter(empty_of, dtype=np.int64, count=len(empty_of))
+        empty[slow] = np.fromiter(empty_of.values(), dtype=bool, count=len(empty_of))
+        errtext[slow] = np.fromiter(errtext_of.values(), dtype=bool, count=len(errtext_of))
+    code = (af.astype(np.int64) | (has_p & fa[pc]).astype(np.int64) << 1 | er.astype(np.int64) << 2
+            | (has_p & empty[pc]).astype(np.int64) << 3 | (has_p & errtext[pc]).astype(np.int64) << 5
+            | (did & ~has_p).astype(np.int64) << 7 | (~did).astype(np.int64) << 8)
+    out: list[int] = code.tolist()
+    return out
