@@ -1039,12 +1039,14 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
 def with_run_shape(ts: TraceSpans, x_of: dict[int, Features], off: frozenset[str] = frozenset()) -> None:
     """`suspects.run_shape` and `suspects.shaped` on the candidates' feature vectors, once per distinct vector."""
     names = {key: frozenset(f for f, _ in key) for key in set(x_of.values())}
-    shape = {f: v for f, v in run_shape(ts, {i: names[key] for i, key in x_of.items()}).items() if f not in off}
+    of_span = dict(zip(x_of, map(names.__getitem__, x_of.values()), strict=True))
+    shape = {f: v for f, v in run_shape(ts, of_span).items() if f not in off}
     if not shape:
         return
     extended = {key: key + tuple(extra.items()) for key in names if (extra := shaped(names[key], shape))}
-    for i, key in x_of.items():
-        x_of[i] = extended.get(key, key)
+    if extended:
+        vectors = list(x_of.values())
+        x_of.update(zip(list(x_of), map(extended.get, vectors, vectors), strict=True))
 
 
 def load_for_diagnosis(source: Source, trace_id: str) -> TraceSpans:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import contains
 from typing import Any
 
 from agent_debug.analysis.blame import TranscriptModel, blame_transcript, default_transcript_model
@@ -128,8 +130,11 @@ def run_shape(ts: TraceSpans, candidates: Mapping[int, Collection[str]]) -> dict
     where a manager delegates, a helper's failed search is often worked around by another. A run no model call
     acted in (a scripted pipeline) has no such agent."""
     et, agent = ts.event_type, ts.agent_name
-    acting = {agent[i] for i, names in candidates.items() if "first_action" in names}
-    workers = acting | {agent[i] for i in candidates if et[i] in WORK_TYPES}
+    # (C-level passes: a big run has 500k candidates)
+    acting = set(map(agent.__getitem__, compress(candidates, map(contains, candidates.values(),
+                                                                  repeat("first_action")))))
+    workers = acting | set(map(agent.__getitem__, compress(candidates, map(WORK_TYPES.__contains__,
+                                                                           map(et.__getitem__, candidates)))))
     return {"single_agent": 1.0} if len(workers) == 1 and workers == acting else {}
 
 
