@@ -429,11 +429,13 @@ class ColumnContext(SpanContext):
         self._by_parent = {}
         calls = frozenset({"TOOL_CALL", "RETRIEVAL"})
         self.tools_of: dict[int, list[int]]  # model call -> its tool and retrieval actions, in order
+        deciders: list[int | None] | vector.Positions  # each span's decider (`SpanContext.decide`)
+        self.deciders: list[int | None] | vector.Positions
         # a big run: the deciders and every call's actions by array passes (`vector`: the same answers)
         np = vector.numpy_for(n)
         self.arrays = vector.run_arrays(np, parent, self.order, self.is_llm, ts.start_ns) if np is not None else None
         if self.arrays is not None:
-            self.deciders = deciders = vector.as_list(self.arrays.dec)
+            self.deciders = deciders = vector.Positions(self.arrays.dec)
             self.actions, self.tools_of = vector.actions_of(self.arrays, self.order, self.llm,
                                                             list(map(calls.__contains__, et)))
         else:
@@ -1023,9 +1025,16 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
         keyed = zip(map(start.__getitem__, pool), pool, strict=True)
         weaker.extend(i for _, i in heapq.nsmallest(WEAKER_SHOWN - len(weaker), keyed))
 
+    scored: dict[Features, tuple[float, list[tuple[str, float]]]] = {}  # per distinct vector
+
     def suspect(i: int) -> SpanSuspect:
         simple = i not in slow and et[i] in CANDIDATE_TYPES
-        return _suspect(ts, i, dict(x_of[i]), span_hits_of(c, i, simple) + extra.get(i, []), model)
+        key = x_of[i]
+        x = dict(key)
+        got = scored.get(key)
+        if got is None:
+            got = scored[key] = (model.score(x), model.contributions(x))
+        return _suspect(ts, i, x, span_hits_of(c, i, simple) + extra.get(i, []), model, got)
 
     # the records the reported spans' signals read, in one pass: only those whose hits come from the functions
     prefetch(ts, [i for i in picked + weaker if i in slow])

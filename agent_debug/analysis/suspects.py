@@ -159,10 +159,13 @@ def disagreement_hits(ts: TraceSpans) -> list[Hit]:
                 related=(ts.span_id[d.a], ts.span_id[d.b])) for d in find_disagreements(ts)]
 
 
-def _suspect(ts: TraceSpans, i: int, x: dict[str, float], hits: list[Hit], model: SpanModel) -> SpanSuspect:
+def _suspect(ts: TraceSpans, i: int, x: dict[str, float], hits: list[Hit], model: SpanModel,
+             scored: tuple[float, list[tuple[str, float]]] | None = None) -> SpanSuspect:
+    """One reported span; `scored`: its vector's score and contributions, when the caller has them already."""
+    score, contributions = scored if scored is not None else (model.score(x), model.contributions(x))
     hits = [h for h in hits if h.key not in model.off]
     by_feature = {h.key: h for h in hits}
-    top = next((h for f, c in model.contributions(x) if c > 0 and (h := by_feature.get(f)) is not None), None)
+    top = next((h for f, c in contributions if c > 0 and (h := by_feature.get(f)) is not None), None)
 
     def weight(h: Hit) -> float:
         return model.weights.get(h.key, PRIOR_WEIGHTS.get(h.key, 0.0)) * h.value
@@ -174,7 +177,7 @@ def _suspect(ts: TraceSpans, i: int, x: dict[str, float], hits: list[Hit], model
         signal, bucket = top.signal, top.bucket
     related = sorted({sid for h in hits for sid in h.related if sid != ts.span_id[i]})
     return SpanSuspect(ts.span_id[i], ts.agent_name[i], ts.name[i], ts.event_type[i], signal, bucket,
-                       [f"{h.signal}: {h.evidence}" for h in ordered], model.score(x), related=related, index=i)
+                       [f"{h.signal}: {h.evidence}" for h in ordered], score, related=related, index=i)
 
 
 def score_spans(ts: TraceSpans, rules: Rules, model: SpanModel | None = None, *, tree: Tree | None = None,

@@ -55,6 +55,23 @@ def as_list(arr: Any) -> list[int | None]:
     return [None if d < 0 else d for d in out]
 
 
+class Positions:
+    """An index array (-1: none) read one item at a time as int | None, without a list of every item (the few
+    lookups a big run's column path makes of its deciders)."""
+
+    __slots__ = ("_a",)
+
+    def __init__(self, arr: Any) -> None:
+        self._a = arr
+
+    def __len__(self) -> int:
+        return len(self._a)
+
+    def __getitem__(self, i: int) -> int | None:
+        d = int(self._a[i])
+        return None if d < 0 else d
+
+
 def parent_array(np: Any, parent: list[int | None]) -> Any:
     """Each span's parent position, -1 for none."""
     par = np.array(parent, dtype=np.float64)  # None -> nan
