@@ -708,7 +708,7 @@ def _bulk_llm_features(c: ColumnContext, acted: dict[int, bool], prev: dict[int,
                        slow_tools: list[int]) -> None:
     """The model calls' features: by the signal functions for a call whose output or result must be read, the
     rest in bulk from the columns (`signal_features`). The records of `slow_tools` are read in the same pass."""
-    ts, df, plain, feats_names = c.ts, c.facts.df, c.plain, c.features_of
+    df, plain, feats_names = c.facts.df, c.plain, c.features_of
     # `c.pieces` and `c.plain_result` of every model call, in one pass
     pieces_of = c.pieces_of_calls(c.llm)
     c._pieces.update(pieces_of)
@@ -723,22 +723,12 @@ def _bulk_llm_features(c: ColumnContext, acted: dict[int, bool], prev: dict[int,
             size = size_of[k] = result_size(pieces)
             simple_of[k] = plain[k] and plain_pieces(pieces, size)
     slow_llm = [k for k in c.llm if not simple_of[k]]
-    # (a slow call's signals may read its own result, and the previous acting call's words: `ignores_result`)
-    prefetch(ts, set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in pieces_of[k] or ()}
-             | ({p for k in slow_llm if (q := prev[k]) is not None for p in pieces_of[q] or ()}
-                if "ignores_result" not in c.off else set()))
-    empty: dict[int, bool] = {}  # sig_empty_result fired
-    errtext: dict[int, bool] = {}  # sig_error_in_result fired
+    # sig_empty_result / sig_error_in_result fired (the slow calls' first: no bulk bit reads another bulk call's)
+    empty, errtext = _slow_llm_features(c, slow_llm, prev, pieces_of, slow_tools, feats, intern, slow)
     failed_action = c.failed_action
-    by_code: dict[tuple[int, float], Features] = {}
+    vector_of = _bulk_vectors(intern)
     for k in c.llm:
         if not simple_of[k]:
-            x, _ = _by_functions(c, k, MODEL_SIGNALS)
-            feats[k] = intern(x)
-            feats_names[k] = tuple(x)
-            slow.add(k)
-            empty[k] = "empty_result" in x
-            errtext[k] = "error_in_result" in x
             continue
         # the bits of _LLM_BITS (sig_action_failed cannot fail on a stored record: its `error` is an object)
         af = failed_action.get(k)
@@ -746,20 +736,51 @@ def _bulk_llm_features(c: ColumnContext, acted: dict[int, bool], prev: dict[int,
         p = prev[k] if did else None
         pieces = pieces_of[k]
         er = pieces is not None and af is None and all(df[i] & dg.EMPTY for i in pieces)
-        size = size_of[k]
         code = ((af is not None) | (p is not None and p in failed_action) << 1 | er << 2
                 | (p is not None and empty[p]) << 3 | (p is not None and errtext[p]) << 5
                 | (did and p is None) << 7 | (not did) << 8)
-        large = round(math.log10(size) - 3, 3) if size >= LARGE_RESULT_CHARS else 0.0
-        key = (code, large)
-        got = by_code.get(key)
-        if got is None:
-            got = by_code[key] = intern(_llm_vector(code, large))
-        feats[k] = got
+        feats[k] = vector_of(code, size_of[k])
         if er:
             feats_names[k] = ("empty_result",)
         empty[k] = er
         errtext[k] = False
+
+
+def _slow_llm_features(c: ColumnContext, slow_llm: list[int], prev: dict[int, int | None],
+                       pieces_of: dict[int, list[int] | None], slow_tools: list[int], feats: dict[int, Features],
+                       intern: Callable[[dict[str, float]], Features], slow: set[int]
+                       ) -> tuple[dict[int, bool], dict[int, bool]]:
+    """The features of the model calls whose output or result must be read, by the signal functions (their
+    records, and those of `slow_tools`, read in one pass first); returns whether empty_result and error_in_result
+    fired on each. `pieces_of` holds the pieces of these calls and of the calls before them."""
+    # (a slow call's signals may read its own result, and the previous acting call's words: `ignores_result`)
+    prefetch(c.ts, set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in pieces_of[k] or ()}
+             | ({p for k in slow_llm if (q := prev[k]) is not None for p in pieces_of[q] or ()}
+                if "ignores_result" not in c.off else set()))
+    empty: dict[int, bool] = {}
+    errtext: dict[int, bool] = {}
+    for k in slow_llm:
+        x, _ = _by_functions(c, k, MODEL_SIGNALS)
+        feats[k] = intern(x)
+        c.features_of[k] = tuple(x)
+        slow.add(k)
+        empty[k] = "empty_result" in x
+        errtext[k] = "error_in_result" in x
+    return empty, errtext
+
+
+def _bulk_vectors(intern: Callable[[dict[str, float]], Features]) -> Callable[[int, int], Features]:
+    """`vector_of(code, result size)`: a bulk model call's features, one shared tuple per distinct pair."""
+    by_code: dict[tuple[int, float], Features] = {}
+
+    def vector_of(code: int, size: int) -> Features:
+        large = round(math.log10(size) - 3, 3) if size >= LARGE_RESULT_CHARS else 0.0
+        got = by_code.get((code, large))
+        if got is None:
+            got = by_code[code, large] = intern(_llm_vector(code, large))
+        return got
+
+    return vector_of
 
 
 def _bulk_llm_features_by_arrays(c: ColumnContext, ra: vector.RunArrays, acted: dict[int, bool],
@@ -767,37 +788,20 @@ def _bulk_llm_features_by_arrays(c: ColumnContext, ra: vector.RunArrays, acted: 
                                  intern: Callable[[dict[str, float]], Features], slow: set[int],
                                  slow_tools: list[int]) -> None:
     """`_bulk_llm_features` by array passes (`vector.call_results`, `vector.call_codes`): the same features."""
-    ts, calls, feats_names = c.ts, c.llm, c.features_of
+    calls, feats_names = c.llm, c.features_of
     res = vector.call_results(ra, calls, c.facts.df, c.facts.ol, c.plain, (dg.OUT, dg.EMPTY, dg.LINE, 0), TEXT_CAP)
     slow_llm = list(compress(calls, map(not_, res.simple)))
     pieces_of = c.pieces_of_calls(slow_llm + [q for k in slow_llm if (q := prev[k]) is not None])
-    prefetch(ts, set(slow_llm) | set(slow_tools) | {p for k in slow_llm for p in pieces_of[k] or ()}
-             | ({p for k in slow_llm if (q := prev[k]) is not None for p in pieces_of[q] or ()}
-                if "ignores_result" not in c.off else set()))
-    empty_of: dict[int, bool] = {}
-    errtext_of: dict[int, bool] = {}
-    for k in slow_llm:
-        x, _ = _by_functions(c, k, MODEL_SIGNALS)
-        feats[k] = intern(x)
-        feats_names[k] = tuple(x)
-        slow.add(k)
-        empty_of[k] = "empty_result" in x
-        errtext_of[k] = "error_in_result" in x
+    empty_of, errtext_of = _slow_llm_features(c, slow_llm, prev, pieces_of, slow_tools, feats, intern, slow)
     codes = vector.call_codes(ra, calls, res, list(map(acted.__getitem__, calls)), list(map(prev.__getitem__, calls)),
                               c.failed_action, empty_of, errtext_of)
     sizes: list[int] = res.size.tolist()
-    by_code: dict[tuple[int, float], Features] = {}
+    vector_of = _bulk_vectors(intern)
     for k, simple, code, size in zip(calls, res.simple, codes, sizes, strict=True):
-        if not simple:
-            continue
-        large = round(math.log10(size) - 3, 3) if size >= LARGE_RESULT_CHARS else 0.0
-        key = (code, large)
-        got = by_code.get(key)
-        if got is None:
-            got = by_code[key] = intern(_llm_vector(code, large))
-        feats[k] = got
-        if code & 4:  # empty_result
-            feats_names[k] = ("empty_result",)
+        if simple:
+            feats[k] = vector_of(code, size)
+            if code & 4:  # empty_result
+                feats_names[k] = ("empty_result",)
 
 
 def _llm_vector(code: int, large: float) -> dict[str, float]:
