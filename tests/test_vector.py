@@ -185,3 +185,21 @@ def test_call_results_by_arrays_equal_the_python_methods(tmp_path: Path, seed: i
             seen["long"] += size > TEXT_CAP
             seen["several"] += len(pieces) > 1
     assert seen["long"] and seen["several"]  # the data reached the cases that matter
+
+
+def test_grouped_lists_read_like_the_dicts_they_replace() -> None:
+    """`vector.actions_of`'s lists: each key's items in their order; a key with none gives [] for actions (a dict
+    holding every model call) and is missing for tool calls (a dict holding only the calls that have some)."""
+    items = np.array([10, 11, 12, 13, 14], dtype=np.int64)
+    keys = np.array([3, 1, 3, 7, 1], dtype=np.int64)
+    actions, _, _ = vector._groups(np, items, keys, [])
+    tools, sorted_items, sorted_keys = vector._groups(np, items, keys, None)
+    assert actions[1] == [11, 14] and actions[3] == [10, 12] and actions[7] == [13]
+    assert actions[2] == [] and actions.get(2) == [] and actions.get(2, [9]) == []
+    assert tools.get(2) is None and 2 not in tools and 3 in tools
+    with pytest.raises(KeyError):
+        tools[2]
+    assert list(tools) == [1, 3, 7] and len(tools) == 3
+    assert sorted_items.tolist() == [11, 14, 10, 12, 13] and sorted_keys.tolist() == [1, 1, 3, 3, 7]
+    empty, _, _ = vector._groups(np, items[:0], keys[:0], None)
+    assert len(empty) == 0 and empty.get(1) is None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from itertools import compress, islice, repeat
 from operator import add, and_, eq, is_, is_not, le, mul, ne, not_
 from typing import Any, NamedTuple
@@ -428,7 +428,8 @@ class ColumnContext(SpanContext):
         self.decider = {}
         self._by_parent = {}
         calls = frozenset({"TOOL_CALL", "RETRIEVAL"})
-        self.tools_of: dict[int, list[int]]  # model call -> its tool and retrieval actions, in order
+        # model call -> its tool and retrieval actions, in order (only the calls that have some)
+        self.tools_of: Mapping[int, list[int]]
         deciders: list[int | None] | vector.Positions  # each span's decider (`SpanContext.decide`)
         self.deciders: list[int | None] | vector.Positions
         # a big run: the deciders and every call's actions by array passes (`vector`: the same answers)
@@ -436,8 +437,7 @@ class ColumnContext(SpanContext):
         self.arrays = vector.run_arrays(np, parent, self.order, self.is_llm, ts.start_ns) if np is not None else None
         if self.arrays is not None:
             self.deciders = deciders = vector.Positions(self.arrays.dec)
-            self.actions, self.tools_of = vector.actions_of(self.arrays, self.order, self.llm,
-                                                            list(map(calls.__contains__, et)))
+            self.actions, self.tools_of = vector.actions_of(self.arrays, self.order, list(map(calls.__contains__, et)))
         else:
             self.deciders = deciders = self._deciders()
             actions: dict[int, list[int]] = {k: [] for k in self.llm}
@@ -673,7 +673,14 @@ def signal_features(c: ColumnContext) -> tuple[dict[int, Features], set[int]]:
 
     slow: set[int] = set()
     actions = c.actions
-    acted = {k: bool(actions[k]) or (not plain[k] and bool(c.output(k).action)) for k in c.llm}
+    if isinstance(actions, vector.Grouped):  # (a big run's) the calls with actions, then a look at the others' output
+        acting = set(actions)
+        acted = dict(zip(c.llm, map(acting.__contains__, c.llm), strict=True))
+        for k in compress(c.llm, map(not_, map(plain.__getitem__, c.llm))):
+            if not acted[k]:
+                acted[k] = bool(c.output(k).action)
+    else:
+        acted = {k: bool(actions[k]) or (not plain[k] and bool(c.output(k).action)) for k in c.llm}
     prev: dict[int, int | None] = {}
     for calls in c.by_agent.values():
         last = None

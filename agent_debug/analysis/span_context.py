@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,12 +147,13 @@ class SpanContext:
         self.origin_set = set(self.origins)
         self.decider: dict[int, int | None] = {}
         self._by_parent: dict[int, list[tuple[int, int, int]]] = {}
-        self.actions: dict[int, list[int]] = {k: [] for k in self.llm}
+        actions: dict[int, list[int]] = {k: [] for k in self.llm}
         for i in self.order:
             if not self.is_llm[i]:
                 d = self.decide(i)
                 if d is not None:
-                    self.actions[d].append(i)
+                    actions[d].append(i)
+        self.actions: Mapping[int, list[int]] = actions  # each model call's actions, in order
         self.by_agent: dict[str, list[int]] = {}
         for k in self.llm:
             self.by_agent.setdefault(ts.agent_name[k], []).append(k)

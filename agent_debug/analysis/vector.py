@@ -9,7 +9,8 @@ caller then takes the Python pass. `tests/test_vector.py` compares both on gener
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -171,11 +172,10 @@ def run_arrays(np: Any, parent: list[int | None], order: list[int], is_llm: list
     return RunArrays(np, up, dec, np.fromiter(is_llm, dtype=bool, count=len(is_llm)))
 
 
-def actions_of(ra: RunArrays, order: list[int], llm: list[int], is_call: list[bool]
-               ) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+def actions_of(ra: RunArrays, order: list[int], is_call: list[bool]) -> tuple[Grouped, Grouped]:
     """`ColumnContext`'s actions and tools_of from the decider array: every model call's actions (the spans it
-    decided that are not model calls, in `order`), and its tool calls and retrievals among them (only the calls
-    that have some)."""
+    decided that are not model calls, in `order`; [] for none), and its tool calls and retrievals among them
+    (None for none), each read when asked for."""
     np = ra.np
     n = len(order)
     o = np.fromiter(order, dtype=np.int64, count=n)
@@ -183,24 +183,46 @@ def actions_of(ra: RunArrays, order: list[int], llm: list[int], is_call: list[bo
     keep = d >= 0
     keep &= ~ra.llm[o]
     sel, sel_d = o[keep], d[keep]
-    actions: dict[int, list[int]] = {k: [] for k in llm}
-    actions.update(_groups(np, sel, sel_d)[0])
+    actions, _, _ = _groups(np, sel, sel_d, [])
     call = np.fromiter(is_call, dtype=bool, count=n)[sel]
-    tools_of, ra.tool_items, ra.tool_keys = _groups(np, sel[call], sel_d[call])
+    tools_of, ra.tool_items, ra.tool_keys = _groups(np, sel[call], sel_d[call], None)
     return actions, tools_of
 
 
-def _groups(np: Any, items: Any, keys: Any) -> tuple[dict[int, list[int]], Any, Any]:
-    """items grouped by key, each group in the items' order: {key: [item, ...]} (built by C-level maps), and the
-    items and keys sorted so."""
-    if len(items) == 0:
-        return {}, items, keys
+class Grouped(Mapping[int, list[int]]):
+    """A read-only {key: [item, ...]} over items sorted by key: a key's list is cut when asked for (a big run's
+    column path asks for a few thousand of its 200k model calls' lists). With `missing` ([]), a key with no items
+    gives a fresh [], as a dict holding every model call would; else it is missing."""
+
+    __slots__ = ("_keys", "_starts", "_items", "_missing")
+
+    def __init__(self, keys: list[int], starts: list[int], items: list[int], missing: list[int] | None) -> None:
+        self._keys, self._starts, self._items, self._missing = keys, starts, items, missing
+
+    def __getitem__(self, k: int) -> list[int]:
+        keys = self._keys
+        j = bisect_left(keys, k)
+        if j < len(keys) and keys[j] == k:
+            return self._items[self._starts[j]:self._starts[j + 1]]
+        if self._missing is None:
+            raise KeyError(k)
+        return []
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[int]:
+        """The keys that have items, ascending."""
+        return iter(self._keys)
+
+
+def _groups(np: Any, items: Any, keys: Any, missing: list[int] | None) -> tuple[Grouped, Any, Any]:
+    """items grouped by key, each group in the items' order, and the items and keys sorted so."""
     perm = np.argsort(keys, kind="stable")
     k, ia = keys[perm], items[perm]
-    it = ia.tolist()
-    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
-    ends = np.append(starts[1:], len(k)).tolist()
-    return dict(zip(k[starts].tolist(), map(it.__getitem__, map(slice, starts.tolist(), ends)), strict=True)), ia, k
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1]))) if len(k) else np.zeros(0, dtype=np.int64)
+    bounds: list[int] = np.append(starts, len(k)).tolist()
+    return Grouped(k[starts].tolist(), bounds, ia.tolist(), missing), ia, k
 
 
 @dataclass
