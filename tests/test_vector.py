@@ -19,7 +19,7 @@ from agent_debug.store.ingest import ingest
 np = pytest.importorskip("numpy")
 
 
-def _trace(n: int, rng: random.Random, *, chain: bool = False) -> TraceSpans:
+def _trace(n: int, rng: random.Random, *, chain: bool = False, sort_by_start: bool = False) -> TraceSpans:
     """A run of n spans: parents drawn among spans placed before them in a random permutation (so no cycle,
     but a parent is often stored after its child), starts from a small range (many ties), a third model calls."""
     place = list(range(n))
@@ -37,6 +37,8 @@ def _trace(n: int, rng: random.Random, *, chain: bool = False) -> TraceSpans:
             "agent_name": "a", "timestamp": 1000.0 + rng.randrange(max(2, n // 3)) / 1000.0, "duration_ns": 5,
         }))
     recs.sort(key=lambda t: t[0])
+    if sort_by_start:  # stored in start order (the start order's shortcut)
+        recs.sort(key=lambda t: t[1]["timestamp"])
     return TraceSpans.from_records("t", [r for _, r in recs])
 
 
@@ -62,15 +64,16 @@ def _python_and_numpy(ts: TraceSpans, monkeypatch: pytest.MonkeyPatch) -> tuple[
         if p is not None and seen_at.setdefault((p, ts.start_ns[i]), i) != i:
             c._tied.add(p)
     c.is_llm = [e == "LLM_CALL" for e in ts.event_type]
-    vec = vector.deciders(np, tree.parent, py_order, c.is_llm, ts.start_ns)
-    assert vec is not None
+    got = vector.decider_array(np, vector.parent_array(np, tree.parent), py_order, c.is_llm, ts.start_ns)
+    assert got is not None
+    vec = [None if d < 0 else d for d in got.tolist()]
     return c._deciders(), vec, py_order, vec_order
 
 
 @pytest.mark.parametrize("seed", range(40))
 def test_deciders_and_order_by_arrays_equal_the_python_passes(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(seed)
-    ts = _trace(rng.choice([1, 2, 5, 30, 200, 1500]), rng, chain=seed % 4 == 3)
+    ts = _trace(rng.choice([1, 2, 5, 30, 200, 1500]), rng, chain=seed % 4 == 3, sort_by_start=seed % 5 == 0)
     py, vec, py_order, vec_order = _python_and_numpy(ts, monkeypatch)
     assert vec_order == py_order
     assert vec == py
@@ -100,7 +103,7 @@ def test_a_chain_deeper_than_a_decider_is_handed_down(monkeypatch: pytest.Monkey
 
 def test_a_start_outside_int64_falls_back_to_the_python_pass() -> None:
     assert vector.start_order(np, [1, 2**70, 3]) is None
-    assert vector.deciders(np, [None, 0], [0, 1], [True, False], [2**70, 1]) is None
+    assert vector.decider_array(np, vector.parent_array(np, [None, 0]), [0, 1], [True, False], [2**70, 1]) is None
 
 
 def test_small_runs_do_not_import_numpy() -> None:

@@ -37,23 +37,14 @@ def start_order(np: Any, start: list[int]) -> tuple[list[int], list[int]] | None
         st = np.array(start, dtype=np.int64)
     except (OverflowError, TypeError, ValueError):
         return None
-    order = np.argsort(st, kind="stable")
-    s = st[order]
+    if bool((st[1:] >= st[:-1]).all()):  # stored in start order already
+        order: list[int] = list(range(len(start)))
+        s = st
+    else:
+        by_start = np.argsort(st, kind="stable")
+        order, s = by_start.tolist(), st[by_start]
     same = np.flatnonzero(s[1:] == s[:-1]) + 1
-    return order.tolist(), same.tolist()
-
-
-def deciders(np: Any, parent: list[int | None], order: list[int], is_llm: list[bool], start: list[int]
-             ) -> list[int | None] | None:
-    """`decider_array` as a list (None: no decider)."""
-    got = decider_array(np, parent_array(np, parent), order, is_llm, start)
-    return None if got is None else as_list(got)
-
-
-def as_list(arr: Any) -> list[int | None]:
-    """An index array with -1 for none, as a list with None."""
-    out: list[int] = arr.tolist()
-    return [None if d < 0 else d for d in out]
+    return order, same.tolist()
 
 
 class Positions:
