@@ -174,7 +174,7 @@ def test_call_results_by_arrays_equal_the_python_methods(tmp_path: Path, seed: i
     assert facts is not None
     c = ColumnContext(ts, tree, facts)
     assert c.arrays is not None
-    res = vector.call_results(c.arrays, c.llm, facts.df, facts.ol, c.plain, (dg.OUT, dg.EMPTY, dg.LINE, 0), TEXT_CAP)
+    res = vector.call_results(c.arrays, c.llm, facts.df, facts.ol, c.plain, (dg.OUT, dg.EMPTY, dg.LINE), TEXT_CAP)
     sizes = res.size.tolist()
     seen = {"long": 0, "several": 0}
     for j, k in enumerate(c.llm):

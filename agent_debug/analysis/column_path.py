@@ -796,7 +796,7 @@ def _bulk_llm_features_by_arrays(c: ColumnContext, ra: vector.RunArrays, acted: 
                                  slow_tools: list[int]) -> None:
     """`_bulk_llm_features` by array passes (`vector.call_results`, `vector.call_codes`): the same features."""
     calls, feats_names = c.llm, c.features_of
-    res = vector.call_results(ra, calls, c.facts.df, c.facts.ol, c.plain, (dg.OUT, dg.EMPTY, dg.LINE, 0), TEXT_CAP)
+    res = vector.call_results(ra, calls, c.facts.df, c.facts.ol, c.plain, (dg.OUT, dg.EMPTY, dg.LINE), TEXT_CAP)
     slow_llm = list(compress(calls, map(not_, res.simple)))
     pieces_of = c.pieces_of_calls(slow_llm + [q for k in slow_llm if (q := prev[k]) is not None])
     empty_of, errtext_of = _slow_llm_features(c, slow_llm, prev, pieces_of, slow_tools, feats, intern, slow)

@@ -1,10 +1,12 @@
 """Whole-run passes of the column path in NumPy, for big runs (the `fast` extra).
 
-`column_path` works out the start order and every span's decider in Python passes over lists; at a million spans
-those passes take seconds. The functions here give exactly the same answers with array operations, and are used
-only when NumPy is installed and the run has at least `VECTOR_MIN` spans (below that, importing NumPy costs more
-than it saves). Each returns None when its input does not fit the arrays (a start time outside int64): the
-caller then takes the Python pass. `tests/test_vector.py` compares both on generated trees.
+`column_path` works out, over every span of a run, the start order, each span's decider, each model call's
+actions and tool calls, and each model call's result and bulk signal features; in Python passes over lists
+these take seconds at a million spans. The functions here give exactly the same answers with array operations.
+They are used only when NumPy is installed and the run has at least `VECTOR_MIN` spans (below that, importing
+NumPy costs more than it saves); a start time outside int64 makes them return None, and the caller takes the
+Python passes. `tests/test_vector.py` compares both: on generated trees, on whole `why --json` documents with
+the arrays forced on small runs, and `call_results` against `ColumnContext`'s methods.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def decider_array(np: Any, up: Any, order: list[int], is_llm: list[bool], start:
     # a parent whose only model-call child starts no later than its first child: that call decides the parent
     ends = first + sizes - 1
     count = np.add.reduceat(kid_llm.astype(np.int64), first)
-    last = kids[latest[ends]]
+    last = kids[latest[ends]]  # (a group with no model call reads a harmless place: `count` masks it)
     inside = (count == 1) & (st[kids[first]] >= st[last])
     got[groups[inside]] = last[inside]
     return got
@@ -229,12 +231,13 @@ class CallResults:
 
 
 def call_results(ra: RunArrays, calls: list[int], df: list[int], ol: list[int], plain: list[bool],
-                 flags: tuple[int, int, int, int], text_cap: int) -> CallResults:
+                 flags: tuple[int, int, int], text_cap: int) -> CallResults:
     """`ColumnContext.pieces`, `result_size` and `plain_pieces` of every model call, by array passes: a call's
     result is the output of the step that holds it when that step is one of its actions and has an output, else
-    its tool calls' outputs joined by newlines (`tool_items`)."""
+    its tool calls' outputs joined by newlines (`tool_items`). `flags`: the digest's OUT, EMPTY and LINE bits.
+    (Where a call has no result, `first` and the sums are read at a harmless place and masked by `has`.)"""
     np = ra.np
-    out_f, empty_f, line_f = flags[0], flags[1], flags[2]
+    out_f, empty_f, line_f = flags
     n = len(df)
     k = np.fromiter(calls, dtype=np.int64, count=len(calls))
     dfa = np.fromiter(df, dtype=np.int64, count=n)
@@ -266,8 +269,9 @@ def call_results(ra: RunArrays, calls: list[int], df: list[int], ol: list[int], 
 
 def call_codes(ra: RunArrays, calls: list[int], res: CallResults, acted: list[bool], prev: list[int | None],
                failed_action: Iterable[int], empty_of: dict[int, bool], errtext_of: dict[int, bool]) -> list[int]:
-    """The bulk feature code of every model call (`signal_features`' bits of `_LLM_BITS` but large_result):
-    `empty_of` / `errtext_of` hold what the signal functions found for the calls not simple."""
+    """The bulk feature code of every model call (`signal_features`' bits of `_LLM_BITS`, large_result aside):
+    `empty_of` / `errtext_of` hold what the signal functions found for the calls not simple (their own codes are
+    not used)."""
     np = ra.np
     n = len(ra.up)
     k = np.fromiter(calls, dtype=np.int64, count=len(calls))
@@ -283,10 +287,9 @@ def call_codes(ra: RunArrays, calls: list[int], res: CallResults, acted: list[bo
     empty = np.zeros(n, dtype=bool)
     empty[k] = er
     errtext = np.zeros(n, dtype=bool)
-    if empty_of:
-        slow = np.fromiter(empty_of, dtype=np.int64, count=len(empty_of))
-        empty[slow] = np.fromiter(empty_of.values(), dtype=bool, count=len(empty_of))
-        errtext[slow] = np.fromiter(errtext_of.values(), dtype=bool, count=len(errtext_of))
+    for got, of in ((empty, empty_of), (errtext, errtext_of)):
+        if of:
+            got[np.fromiter(of, dtype=np.int64, count=len(of))] = np.fromiter(of.values(), dtype=bool, count=len(of))
     code = (af.astype(np.int64) | (has_p & fa[pc]).astype(np.int64) << 1 | er.astype(np.int64) << 2
             | (has_p & empty[pc]).astype(np.int64) << 3 | (has_p & errtext[pc]).astype(np.int64) << 5
             | (did & ~has_p).astype(np.int64) << 7 | (~did).astype(np.int64) << 8)
