@@ -275,6 +275,29 @@ def test_two_ingests_at_once_serialize_and_store_everything_once(tmp_path: Path)
     assert [row[1:6] for row in a["chunks"]] == [row[1:6] for row in b["chunks"]]
 
 
+def test_processes_creating_one_store_at_the_same_moment_all_open_it(tmp_path: Path) -> None:
+    """Switching a new store to WAL takes an exclusive lock, and SQLite says "database is locked" at once, not
+    after the busy timeout, to the process that loses the race (before the retry, 6-9 of 120 opens failed so:
+    this test then failed in more than nine runs of ten)."""
+    script = ("import os, sys, time\n"
+              "from agent_debug.store.db import connect\n"
+              "while not os.path.exists(sys.argv[1]): time.sleep(0.0005)\n"
+              "connect(sys.argv[2]).close()")
+    env = dict(os.environ)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    failures = []
+    for round_ in range(15):
+        go, db = tmp_path / f"go{round_}", tmp_path / f"s{round_}" / "traces.db"
+        procs = [subprocess.Popen([sys.executable, "-c", script, str(go), str(db)], env=env,
+                                  stderr=subprocess.PIPE) for _ in range(3)]
+        time.sleep(0.5)  # all three imported, waiting for `go`
+        go.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+        failures += [err.decode()[-300:] for p, (_, err) in zip(procs, outs, strict=True) if p.returncode]
+        assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert failures == []
+
+
 # -- stores an earlier version left half-summarized -------------------------------------------------------------
 
 

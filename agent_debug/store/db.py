@@ -188,10 +188,10 @@ def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) 
         return connect_readonly(p)
     db: sqlite3.Connection | None = None
     try:
-        db = sqlite3.connect(p, isolation_level=None, timeout=30)
+        db = sqlite3.connect(p, isolation_level=None, timeout=BUSY_TIMEOUT)
         if new:
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        db.execute("PRAGMA journal_mode=WAL")
+        _to_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
@@ -207,6 +207,26 @@ def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) 
             db.close()
         raise StoreError(f"cannot open store {p}: {exc}") from None
     return db
+
+
+BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's lock
+
+
+def _to_wal(db: sqlite3.Connection) -> None:
+    """Put the store in write-ahead-log mode. Switching needs an exclusive lock, and SQLite reports "database is
+    locked" at once, without waiting, when another process holds one (two ingests creating a store at the same
+    moment: 6-9 of 120 opens failed so): wait and try again, for as long as any other lock is waited for."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _writable(p: Path) -> bool:
