@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from agent_debug.errors import StoreError
 from agent_debug.eval.judge import JudgeScore
+from agent_debug.store.db import to_wal
 
 CACHE_FILE = "judge_cache.db"
 
@@ -74,7 +75,7 @@ class JudgeCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout = 5000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            to_wal(self._conn, 5.0)  # two `eval --judge` runs creating the cache at once: the loser waits
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"judge cache {self.path} cannot be opened: {exc}") from None

@@ -191,7 +191,7 @@ def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) 
         db = sqlite3.connect(p, isolation_level=None, timeout=BUSY_TIMEOUT)
         if new:
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        _to_wal(db)
+        to_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
@@ -212,11 +212,11 @@ def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) 
 BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's lock
 
 
-def _to_wal(db: sqlite3.Connection) -> None:
-    """Put the store in write-ahead-log mode. Switching needs an exclusive lock, and SQLite reports "database is
+def to_wal(db: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
+    """Put a database in write-ahead-log mode. Switching needs an exclusive lock, and SQLite reports "database is
     locked" at once, without waiting, when another process holds one (two ingests creating a store at the same
     moment: 6-9 of 120 opens failed so): wait and try again, for as long as any other lock is waited for."""
-    deadline = time.monotonic() + BUSY_TIMEOUT
+    deadline = time.monotonic() + timeout
     pause = 0.001
     while True:
         try:
