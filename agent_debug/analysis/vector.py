@@ -27,7 +27,7 @@ def numpy_for(n: int) -> ModuleType | None:
         return None
     try:
         import numpy
-    except ImportError:
+    except Exception:  # not installed, or installed broken (a build for another Python): the Python passes answer
         return None
     return numpy
 
