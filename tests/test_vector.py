@@ -6,6 +6,7 @@ array passes (deciders, then every call's actions and tool calls) forced on smal
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import orjson
@@ -206,3 +207,8 @@ def test_grouped_lists_read_like_the_dicts_they_replace() -> None:
     assert sorted_items.tolist() == [11, 14, 10, 12, 13] and sorted_keys.tolist() == [1, 1, 3, 3, 7]
     empty, _, _ = vector._groups(np, items[:0], keys[:0], None)
     assert len(empty) == 0 and empty.get(1) is None
+
+
+def test_without_numpy_a_big_run_takes_the_python_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "numpy", None)  # `import numpy` raises ImportError
+    assert vector.numpy_for(10 * vector.VECTOR_MIN) is None
