@@ -243,6 +243,21 @@ def test_a_garbled_page_is_a_store_error_not_a_traceback(tmp_path: Path) -> None
 # -- two ingests at once ----------------------------------------------------------------------------------------
 
 
+def _at_once(n: int, go: Path, lines: list[str], args: list[str], settle: float
+             ) -> tuple[list[subprocess.Popen[bytes]], list[tuple[bytes, bytes]]]:
+    """n processes that import first and run `lines` at the same moment, when `go` appears (after `settle` s, by
+    when all have imported); sys.argv[1] is `go`, then `args`. Returns the processes and their (stdout, stderr)."""
+    script = "\n".join(["import json, os, sys, time", *lines[:1],
+                        "while not os.path.exists(sys.argv[1]): time.sleep(0.0005)", *lines[1:]])
+    env = dict(os.environ)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(go), *args], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(n)]
+    time.sleep(settle)
+    go.touch()
+    return procs, [p.communicate(timeout=300) for p in procs]
+
+
 def test_two_ingests_at_once_serialize_and_store_everything_once(tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()
@@ -255,17 +270,9 @@ def test_two_ingests_at_once_serialize_and_store_everything_once(tmp_path: Path)
     db = tmp_path / "traces.db"
     go = tmp_path / "go"
     # two processes that import first, then start at the same moment (when `go` appears)
-    script = ("import json, os, sys, time\n"
-              "from agent_debug.store.ingest import ingest\n"
-              "while not os.path.exists(sys.argv[1]): time.sleep(0.001)\n"
-              "print(json.dumps(ingest([sys.argv[2]], sys.argv[3]).as_dict()))")
-    env = dict(os.environ)
-    env.pop("PYTEST_CURRENT_TEST", None)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(go), str(d), str(db)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    time.sleep(3)  # both imported (they wait for `go` either way)
-    go.touch()
-    outs = [p.communicate(timeout=300) for p in procs]
+    procs, outs = _at_once(2, go, ["from agent_debug.store.ingest import ingest",
+                                   "print(json.dumps(ingest([sys.argv[2]], sys.argv[3]).as_dict()))"],
+                           [str(d), str(db)], settle=3.0)
     assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
     results = [orjson.loads(o[0]) for o in outs]
     assert sum(r["records"] for r in results) == 48_000  # each span kept by one of them
@@ -279,20 +286,11 @@ def test_processes_creating_one_store_at_the_same_moment_all_open_it(tmp_path: P
     """Switching a new store to WAL takes an exclusive lock, and SQLite says "database is locked" at once, not
     after the busy timeout, to the process that loses the race (before the retry, 6-9 of 120 opens failed so:
     this test then failed in more than nine runs of ten)."""
-    script = ("import os, sys, time\n"
-              "from agent_debug.store.db import connect\n"
-              "while not os.path.exists(sys.argv[1]): time.sleep(0.0005)\n"
-              "connect(sys.argv[2]).close()")
-    env = dict(os.environ)
-    env.pop("PYTEST_CURRENT_TEST", None)
     failures = []
     for round_ in range(15):
         go, db = tmp_path / f"go{round_}", tmp_path / f"s{round_}" / "traces.db"
-        procs = [subprocess.Popen([sys.executable, "-c", script, str(go), str(db)], env=env,
-                                  stderr=subprocess.PIPE) for _ in range(3)]
-        time.sleep(0.5)  # all three imported, waiting for `go`
-        go.touch()
-        outs = [p.communicate(timeout=120) for p in procs]
+        procs, outs = _at_once(3, go, ["from agent_debug.store.db import connect", "connect(sys.argv[2]).close()"],
+                               [str(db)], settle=0.5)
         failures += [err.decode()[-300:] for p, (_, err) in zip(procs, outs, strict=True) if p.returncode]
         assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert failures == []
