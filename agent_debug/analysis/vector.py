@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-VECTOR_MIN = 50_000  # spans: from here on the array passes pay for NumPy's import
+# spans: the break-even with NumPy's import (`why --json` on synthetic failed runs, whole process: the same at
+# 100k, 15% faster at 200k, 29% at 400k, 5.1-5.4 s against 7.0-7.5 s at bench_big's 1M)
+VECTOR_MIN = 100_000
 MAX_INHERIT = 63  # `ColumnContext._deciders`: a decider is handed down at most this many levels
 
 
