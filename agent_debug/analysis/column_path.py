@@ -730,7 +730,8 @@ def _bulk_llm_features(c: ColumnContext, acted: dict[int, bool], prev: dict[int,
             size = size_of[k] = result_size(pieces)
             simple_of[k] = plain[k] and plain_pieces(pieces, size)
     slow_llm = [k for k in c.llm if not simple_of[k]]
-    # sig_empty_result / sig_error_in_result fired (the slow calls' first: no bulk bit reads another bulk call's)
+    # sig_empty_result / sig_error_in_result fired: the slow calls' first (the signal functions read nothing this
+    # loop sets), then each bulk call's in order (its after_* bits read the previous acting call's)
     empty, errtext = _slow_llm_features(c, slow_llm, prev, pieces_of, slow_tools, feats, intern, slow)
     failed_action = c.failed_action
     vector_of = _bulk_vectors(intern)
@@ -1036,7 +1037,7 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
         keyed = zip(map(start.__getitem__, pool), pool, strict=True)
         weaker.extend(i for _, i in heapq.nsmallest(WEAKER_SHOWN - len(weaker), keyed))
 
-    scored: dict[Features, tuple[float, list[tuple[str, float]]]] = {}  # per distinct vector
+    scored: dict[Features, tuple[float, list[tuple[str, float]]]] = {}  # score and contributions per vector
 
     def suspect(i: int) -> SpanSuspect:
         simple = i not in slow and et[i] in CANDIDATE_TYPES
@@ -1044,7 +1045,7 @@ def _suspect_list(ts: TraceSpans, rules: Rules, tree: Tree, facts: ColumnFacts, 
         x = dict(key)
         got = scored.get(key)
         if got is None:
-            got = scored[key] = (model.score(x), model.contributions(x))
+            got = scored[key] = (score_of[key], model.contributions(x))
         return _suspect(ts, i, x, span_hits_of(c, i, simple) + extra.get(i, []), model, got)
 
     # the records the reported spans' signals read, in one pass: only those whose hits come from the functions

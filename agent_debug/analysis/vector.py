@@ -146,8 +146,9 @@ def decider_array(np: Any, up: Any, order: list[int], is_llm: list[bool], start:
 @dataclass
 class RunArrays:
     """What the array passes of one run share: the parent and decider of every span (-1: none), which spans are
-    model calls, and the tool calls and retrievals each model call decided (`tool_items`, grouped by decider in
-    ascending order, each group in start order; `tool_keys`: the decider of each)."""
+    model calls, and, once `actions_of` has grouped them, the tool calls and retrievals each model call decided
+    (`tool_items`, grouped by decider in ascending order, each group in start order; `tool_keys`: the decider of
+    each)."""
 
     np: Any
     up: Any
@@ -248,8 +249,9 @@ def call_results(ra: RunArrays, calls: list[int], df: list[int], ol: list[int], 
     p = ra.up[k]
     pc = np.where(p >= 0, p, 0)
     step = (p >= 0) & (ra.dec[pc] == k) & ~ra.llm[pc] & ((dfa[pc] & out_f) != 0)
-    items = ra.tool_items if ra.tool_items is not None else np.zeros(0, dtype=np.int64)
-    keys = ra.tool_keys if ra.tool_keys is not None else np.zeros(0, dtype=np.int64)
+    items, keys = ra.tool_items, ra.tool_keys
+    if items is None or keys is None:
+        raise ValueError("call_results reads the tool calls actions_of groups: call actions_of first")
     lo = np.searchsorted(keys, k, "left")
     hi = np.searchsorted(keys, k, "right")
     count = hi - lo

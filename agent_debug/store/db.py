@@ -168,6 +168,8 @@ PAGE_SIZE = 65536
 # hundreds of MB. Truncated back to this after a checkpoint.
 WAL_SIZE_LIMIT = 64 << 20
 
+BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's lock
+
 
 def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> sqlite3.Connection:
     """Open (creating if asked) the store and run pending migrations. Raises StoreError on a bad file.
@@ -207,9 +209,6 @@ def connect(path: str | os.PathLike[str] | None = None, *, create: bool = True) 
             db.close()
         raise StoreError(f"cannot open store {p}: {exc}") from None
     return db
-
-
-BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's lock
 
 
 def to_wal(db: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
@@ -260,7 +259,7 @@ def connect_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
                          "the folder is read-only (open it once where it can be written)")
     try:
         db = sqlite3.connect(f"file:{quote(str(p.resolve()))}?{params}", uri=True, isolation_level=None,
-                             timeout=30)
+                             timeout=BUSY_TIMEOUT)
         names = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open store {p} read-only: {exc}") from None
