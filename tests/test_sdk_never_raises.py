@@ -171,6 +171,20 @@ def test_a_cycle_or_too_deep_a_payload_keeps_the_span(host: Path) -> None:
     assert level == "[too deep]" and 100 < depth < 128  # cut by the SDK, below the readers' limit: read back as written
 
 
+def test_a_lone_surrogate_in_a_name_or_payload_keeps_the_span(host: Path) -> None:
+    """No UTF-8 exists for a lone surrogate (orjson refuses the string): it is written as its escape, counted."""
+    before = _errors()
+    with ad.run("wf"):
+        with ad.span("bad\ud800name", event_type="TOOL_CALL") as s:
+            s.set_payload({"text": "a\udfffb", "fine": 1})
+        with ad.span("after"):
+            pass
+    assert _errors() == before + 1
+    recs = _records(host)
+    assert recs["bad\\ud800name"]["payload"] == {"text": "a\\udfffb", "fine": 1}
+    assert recs["bad\\ud800name"]["event_type"] == "TOOL_CALL" and "after" in recs
+
+
 def test_span_methods_given_bad_values_count_and_go_on(host: Path) -> None:
     before = _errors()
     with ad.run("wf", attributes=5) as run:  # type: ignore[arg-type]

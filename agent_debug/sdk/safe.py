@@ -2,9 +2,9 @@
 
 The hot path calls `orjson.dumps(rec)` itself; only when that fails does it come here. Values JSON has no type
 for become strings (`str()`, or a placeholder when `str()` itself fails), keys that are not strings become
-strings, integers beyond 64 bits become their digits, and cycles or nesting too deep for the format become
-placeholders. The record is always written; a fault (something replaced by a placeholder) is returned so the
-caller can count it.
+strings, integers beyond 64 bits become their digits, lone surrogates their escapes, and cycles or nesting too
+deep for the format become placeholders. The record is always written; a fault (something replaced by a
+placeholder) is returned so the caller can count it.
 """
 
 from __future__ import annotations
@@ -57,10 +57,24 @@ def dumps_record(rec: dict[str, Any]) -> tuple[bytes, Exception | None]:
         return _skeleton(rec, exc), exc
 
 
+def _text(value: str, strings: _Strings) -> str:
+    """The string, or when it holds a lone surrogate (no UTF-8 for it: orjson refuses it), the string with each
+    surrogate written as its escape (`\\ud800`), noted as a fault."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        strings.fault = strings.fault or "a string with a lone surrogate (written as its escape)"
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _plain(value: Any, depth: int, seen: set[int], strings: _Strings) -> Any:
-    """A copy orjson can write: big integers as strings, keys as strings, cycles and depth cut."""
+    """A copy orjson can write: big integers as strings, keys as strings, lone surrogates escaped, cycles and depth
+    cut."""
     t = type(value)
-    if t is str or t is float or t is bool or value is None:
+    if t is str:
+        return _text(value, strings)
+    if t is float or t is bool or value is None:
         return value
     if t is int:
         return value if -(2**63) <= value < 2**64 else str(value)
@@ -74,7 +88,7 @@ def _plain(value: Any, depth: int, seen: set[int], strings: _Strings) -> Any:
         seen.add(id(value))
         try:
             if isinstance(value, dict):
-                return {(k if type(k) is str else strings(k)): _plain(v, depth + 1, seen, strings)
+                return {_text(k if type(k) is str else strings(k), strings): _plain(v, depth + 1, seen, strings)
                         for k, v in value.items()}
             return [_plain(v, depth + 1, seen, strings) for v in value]
         finally:
@@ -91,6 +105,7 @@ def _skeleton(rec: dict[str, Any], exc: Exception) -> bytes:
     for key in _ENVELOPE:
         if key in rec:
             v = rec[key]
-            out[key] = v if type(v) in (str, int, float, bool) or v is None else strings(v)
+            out[key] = v if type(v) in (int, float, bool) or v is None else _text(v if type(v) is str else strings(v),
+                                                                                  strings)
     out["attributes"] = {"sdk.serialization_error": f"{type(exc).__name__}: {strings(exc)}"}
     return orjson.dumps(out, default=strings)
