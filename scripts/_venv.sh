@@ -21,7 +21,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 EXTRA="${1:-}"
 STAMP="$VENV/.installed-${EXTRA:-base}"
-if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+# reinstalled when the project's metadata or the compiled span core's source changed (hatch_build.py compiles it)
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$ROOT/agent_debug/sdk/_cspan.c" -nt "$STAMP" ] \
+   || [ "$ROOT/hatch_build.py" -nt "$STAMP" ]; then
   echo "installing agent-debug${EXTRA:+[$EXTRA]} into $VENV" >&2
   if [ -n "$EXTRA" ]; then
     "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$EXTRA]" >&2

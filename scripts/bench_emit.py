@@ -33,6 +33,9 @@ Misses are reported (the script still exits 0). The last line is always
 
     emit_us agent-debug=X otel=Y loguru=Z tight_ad=A tight_otel=B writer_us=W kill_lost_ms=K
 
+agent-debug runs its compiled span core when the install built it (hatch_build.py; the first line printed says
+which); `AGENT_DEBUG_PURE_PYTHON=1` measures the Python path instead.
+
 Run:  .venv/bin/python scripts/bench_emit.py [--spans N] [--loguru-spans N] [--tight-spans N] [--quick]
       [--breakdown] [--continuous]
 (`--breakdown` also prints a per-step micro-benchmark of agent-debug's hot path; `--continuous` runs the
@@ -580,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
         f"bench_emit: python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
         f"span = {len(ATTRIBUTES)} attributes + {PAYLOAD_JSON_BYTES}-byte payload"
     )
+    from agent_debug.sdk import tracer
+
+    print("agent-debug's span core: " + ("compiled (agent_debug/sdk/_cspan.c)" if tracer.COMPILED else
+          "pure Python (the compiled core is not built, or AGENT_DEBUG_PURE_PYTHON is set)"))
 
     # optional contenders
     otel: OTel | None = None

@@ -8,6 +8,13 @@ serializes and enqueues an ok child without `_exit`/`_emit`/`runtime.emit`/`Writ
 (roots, errors, retries, spans outside a run) go through those methods. tests/test_sdk_paths.py emits spans
 through every path and compares their bytes with the documented format, and checks that both enqueues drop
 alike, so a change to one copy that misses the other fails there.
+
+That hot path is also compiled: `agent_debug/sdk/_cspan.c` (built by the install when a C compiler is there; see
+hatch_build.py) holds a span's fields and does `span()`, `__enter__`, `set_payload` and `__exit__` of an ok
+child in C, writing the record's bytes itself (the envelope directly, payload and attributes by orjson), the
+same bytes as here. It is the base class of `Span` when built; the Python methods below stay as its
+specification and the fallback (`AGENT_DEBUG_PURE_PYTHON=1` selects them). tests/test_cspan.py checks the two
+write the same bytes for generated spans and runs the SDK's tests without the compiled core.
 """
 
 from __future__ import annotations
@@ -84,20 +91,9 @@ def _flatten(prefix: str, value: dict[str, Any], out: dict[str, Any]) -> None:
             out[key] = v
 
 
-class Span:
-    """One step of a run: a context manager (`with` / `async with`) and a decorator (sync and async).
-
-    Created by `span(...)`, `run(...)` or the helpers. The caller's cost is kept to a few microseconds: the
-    record is built and serialized once, at exit, and handed to the writer's buffer. All methods are safe to
-    call after the span ended (they are then ignored)."""
-
-    # set when the span starts (`_start`, `__enter__`) and ends
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    timestamp: float
-    _t0: int
-    duration_ns: int
+class _PySpanFields:
+    """A span's fields: the base of `Span` when the compiled `_cspan.SpanCore` (the same fields, and the hot path in
+    C) is not built or `AGENT_DEBUG_PURE_PYTHON` is set."""
 
     __slots__ = (
         "trace_id",
@@ -119,6 +115,42 @@ class Span:
         "duration_ns",
         "_retry",
     )
+
+
+def _core() -> type:
+    if not os.environ.get("AGENT_DEBUG_PURE_PYTHON"):
+        try:
+            from agent_debug.sdk._cspan import SpanCore
+
+            return SpanCore
+        except ImportError:  # not built (no C compiler at install): the Python methods below do the same
+            pass
+    return _PySpanFields
+
+
+if TYPE_CHECKING:
+    _SpanBase = _PySpanFields
+else:
+    _SpanBase = _core()
+COMPILED = _SpanBase is not _PySpanFields  # the hot path is `_cspan.SpanCore`'s
+
+
+class Span(_SpanBase):
+    """One step of a run: a context manager (`with` / `async with`) and a decorator (sync and async).
+
+    Created by `span(...)`, `run(...)` or the helpers. The caller's cost is kept to a few microseconds: the
+    record is built and serialized once, at exit, and handed to the writer's buffer. All methods are safe to
+    call after the span ended (they are then ignored)."""
+
+    # set when the span starts (`_start`, `__enter__`) and ends
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    timestamp: float
+    _t0: int
+    duration_ns: int
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -192,11 +224,12 @@ class Span:
         # the hot path of _exit/end/_emit/_record and runtime.emit, inlined: an ok child span
         self.duration_ns = dur = _perf_ns() - self._t0
         self._ended = True
-        try:
-            _CURRENT.reset(self._token)  # type: ignore[arg-type]  # set by __enter__: this path is for entered spans
-        except ValueError:  # exited in another context than it was entered in
-            pass
-        self._token = None
+        if self._token is not None:
+            try:
+                _CURRENT.reset(self._token)
+            except ValueError:  # exited in another context than it was entered in
+                pass
+            self._token = None
         try:
             trace_id = self.trace_id
             rec: dict[str, Any] = {
@@ -441,6 +474,7 @@ _time = time.time
 _perf_ns = time.perf_counter_ns
 
 
+
 class Run:
     """The run envelope and its root span. Created before any model call by `run(...)`."""
 
@@ -569,13 +603,10 @@ def span(
     s.name = name
     s.agent_name = agent
     s.event_type = event_type
-    if attributes:
-        try:
-            s.attributes = dict(attributes)
-        except Exception:  # not a mapping
-            s.attributes = _copy_attributes(attributes)
-    else:
-        s.attributes = {}
+    try:
+        s.attributes = dict(attributes) if attributes else {}
+    except Exception:  # not a mapping
+        s.attributes = _copy_attributes(attributes)
     s.payload = None
     s.status = "ok"
     s.error = None
@@ -715,3 +746,16 @@ def llm_span(model: str, *, agent: str | None = None, name: str | None = None, b
 
 def tool_span(tool: str, *, agent: str | None = None, name: str | None = None) -> Span:
     return span(name or f"tool:{tool}", agent=agent, event_type="TOOL_CALL", attributes={"tool.name": tool})
+
+
+if COMPILED:
+    # the compiled base does what Span's Python __enter__, __exit__ and set_payload do (they stay as the
+    # specification and the fallback; tests/test_sdk_paths.py runs every path both ways and compares the bytes)
+    del Span.__enter__, Span.__exit__, Span.set_payload
+    from agent_debug.sdk import _cspan
+
+    _cspan.bind(current=_CURRENT, id_pool=_id_pool, new_span_id=_new_span_id, perf_ns=_perf_ns, time=_time,
+                dumps=_dumps, dumps_record=dumps_record, runtime=runtime, format_version=FORMAT_VERSION,
+                sleep=_yield, yield_mask=YIELD_MASK, wake_at=_WAKE_AT, span_type=Span,
+                copy_attributes=_copy_attributes)
+    span = _cspan.span  # noqa: F811  # the same as the Python `span` above, compiled
