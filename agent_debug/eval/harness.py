@@ -37,6 +37,7 @@ from agent_debug.errors import CouldNotRun, TraceNotFound
 from agent_debug.eval.cases import Case, CaseFile
 from agent_debug.eval.judge import JudgeScore
 from agent_debug.eval.multirun import SimulatedRun, pass_at_k, pass_pow_k, simulate
+from agent_debug.replay.trust import REMEDY, refusal
 from agent_debug.store.query import TraceFilter
 
 if TYPE_CHECKING:
@@ -249,6 +250,10 @@ def _simulated(case: Case, path: Path, source: _LazySource, n: int,
         inp = inp if inp is not None else recorded_input
     if entrypoint is None:
         return _CaseRuns(case, path, "simulated", [], problem or "no entrypoint to run")
+    if case.entrypoint is None and (why_not := refusal(entrypoint)) is not None:
+        # taken from a recorded run, i.e. from data: only the project's own code runs (see replay/trust.py)
+        return _CaseRuns(case, path, "simulated", [],
+                         f"refusing to run the recorded entrypoint {entrypoint!r}: {why_not}; {REMEDY}")
     progress = (lambda i, total: on_run(case.name, i, total)) if on_run else None
     sims = simulate(entrypoint, inp, n, workflow=case.workflow, on_run=progress)
     runs = [_from_sim(s) for s in sims]

@@ -31,6 +31,7 @@ from agent_debug.errors import PacketError, ReplayMiss, UsageError
 from agent_debug.replay import matchers
 from agent_debug.replay.matchers import Fallback, Mode
 from agent_debug.replay.packet import load_packet
+from agent_debug.replay.trust import REMEDY, refusal
 from agent_debug.sdk import runtime
 from agent_debug.sdk.intercept import replaying
 
@@ -265,6 +266,10 @@ def replay_packet(path: str | Path, *, mode: str = "strict", fallback: str = "er
                           "with an input to re-run")
     if runnable:
         assert isinstance(entrypoint, str)  # the packet's model checks it (`module:function`)
+        why_not = refusal(entrypoint)
+        if why_not is not None:  # the packet chose it: only the project's own code runs (see trust.py)
+            raise PacketError(f"refusing to run entrypoint {entrypoint!r} named by packet {path}: {why_not}; "
+                              f"{REMEDY}")
         player = Player(calls, m, fb, injections)
         with runtime.collect(silent=True) as raw, no_network(), replaying(player):
             try:
