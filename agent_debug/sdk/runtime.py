@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -235,10 +236,13 @@ def shutdown(timeout: float = 10.0) -> dict[str, Any]:
 
 
 def stats() -> dict[str, Any]:
-    """Counters: emitted, written, dropped, sampled_out, redacted, internal_errors, ..."""
+    """Counters: emitted, written, dropped, sampled_out, redacted, internal_errors, ...; and `span_core`: whether
+    spans run the compiled hot path ("compiled") or the Python one ("python": not built, or turned off)."""
     w = _writer
-    base = w.stats.as_dict() if w is not None else {"emitted": 0, "written": 0, "dropped": 0}
+    base: dict[str, Any] = w.stats.as_dict() if w is not None else {"emitted": 0, "written": 0, "dropped": 0}
     base["internal_errors"] = base.get("internal_errors", 0) + _internal_errors
+    tracer = sys.modules.get("agent_debug.sdk.tracer")  # imports this module: looked up, not imported
+    base["span_core"] = "compiled" if getattr(tracer, "COMPILED", False) else "python"
     return base
 
 
