@@ -164,3 +164,18 @@ def run_failed(root: dict[str, Any]) -> bool:
         return True
     attrs = root.get("attributes") or {}
     return attrs.get("outcome.passed") is False
+
+
+_NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def file_stem(trace_id: str, limit: int = 96) -> str:
+    """A file name stem for a trace id. Trace ids are data (whoever wrote the file chose them: `../../x`, `/etc/y`),
+    so a packet or report named after one keeps only letters, digits, `-`, `_` and inner dots; an id that needed
+    anything changed (or cut to `limit`) gets 12 hex digits of its hash, so two ids never share a name."""
+    kept = "".join(c if c in _NAME_SAFE else "_" for c in trace_id[:limit]).lstrip(".") or "_"
+    if kept == trace_id:
+        return kept
+    import hashlib
+
+    return f"{kept}-{hashlib.sha256(trace_id.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"

@@ -1,9 +1,10 @@
-"""A recorded entrypoint is data: replay and eval run it only when it is the project's own code.
+"""What a trace or packet says is data: a recorded entrypoint runs only when it is the project's own code, and a
+trace id names a file only once made safe.
 
 A hostile packet or trace names `os:system` (or any installed function) with a shell command as its input; the
 commands refuse with one line and a distinct exit code, and nothing runs. The project's own module (under the
 current directory or PYTHONPATH) and the demo's workflow still run, and AGENT_DEBUG_TRUSTED_PATHS trusts a
-directory explicitly.
+directory explicitly. A packet named after a trace id like `../../x` or `/tmp/y` stays in its folder.
 """
 
 from __future__ import annotations
@@ -124,3 +125,40 @@ def test_eval_refuses_a_recorded_entrypoint_it_does_not_trust(tmp_path: Path) ->
     assert r.returncode != 0 and not marker.exists(), r.stdout + r.stderr
     case = json.loads(r.stdout)["cases"][0]
     assert case["runs"] == [] and "refusing to run the recorded entrypoint 'os:system'" in json.dumps(case)
+
+
+# -- file names from trace ids ------------------------------------------------------------------------------------
+
+def _hostile_trace(path: Path, trace_id: str) -> Path:
+    root = {"trace_id": trace_id, "span_id": "a1", "parent_id": None, "agent_name": "a", "event_type": "AGENT",
+            "timestamp": 1.7e9, "duration_ns": 10, "name": "wf", "format_version": 1, "status": "error",
+            "error": {"type": "X", "message": "m"}, "run_id": "r", "workflow": "wf", "actor": "x"}
+    child = dict(root, span_id="a2", parent_id="a1", event_type="LLM_CALL", name="llm", status="ok")
+    del child["error"], child["run_id"], child["workflow"], child["actor"]
+    path.write_bytes(orjson.dumps(root) + b"\n" + orjson.dumps(child) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize("trace_id", ["../../../escaped", "/tmp/absolute-escape", "..", "a/b\\c:d*e"])
+def test_a_packet_named_after_a_hostile_trace_id_stays_in_its_folder(tmp_path: Path, trace_id: str) -> None:
+    work = tmp_path / "a" / "b" / "c" / "work"
+    work.mkdir(parents=True)
+    trace = _hostile_trace(work / "t.jsonl", trace_id)
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    r = cli(work, "packet", trace_id, "--from", str(trace), "--json")
+    assert r.returncode == 0, r.stderr
+    written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
+    packets = [p for p in written if p.suffix == ".json"]
+    assert len(packets) == 1 and packets[0].parent.parent == work / "packets", packets
+    assert orjson.loads(packets[0].read_bytes())["trace_id"] == trace_id  # the id itself is kept, in the file
+    assert not Path("/tmp/absolute-escape.json").exists()
+
+
+def test_file_stems_keep_plain_ids_and_tell_apart_the_ones_they_change() -> None:
+    from agent_debug.model import file_stem
+
+    assert file_stem("4bf92f3577b34da6a3ce929d0e0e4736") == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert file_stem("01207075-a32a-48ed-a699-a41885f3f0b3") == "01207075-a32a-48ed-a699-a41885f3f0b3"
+    a, b = file_stem("../x"), file_stem("__/x")
+    assert "/" not in a and not a.startswith(".") and a != b and a != file_stem("../y")
+    assert len(file_stem("z" * 1000)) < 120

@@ -17,12 +17,13 @@ from agent_debug.cli.common import (
     print_json,
     warn,
 )
+from agent_debug.model import file_stem
 
 DEFAULT_LIMIT = 50
 
 
 def default_output(trace_ids: list[str]) -> Path:
-    name = f"agent-debug-report-{trace_ids[0][:12]}"
+    name = f"agent-debug-report-{file_stem(trace_ids[0][:12])}"
     if len(trace_ids) > 1:
         name += f"-and-{len(trace_ids) - 1}-more"
     return Path(name + ".html")

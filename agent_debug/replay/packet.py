@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent_debug.columns import TraceSpans, summarize
 from agent_debug.errors import OutputError, PacketError
-from agent_debug.model import check_record
+from agent_debug.model import check_record, file_stem
 from agent_debug.sdk.redact import Redactor
 
 PACKET_VERSION = 1
@@ -175,7 +175,7 @@ def sanitize(packet: dict[str, Any], redactor: Redactor | None = None) -> dict[s
 
 def default_path(packet: dict[str, Any], directory: str | os.PathLike[str] = "packets") -> Path:
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    return Path(directory) / day / f"{packet['trace_id']}.json"
+    return Path(directory) / day / f"{file_stem(str(packet['trace_id']))}.json"
 
 
 def write_packet(packet: dict[str, Any], directory: str | os.PathLike[str] = "packets",
