@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -90,11 +91,40 @@ def inputs(db: str | None, from_: list[Path] | None, format: str | None = None,
     return Inputs(db_path(db), from_, format, verdicts)
 
 
+# Characters a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1 (0x9b is CSI on some
+# terminals), and the bidirectional overrides that reorder what is shown. Trace data is written by others: an
+# agent's or a span's name holding ESC ] 52 sets the reader's clipboard, ESC [ 2 J clears the screen.
+_TERMINAL_CONTROLS: re.Pattern[str] | None = None
+
+
+def _controls() -> re.Pattern[str]:
+    global _TERMINAL_CONTROLS
+    if _TERMINAL_CONTROLS is None:
+        _TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+    return _TERMINAL_CONTROLS
+
+
+def visible(text: str) -> str:
+    """`text` with every terminal control written as its escape (`\\x1b`), so it is shown, never acted on."""
+    controls = _controls()
+    if controls.search(text) is None:
+        return text
+    return controls.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+def inert(text: str) -> str:
+    """`text` without terminal controls (what is left of a sequence, `[2J`, shows as text). For rendered tables and
+    panels: rich measured the text without them (a control takes no cell), so dropping them keeps the layout; the
+    `--json` output keeps them (escaped) for whoever needs the exact bytes."""
+    controls = _controls()
+    return text if controls.search(text) is None else controls.sub("", text)
+
+
 def warn(notices: Iterable[str]) -> None:
     """Every notice (records rejected, files cut, ...) as one `warning:` line on stderr, in both output modes:
     evidence that was left out must never be silent."""
     for note in notices:
-        sys.stderr.write(f"warning: {' '.join(str(note).splitlines())}\n")
+        sys.stderr.write(f"warning: {visible(' '.join(str(note).splitlines()))}\n")
     sys.stderr.flush()
 
 
@@ -126,17 +156,39 @@ def _default(obj: Any) -> Any:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, a distinct exit code, no traceback."""
-    sys.stderr.write(f"Error: {' '.join(message.splitlines())}\n")
+    sys.stderr.write(f"Error: {visible(' '.join(message.splitlines()))}\n")
     raise typer.Exit(code)
+
+
+def _showing_controls(console: Console) -> Console:
+    """Every renderable this console prints has its text passed through `inert`: rich's own styling and cursor
+    moves are separate segments and stay as they are."""
+    from rich.console import RenderHook
+    from rich.segment import Segment
+
+    class Visible:
+        def __init__(self, renderable: Any) -> None:
+            self.renderable = renderable
+
+        def __rich_console__(self, console: Any, options: Any) -> Any:
+            for seg in console.render(self.renderable, options):
+                yield seg if seg.control else Segment(inert(seg.text), seg.style)
+
+    class Hook(RenderHook):
+        def process_renderables(self, renderables: list[Any]) -> list[Any]:
+            return [Visible(r) for r in renderables]
+
+    console.push_render_hook(Hook())
+    return console
 
 
 def stderr_console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return _showing_controls(Console(stderr=True))
 
 
 def stdout_console() -> Console:
     from rich.console import Console
 
-    return Console()
+    return _showing_controls(Console())

@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperGroup
 
-from agent_debug.cli.common import DbOption, FromOption, JsonOption, db_path, fail, print_result, stdout_console, warn
+from agent_debug.cli.common import (
+    DbOption,
+    FromOption,
+    JsonOption,
+    db_path,
+    fail,
+    print_result,
+    stdout_console,
+    visible,
+    warn,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -138,7 +148,7 @@ def evaluate(
     if result.exit_code == 3 and incomplete:
         c = incomplete[0]
         more = f" (and {len(incomplete) - 1} more)" if len(incomplete) > 1 else ""
-        sys.stderr.write(f"Error: case {c.name!r} could not be evaluated: {c.reason}{more}\n")
+        sys.stderr.write(f"Error: {visible(f'case {c.name!r} could not be evaluated: {c.reason}{more}')}\n")
     raise typer.Exit(result.exit_code)
 
 

@@ -152,8 +152,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 
 def one_line(message: str) -> str:
-    """An error message as one line: messages quoting a file's content or a parser's report may hold newlines."""
-    return " ".join(message.split("\n")).strip()
+    """An error message as one line: messages quoting a file's content or a parser's report may hold newlines, and
+    ones quoting a trace's data terminal controls (shown as escapes, never acted on)."""
+    from agent_debug.cli.common import visible
+
+    return visible(" ".join(message.split("\n")).strip())
 
 
 def _usage_error(exc: ClickException) -> tuple[str, int]:
@@ -190,7 +193,7 @@ def main() -> None:
     except BrokenPipeError:
         sys.exit(0)
     except OSError as exc:  # the file system refused something no command checks for itself: still one line
-        sys.stderr.write(f"Error: {_os_error(exc)}\n")
+        sys.stderr.write(f"Error: {one_line(_os_error(exc))}\n")
         sys.exit(3)
     except Exception as exc:
         sqlite3 = sys.modules.get("sqlite3")  # not imported at start: a command that met SQLite has loaded it
