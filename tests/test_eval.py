@@ -414,6 +414,19 @@ def test_json_has_every_key_and_junit_has_the_failures(tmp_path: Path) -> None:
     assert failure is not None and failure.get("message") == "topology: missing edges orchestrator->verifier"
 
 
+def test_junit_stays_valid_xml_whatever_the_trace_holds(tmp_path: Path) -> None:
+    """A trace id is data: with characters XML cannot hold, they are written as escapes, not as a broken file."""
+    records = [orjson.loads(line) for line in FAULTY.read_bytes().splitlines() if line.strip()]
+    hostile = "run\x00\x1b[2J\x07\x0b"
+    for r in records:
+        r["trace_id"] = hostile
+    (tmp_path / "t.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    r = cli(tmp_path, "eval", str(CASES), "--from", "t.jsonl", "--junit", "j.xml")
+    assert r.returncode == 1, r.stderr
+    [tc] = ET.parse(tmp_path / "j.xml").getroot().iter("testcase")
+    assert tc.get("name") == "run\\x00\\x1b[2J\\x07\\x0b"
+
+
 def test_junit_marks_unscored_skipped_and_no_runs_error(tmp_path: Path) -> None:
     judge = FakeJudge({"Answer": None})
     res = evaluate_toml(tmp_path, BASE + 'judge = true\n[[case]]\nname = "d"\nworkflow = "other"\n', run_records(),

@@ -7,6 +7,7 @@ fail, so a failing verdict there is a passing testcase. A case with no runs is o
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -27,8 +28,22 @@ def to_junit(result: EvalResult) -> ET.ElementTree:
     return ET.ElementTree(suites)
 
 
+# what XML 1.0 cannot hold at all (C0 controls but tab, newline and return; lone surrogates; U+FFFE, U+FFFF): trace
+# ids, run errors and reasons are data, and one such character makes the whole report unreadable to a CI system
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return text if _NOT_XML.search(text) is None else _NOT_XML.sub(lambda m: f"\\x{ord(m[0]):02x}"
+                                                                   if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
+                                                                   text)
+
+
 def write_junit(result: EvalResult, path: Path) -> Path:
     tree = to_junit(result)
+    for el in tree.iter():
+        el.text = None if el.text is None else _xml_text(el.text)
+        el.attrib = {k: _xml_text(v) for k, v in el.attrib.items()}
     ET.indent(tree)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
