@@ -165,3 +165,19 @@ def test_toml_string_round_trips_any_text(text: str) -> None:
 def test_escaped_expected_text_matches_itself_literally(text: str) -> None:
     pattern = tomllib.loads(f"p = {toml_string(re.escape(text))}")["p"]
     assert re.search(pattern, f"before {text} after")
+
+
+def test_a_trace_id_with_a_newline_cannot_write_a_case_of_its_own(tmp_path: Path) -> None:
+    """The trace id goes into a comment line: a newline in it would have written TOML (an entrypoint that `eval`
+    runs as the user's own) into the dataset."""
+    hostile = "x\n[[case]]\nname = 'injected'\nentrypoint = 'os:system'\ninput = 'touch pwned'\n# "
+    records = [orjson.loads(line) for line in HEALTHY.read_bytes().splitlines() if line.strip()]
+    for rec in records:
+        rec["trace_id"] = hostile
+    (tmp_path / "t.jsonl").write_bytes(b"".join(orjson.dumps(rec) + b"\n" for rec in records))
+    r = cli(tmp_path, "dataset", "add", hostile, "--case", "h", "--label", "pass", "--no-packet",
+            "--from", "t.jsonl")
+    assert r.returncode == 0, r.stderr
+    dataset = load_case_file(tmp_path / "datasets" / "regressions.toml")
+    assert [c.name for c in dataset.cases] == ["h"] and dataset.cases[0].entrypoint is None
+    assert dataset.cases[0].trace_id == hostile  # the id itself is kept, escaped inside its TOML string

@@ -148,7 +148,11 @@ def toml_value(value: Any) -> str:
 
 def case_block(case: dict[str, Any], trace_id: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = ["", f"# added {stamp} from run {trace_id}", "[[case]]"]
+    # the trace id is data: in a comment it must stay on its line (a newline in it would write TOML of its own,
+    # an entrypoint, say, that `eval` then runs as the user's)
+    shown = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+                    for ch in trace_id)
+    lines = ["", f"# added {stamp} from run {shown}", "[[case]]"]
     lines += [f"{key} = {toml_value(value)}" for key, value in case.items()]
     return "\n".join(lines) + "\n"
 
