@@ -75,3 +75,45 @@ def _walk(doc: object) -> list[dict[str, object]]:
         for v in doc:
             out.extend(_walk(v))
     return out
+
+
+def test_json_on_a_terminal_escapes_what_orjson_leaves_raw() -> None:
+    from agent_debug.cli.common import json_inert
+
+    doc = {"name": EVIL + "\u2066x\u2069 caf\u00e9 \u2013 \u2026", "n": 1}
+    raw = orjson.dumps(doc)
+    inert = json_inert(raw)
+    assert orjson.loads(inert) == doc  # the same document
+    assert CONTROLS.search(inert.decode()) is None
+    assert "café – …".encode() in inert  # other non-ASCII text stays as it was
+    assert json_inert(b'{"plain": "text"}') == b'{"plain": "text"}'
+
+
+def test_json_on_a_terminal_is_inert(trace: Path) -> None:
+    """`--json` printed to a terminal (a pty here): no control from the trace is written raw."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, secondary = pty.openpty()
+    env = dict(os.environ, COLUMNS="200")
+    env.pop("PYTEST_CURRENT_TEST", None)
+    command = [sys.executable, "-m", "agent_debug.cli.main", "tree", "t1", "--from", str(trace), "--json"]
+    proc = subprocess.Popen(command, stdout=secondary, stderr=subprocess.PIPE, cwd=trace.parent, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the other side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(main)
+    out = b"".join(chunks).decode().replace("\r\n", "\n")
+    assert proc.returncode == 0
+    assert CONTROLS.search(out) is None, repr(out[:500])
+    assert EVIL in {n["name"] for n in _walk(orjson.loads(out))}

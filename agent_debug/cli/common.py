@@ -50,11 +50,26 @@ def db_path(db: str | None) -> str:
     return env if env else str(Path(".agent-debug") / "traces.db")
 
 
+# What orjson writes raw and a terminal may act on: DEL, the C1 controls (U+009B is CSI to some terminals) and the
+# bidirectional overrides (it escapes everything below 0x20 itself). Their UTF-8 bytes occur only inside strings
+# (JSON's own syntax is ASCII), so writing them as \\u escapes leaves the document's meaning unchanged.
+_JSON_CONTROLS = re.compile(rb"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]")
+
+
+def json_inert(data: bytes) -> bytes:
+    """`data` (JSON) with DEL, C1 controls and bidirectional overrides inside its strings written as \\u escapes."""
+    if _JSON_CONTROLS.search(data) is None:
+        return data
+    return _JSON_CONTROLS.sub(lambda m: b"\\u%04x" % ord(m[0].decode()), data)
+
+
 def print_json(obj: Any) -> None:
     try:
         data = orjson.dumps(obj, default=_default, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:  # nesting orjson does not write (over 254 levels): the stdlib can
-        data = _stdlib_dumps(obj)
+        data = _stdlib_dumps(obj)  # ASCII: every control is escaped already
+    if sys.stdout.isatty():  # read on a terminal: trace data must not act on it (a pipe or a file pays nothing)
+        data = json_inert(data)
     sys.stdout.buffer.write(data + b"\n")
     sys.stdout.flush()
 
