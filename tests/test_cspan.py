@@ -185,3 +185,37 @@ def test_the_sdk_tests_pass_with_the_core_switched_off(tmp_path: Path) -> None:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+FALLBACK = """
+import sys
+import agent_debug.sdk._cspan as c
+assert "agent_debug.sdk.tracer" not in sys.modules
+if sys.argv[1] == "abi":
+    c.ABI = 99  # a module built from another version of _cspan.c
+else:
+    def bind(**kwargs):
+        raise TypeError("bind() got an unexpected keyword argument")
+    c.bind = bind  # a module that refuses what tracer.py hands it
+import orjson
+import agent_debug as ad
+from agent_debug.sdk import runtime, tracer
+assert not tracer.COMPILED and ad.stats()["span_core"] == "python"
+ad.configure(sys.argv[2], raise_internal_errors=False)
+with runtime.collect(silent=True) as records, ad.run("wf"):
+    with ad.span("child", attributes={"a": 1}) as s:
+        s.set_payload({"p": 2})
+rec = orjson.loads(records[0])
+assert (rec["name"], rec["payload"], rec["attributes"]) == ("child", {"p": 2}, {"a": 1}), rec
+print("python path", ad.stats()["internal_errors"])
+"""
+
+
+@needs_core
+@pytest.mark.parametrize("how", ["abi", "bind"])
+def test_a_core_that_does_not_fit_leaves_the_python_path(tmp_path: Path, how: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "AGENT_DEBUG_PURE_PYTHON")}
+    proc = subprocess.run([sys.executable, "-c", FALLBACK, how, str(tmp_path / "logs")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == f"python path {1 if how == 'bind' else 0}"  # a refused bind is counted

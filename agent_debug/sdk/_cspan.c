@@ -852,6 +852,12 @@ PyMODINIT_FUNC PyInit__cspan(void) {
     PyObject *m = PyModule_Create(&cspan_module);
     if (m == NULL)
         return NULL;
+    /* what tracer.py expects of this module (bind's arguments, the fields): a module built from another version
+       of this file is not used (tracer.py runs the Python path), rather than failing at import or mid-span */
+    if (PyModule_AddIntConstant(m, "ABI", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&SpanCore_Type);
     if (PyModule_AddObject(m, "SpanCore", (PyObject *)&SpanCore_Type) < 0) {
         Py_DECREF(&SpanCore_Type);

@@ -4,6 +4,8 @@ from contextvars import ContextVar
 from types import ModuleType, TracebackType
 from typing import Any
 
+ABI: int
+
 class SpanCore:
     def __enter__(self) -> Any: ...
     def __exit__(

@@ -117,12 +117,16 @@ class _PySpanFields:
     )
 
 
+_CSPAN_ABI = 1  # the _cspan.c this file is written for (its module's ABI constant)
+
+
 def _core() -> type:
     if not os.environ.get("AGENT_DEBUG_PURE_PYTHON"):
         try:
-            from agent_debug.sdk._cspan import SpanCore
+            from agent_debug.sdk import _cspan
 
-            return SpanCore
+            if _cspan.ABI == _CSPAN_ABI:  # else built from another version of _cspan.c: not used
+                return _cspan.SpanCore
         except ImportError:  # not built (no C compiler at install): the Python methods below do the same
             pass
     return _PySpanFields
@@ -748,14 +752,28 @@ def tool_span(tool: str, *, agent: str | None = None, name: str | None = None) -
     return span(name or f"tool:{tool}", agent=agent, event_type="TOOL_CALL", attributes={"tool.name": tool})
 
 
-if COMPILED:
-    # the compiled base does what Span's Python __enter__, __exit__ and set_payload do (they stay as the
-    # specification and the fallback; tests/test_sdk_paths.py runs every path both ways and compares the bytes)
-    del Span.__enter__, Span.__exit__, Span.set_payload
+def _use_the_compiled_core() -> bool:
+    """Hand the compiled base its references; then its __enter__, __exit__ and set_payload, and its `span`,
+    replace the Python ones (which stay as their specification and the fallback: tests/test_cspan.py runs the SDK
+    both ways and compares the bytes). False, and the Python path kept, if the module refuses them: the SDK must
+    not fail to import because of it."""
     from agent_debug.sdk import _cspan
 
-    _cspan.bind(current=_CURRENT, id_pool=_id_pool, new_span_id=_new_span_id, perf_ns=_perf_ns, time=_time,
-                dumps=_dumps, dumps_record=dumps_record, runtime=runtime, format_version=FORMAT_VERSION,
-                sleep=_yield, yield_mask=YIELD_MASK, wake_at=_WAKE_AT, span_type=Span,
-                copy_attributes=_copy_attributes)
-    span = _cspan.span  # noqa: F811  # the same as the Python `span` above, compiled
+    try:
+        _cspan.bind(current=_CURRENT, id_pool=_id_pool, new_span_id=_new_span_id, perf_ns=_perf_ns, time=_time,
+                    dumps=_dumps, dumps_record=dumps_record, runtime=runtime, format_version=FORMAT_VERSION,
+                    sleep=_yield, yield_mask=YIELD_MASK, wake_at=_WAKE_AT, span_type=Span,
+                    copy_attributes=_copy_attributes)
+    except Exception as exc:  # the ABI check in _core makes this a bug of ours; counted, and the SDK goes on
+        runtime.internal_error_quiet(exc)
+        return False
+    del Span.__enter__, Span.__exit__, Span.set_payload  # the base's, compiled, now answer
+    return True
+
+
+if COMPILED:
+    COMPILED = _use_the_compiled_core()
+    if COMPILED:
+        from agent_debug.sdk import _cspan
+
+        span = _cspan.span  # noqa: F811  # the same as the Python `span` above, compiled
