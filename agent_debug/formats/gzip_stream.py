@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _inflater, _crc32, _ERRORS = zlib.decompressobj, zlib.crc32, (zlib.error,)
 
 READ = 1 << 16  # compressed bytes read at a time
+_HOLD = 10  # compressed bytes held back from the inflater until the next read: a member header's first ten
 MAX_OUT = 1 << 20  # decompressed bytes made at a time (a small file may inflate to gigabytes)
 _MAGIC = b"\x1f\x8b\x08"
 # a member header: magic, flags without reserved bits, mtime, extra flags 0/2/4, a known OS: a random match at a
@@ -80,6 +81,10 @@ class GzipStream:
         self._body_at = 0
         self._crc = 0
         self._size = 0
+        self._clear_until = 0  # file offset before which a header-like match was found to start no member
+        self._returned = 0  # bytes of this member returned to the reader
+        self._suspect: int | None = None  # a member header this member's data ran over (see _body)
+        self._held: list[bytes] = []  # output inflated after it, returned once the member proves intact
 
     # -- stream interface -------------------------------------------------------------------------------------
 
@@ -167,12 +172,15 @@ class GzipStream:
         self._take(n)
         self._body_at = self._at
         self._d = _inflater(-15)
-        self._crc = self._size = 0
+        self._crc = self._size = self._returned = 0
+        self._suspect, self._held = None, []
         self._state = "body"
         self._members += 1
 
     def _body(self) -> bytes:
         if not self._in and not self._more():
+            if self._suspect is not None:  # it never ended: it ran on into the member it ran over
+                return self._salvage(None, limit=self._suspect)
             later = self._next_member(self._body_at)
             if later is None:
                 self.problem = f"compressed data ends early (truncated gzip member at byte {self._member_at})"
@@ -183,25 +191,54 @@ class GzipStream:
             return b""
         raw, d = self._in, self._d
         assert d is not None
+        end = len(raw) if self._file_done else len(raw) - _HOLD  # a header may straddle this read and the next
+        if end <= 0:
+            self._more()
+            return b""
+        feed = raw[:end]
         try:
-            out = d.decompress(raw, MAX_OUT)
+            out = d.decompress(feed, MAX_OUT)
         except _ERRORS as exc:
-            return self._salvage(exc)
-        self._take(len(raw) - len(d.unused_data if d.eof else d.unconsumed_tail))
+            return self._salvage(exc, limit=self._suspect)
+        used = len(feed) - len(d.unused_data if d.eof else d.unconsumed_tail)
+        # Deflate data damaged so that it does not end where it should (the inflater is lenient about some
+        # corruptions: no error) runs on into the next member, whose bytes inflate to garbage that may still parse
+        # as records. So once the inflater has used the bytes of what starts like a member (its header parses,
+        # its data inflates), what it makes is held back until this member ends intact (then it was data: a gzip
+        # file inside a stored block, say). If it ends damaged or not at all, the held output is dropped, the
+        # member is inflated again with zlib up to that header, and reading goes on there.
+        if self._suspect is None:
+            self._suspect = self._member_within(raw, used)
+        self._take(used)
         self._crc = _crc32(out, self._crc)
         self._size += len(out)
+        if self._suspect is not None:
+            self._held.append(out)
+            out = b""
+        self._returned += len(out)
         if d.eof:
-            self._trailer()
+            return out + self._trailer()
         return out
 
-    def _trailer(self) -> None:
+    def _trailer(self) -> bytes:
+        """Check the member's trailer; the output held back (see _body) if the member is intact, else what a
+        salvage keeps."""
         while len(self._in) < 8 and self._more():
             pass
         if len(self._in) < 8:
+            if self._suspect is not None:
+                return self._salvage(None, limit=self._suspect)
             self.problem = f"compressed data ends early (truncated gzip member at byte {self._member_at}: no trailer)"
             self._state = "done"
-            return
+            return b""
         crc, isize = _TRAILER.unpack_from(self._in)
+        if self._suspect is not None:
+            if crc != self._crc & 0xFFFFFFFF or isize != self._size & 0xFFFFFFFF:
+                return self._salvage(None, limit=self._suspect)  # it ran over the member at the suspect header
+            self._clear_until = max(self._clear_until, self._suspect + 1)  # that header was data
+        held = b"".join(self._held)
+        self._held, self._suspect = [], None
+        self._returned += len(held)
         if crc != self._crc & 0xFFFFFFFF:
             self.damage.append(f"gzip member at byte {self._member_at}: CRC does not match its data "
                                f"(trailer at byte {self._at}); the data is kept")
@@ -218,15 +255,57 @@ class GzipStream:
             if later is not None and later < self._at:
                 self.damage[-1] += f"; its data ran on into the gzip member at byte {later}, read again from there"
                 self._resume(later)
+        return held
 
-    def _salvage(self, exc: Exception) -> bytes:
-        """Inflate the member again with zlib up to the damaged byte; return what had not been returned yet."""
+    def _member_within(self, raw: bytes, used: int) -> int | None:
+        """The file offset of a gzip member that starts within the first `used` bytes of `raw` (the input the
+        inflater just used), if any. Look-alikes (about 1 in 2**37 positions of deflate data, or any number in a
+        hostile file's stored blocks) are checked once each and passed over."""
+        start = max(0, self._clear_until - self._at)
+        while (m := _HEADER.search(raw, start, min(len(raw), used + len(_MAGIC) + 7))) is not None:
+            c = m.start()
+            if c >= used:
+                break
+            if self._real_member(raw, c):
+                return self._at + c
+            start = c + 1
+            self._clear_until = self._at + start
+        return None
+
+    def _real_member(self, raw: bytes, c: int) -> bool:
+        """Whether a gzip member starts at `raw[c]`: its header parses and its data begins to inflate (a
+        look-alike's "data" fails within its first bytes)."""
+        head = raw[c : c + 4096]
+        if len(head) < 4096 and not self._file_done:  # near the end of what is read: from the file
+            back = self._fh.tell()
+            self._fh.seek(self._at + c)
+            head = self._fh.read(4096)
+            self._fh.seek(back)
+        n = _header_length(head)
+        if n == 0 and len(head) == 4096:  # a header with a long name or extra field
+            back = self._fh.tell()
+            self._fh.seek(self._at + c)
+            head = self._fh.read(READ)
+            self._fh.seek(back)
+            n = _header_length(head)
+        if n <= 0:
+            return False
+        try:
+            zlib.decompressobj(-15).decompress(head[n:], 1 << 16)
+        except zlib.error:
+            return False
+        return True
+
+    def _salvage(self, exc: Exception | None, limit: int | None = None) -> bytes:
+        """Inflate the member again with zlib up to the damaged byte (or, when its data ran up to the next member
+        at `limit` without ending, up to there); return what had not been returned yet."""
+        self._held, self._suspect = [], None  # what the inflater made after it ran over a member: not returned
         d = zlib.decompressobj(-15)
         self._fh.seek(self._body_at)
-        at, out, made = self._body_at, [], 0  # made: bytes inflated so far (those before self._size are dropped)
+        at, out, made = self._body_at, [], 0  # made: bytes inflated so far (those returned already are dropped)
         bad = None
         while bad is None and not d.eof:
-            piece = self._fh.read(4096)
+            piece = self._fh.read(4096 if limit is None else min(4096, limit - at))
             if not piece:
                 break
             saved = d.copy()
@@ -242,15 +321,22 @@ class GzipStream:
                         bad = at + k
                         break
             for chunk in got:
-                if made + len(chunk) > self._size:
-                    out.append(chunk[max(0, self._size - made) :])
+                if made + len(chunk) > self._returned:
+                    out.append(chunk[max(0, self._returned - made) :])
                 made += len(chunk)
         data = b"".join(out)
+        kept = self._returned + len(data)
+        if exc is None and bad is None:  # zlib too inflated all of it without an error: kept, and said
+            assert limit is not None
+            self._damaged(f"gzip member at byte {self._member_at}: corrupt data (it does not end before the next "
+                          f"member, at byte {limit}); {kept} bytes kept", resume=limit)
+            return data
         bad = bad if bad is not None else at
+        why = exc if exc is not None else f"it does not end before the next member, at byte {limit}"
         # the next member starts after this one's header, maybe before the bad byte (damaged data can run on
         # into it): look from this member's data on
-        self._damaged(f"gzip member at byte {self._member_at}: corrupt data at byte {bad} ({exc}); "
-                      f"{self._size + len(data)} bytes before it kept", resume=self._body_at)
+        self._damaged(f"gzip member at byte {self._member_at}: corrupt data at byte {bad} ({why}); "
+                      f"{kept} bytes before it kept", resume=self._body_at if limit is None else limit)
         return data
 
     def _damaged(self, what: str, resume: int | None = None) -> None:
