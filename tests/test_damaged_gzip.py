@@ -259,3 +259,28 @@ def test_a_file_of_header_look_alikes_is_read_as_data(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" * 100_000, compresslevel=0, mtime=0))
     report = ReadReport()
     assert list(read_file(path, report)) == [] and report.files[0].damage == []
+
+
+def test_what_is_held_after_a_look_alike_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held output is capped (HELD_MAX): past it, the look-alike is taken for data and the output released."""
+    from agent_debug.formats import gzip_stream
+
+    monkeypatch.setattr(gzip_stream, "HELD_MAX", 100_000)
+    records = [rec(f"s{i}", None if i == 0 else "s0", trace_id="c", start=i,
+                   payload={"blob": gzip.compress(bytes(range(256)) * 12, mtime=0)} if i == 1 else {"t": "x" * 500})
+               for i in range(3000)]
+    path = tmp_path / "capped.msgpack.gz"
+    path.write_bytes(gzip.compress(b"".join(msgpack.packb(r) for r in records), compresslevel=0, mtime=0))
+    held: list[int] = []
+    real_body = gzip_stream.GzipStream._body
+
+    def body(self: gzip_stream.GzipStream) -> bytes:
+        out = real_body(self)
+        held.append(sum(map(len, self._held)))
+        return out
+
+    monkeypatch.setattr(gzip_stream.GzipStream, "_body", body)
+    report = ReadReport()
+    got = list(read_file(path, report))
+    assert [r["span_id"] for r in got] == [f"s{i}" for i in range(3000)] and report.files[0].damage == []
+    assert 0 < max(held) <= 100_000 + gzip_stream.MAX_OUT

@@ -49,6 +49,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 READ = 1 << 16  # compressed bytes read at a time
 _HOLD = 10  # compressed bytes held back from the inflater until the next read: a member header's first ten
 MAX_OUT = 1 << 20  # decompressed bytes made at a time (a small file may inflate to gigabytes)
+HELD_MAX = 64 << 20  # decompressed bytes held back at most after a member header inside a member (see _body)
 _MAGIC = b"\x1f\x8b\x08"
 # a member header: magic, flags without reserved bits, mtime, extra flags 0/2/4, a known OS: a random match at a
 # damaged spot is then about 1 in 2**37
@@ -215,6 +216,10 @@ class GzipStream:
         if self._suspect is not None:
             self._held.append(out)
             out = b""
+            if sum(map(len, self._held)) > HELD_MAX:  # this much made on without an error: the header was data
+                out = b"".join(self._held)
+                self._clear_until = max(self._clear_until, self._suspect + 1)
+                self._held, self._suspect = [], None
         self._returned += len(out)
         if d.eof:
             return out + self._trailer()
