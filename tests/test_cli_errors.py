@@ -280,6 +280,7 @@ CASES: list[Case] = [
     Case("validate-missing", ("validate", "nope.jsonl"), 2, r"^Error: no such file or directory: nope.jsonl$"),
     Case("ingest-missing", ("ingest", "nope", "--db", "new.db"), 2, r"^Error: no such file or directory: nope$"),
     Case("from-missing", ("tree", "--from", "nope"), 2, r"^Error: no such file or directory: nope$"),
+    Case("validate-device", ("validate", "/dev/zero"), 2, r"^Error: not a regular file or directory: /dev/zero$"),
     Case("replay-missing", ("replay", "nope.json"), 2, r"^Error: no such packet or directory: nope.json$"),
     Case("eval-missing", ("eval", "nope.toml", "--db", "clean.db"), 2, r"^Error: case file not found: nope.toml$"),
     Case("labels-missing", ("eval", "calibrate", "nope.jsonl"), 2, r"^Error: labels file not found: nope.jsonl$"),

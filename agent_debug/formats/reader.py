@@ -115,7 +115,7 @@ def is_trace_file(path: Path) -> bool:
 def expand_paths(paths: Iterable[str | os.PathLike[str]], report: ReadReport | None = None) -> list[Path]:
     """Files to read, in a stable order: directories recursively; a partial `X.gz` beside `X` is skipped.
 
-    Raises UsageError for a path that does not exist.
+    Raises UsageError for a path that does not exist or is neither a regular file nor a directory.
     """
     out: list[Path] = []
     for p in paths:
@@ -124,6 +124,8 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]], report: ReadReport | N
             out.extend(sorted(q for q in path.rglob("*") if q.is_file() and is_trace_file(q)))
         elif path.is_file():
             out.append(path)
+        elif path.exists():  # a FIFO, a device (/dev/zero), a socket: reading it could block or never end
+            raise UsageError(f"not a regular file or directory: {path}")
         else:
             raise UsageError(f"no such file or directory: {path}")
     seen: set[Path] = set()
