@@ -9,6 +9,7 @@ load it on every start.
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -179,3 +180,15 @@ def file_stem(trace_id: str, limit: int = 96) -> str:
     import hashlib
 
     return f"{kept}-{hashlib.sha256(trace_id.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escaped(text: str, chars: re.Pattern[str]) -> str:
+    """`text` with every character `chars` (a pattern of single characters) matches written as its escape
+    (`\\x1b`, `\\u202e`): where trace data goes into a terminal line, an XML report or a TOML comment, a character
+    that would act there instead of being shown is written as text."""
+    return text if chars.search(text) is None else chars.sub(_escape, text)

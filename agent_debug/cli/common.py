@@ -13,6 +13,7 @@ import orjson
 import typer
 
 from agent_debug.errors import CouldNotRun
+from agent_debug.model import escaped
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -109,30 +110,19 @@ def inputs(db: str | None, from_: list[Path] | None, format: str | None = None,
 # Characters a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1 (0x9b is CSI on some
 # terminals), and the bidirectional overrides that reorder what is shown. Trace data is written by others: an
 # agent's or a span's name holding ESC ] 52 sets the reader's clipboard, ESC [ 2 J clears the screen.
-_TERMINAL_CONTROLS: re.Pattern[str] | None = None
-
-
-def _controls() -> re.Pattern[str]:
-    global _TERMINAL_CONTROLS
-    if _TERMINAL_CONTROLS is None:
-        _TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-    return _TERMINAL_CONTROLS
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
     """`text` with every terminal control written as its escape (`\\x1b`), so it is shown, never acted on."""
-    controls = _controls()
-    if controls.search(text) is None:
-        return text
-    return controls.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+    return escaped(text, _TERMINAL_CONTROLS)
 
 
 def inert(text: str) -> str:
     """`text` without terminal controls (what is left of a sequence, `[2J`, shows as text). For rendered tables and
     panels: rich measured the text without them (a control takes no cell), so dropping them keeps the layout; the
     `--json` output keeps them (escaped) for whoever needs the exact bytes."""
-    controls = _controls()
-    return text if controls.search(text) is None else controls.sub("", text)
+    return text if _TERMINAL_CONTROLS.search(text) is None else _TERMINAL_CONTROLS.sub("", text)
 
 
 def warn(notices: Iterable[str]) -> None:

@@ -31,6 +31,7 @@ from agent_debug.columns import summarize
 from agent_debug.errors import CaseFileError, CouldNotRun, OutputError, UsageError
 from agent_debug.eval.cases import Case, parse_case_data
 from agent_debug.eval.harness import final_output, recorded_task, root_record
+from agent_debug.model import escaped
 
 DEFAULT_DATASET = Path("datasets") / "regressions.toml"
 HEADER = ("# Regression cases for `agent-debug eval` (a case file: see docs/eval.md).\n"
@@ -146,13 +147,15 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to a dataset")
 
 
+# what a TOML comment may not hold: control characters but tab (a newline among them)
+_COMMENT_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def case_block(case: dict[str, Any], trace_id: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     # the trace id is data: in a comment it must stay on its line (a newline in it would write TOML of its own,
     # an entrypoint, say, that `eval` then runs as the user's)
-    shown = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
-                    for ch in trace_id)
-    lines = ["", f"# added {stamp} from run {shown}", "[[case]]"]
+    lines = ["", f"# added {stamp} from run {escaped(trace_id, _COMMENT_CONTROLS)}", "[[case]]"]
     lines += [f"{key} = {toml_value(value)}" for key, value in case.items()]
     return "\n".join(lines) + "\n"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent_debug.errors import OutputError
 from agent_debug.eval.harness import CaseResult, EvalResult, RunResult
+from agent_debug.model import escaped
 
 
 def to_junit(result: EvalResult) -> ET.ElementTree:
@@ -33,17 +34,11 @@ def to_junit(result: EvalResult) -> ET.ElementTree:
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def _xml_text(text: str) -> str:
-    return text if _NOT_XML.search(text) is None else _NOT_XML.sub(lambda m: f"\\x{ord(m[0]):02x}"
-                                                                   if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
-                                                                   text)
-
-
 def write_junit(result: EvalResult, path: Path) -> Path:
     tree = to_junit(result)
     for el in tree.iter():
-        el.text = None if el.text is None else _xml_text(el.text)
-        el.attrib = {k: _xml_text(v) for k, v in el.attrib.items()}
+        el.text = None if el.text is None else escaped(el.text, _NOT_XML)
+        el.attrib = {k: escaped(v, _NOT_XML) for k, v in el.attrib.items()}
     ET.indent(tree)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

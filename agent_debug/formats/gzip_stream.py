@@ -217,9 +217,7 @@ class GzipStream:
             self._held.append(out)
             out = b""
             if sum(map(len, self._held)) > HELD_MAX:  # this much made on without an error: the header was data
-                out = b"".join(self._held)
-                self._clear_until = max(self._clear_until, self._suspect + 1)
-                self._held, self._suspect = [], None
+                out = self._release()
         self._returned += len(out)
         if d.eof:
             return out + self._trailer()
@@ -237,12 +235,12 @@ class GzipStream:
             self._state = "done"
             return b""
         crc, isize = _TRAILER.unpack_from(self._in)
+        intact = crc == self._crc & 0xFFFFFFFF and isize == self._size & 0xFFFFFFFF
+        held = b""
         if self._suspect is not None:
-            if crc != self._crc & 0xFFFFFFFF or isize != self._size & 0xFFFFFFFF:
+            if not intact:
                 return self._salvage(None, limit=self._suspect)  # it ran over the member at the suspect header
-            self._clear_until = max(self._clear_until, self._suspect + 1)  # that header was data
-        held = b"".join(self._held)
-        self._held, self._suspect = [], None
+            held = self._release()
         self._returned += len(held)
         if crc != self._crc & 0xFFFFFFFF:
             self.damage.append(f"gzip member at byte {self._member_at}: CRC does not match its data "
@@ -252,7 +250,7 @@ class GzipStream:
                                f"it holds {self._size}; the data is kept")
         self._take(8)
         self._state = "header"
-        if crc != self._crc & 0xFFFFFFFF or isize != self._size & 0xFFFFFFFF:
+        if not intact:
             # its data may be what is damaged: a line or object it leaves unfinished must not run on into the
             # next member's; and damaged data may have run on into the next member, then read again from its start
             self._break_next = True
@@ -260,6 +258,14 @@ class GzipStream:
             if later is not None and later < self._at:
                 self.damage[-1] += f"; its data ran on into the gzip member at byte {later}, read again from there"
                 self._resume(later)
+        return held
+
+    def _release(self) -> bytes:
+        """The output held after the suspect header, which was data after all (not looked at again)."""
+        assert self._suspect is not None
+        self._clear_until = max(self._clear_until, self._suspect + 1)
+        held = b"".join(self._held)
+        self._held, self._suspect = [], None
         return held
 
     def _member_within(self, raw: bytes, used: int) -> int | None:
@@ -282,16 +288,10 @@ class GzipStream:
         look-alike's "data" fails within its first bytes)."""
         head = raw[c : c + 4096]
         if len(head) < 4096 and not self._file_done:  # near the end of what is read: from the file
-            back = self._fh.tell()
-            self._fh.seek(self._at + c)
-            head = self._fh.read(4096)
-            self._fh.seek(back)
+            head = self._read_at(self._at + c, 4096)
         n = _header_length(head)
         if n == 0 and len(head) == 4096:  # a header with a long name or extra field
-            back = self._fh.tell()
-            self._fh.seek(self._at + c)
-            head = self._fh.read(READ)
-            self._fh.seek(back)
+            head = self._read_at(self._at + c, READ)
             n = _header_length(head)
         if n <= 0:
             return False
@@ -300,6 +300,14 @@ class GzipStream:
         except zlib.error:
             return False
         return True
+
+    def _read_at(self, offset: int, n: int) -> bytes:
+        """Up to `n` bytes of the file from `offset`, the read position left where it was."""
+        back = self._fh.tell()
+        self._fh.seek(offset)
+        data = self._fh.read(n)
+        self._fh.seek(back)
+        return data
 
     def _salvage(self, exc: Exception | None, limit: int | None = None) -> bytes:
         """Inflate the member again with zlib up to the damaged byte (or, when its data ran up to the next member

@@ -37,11 +37,8 @@ def _paths(value: str | None) -> list[Path]:
 
 def _installation() -> list[Path]:
     """Where Python and installed packages live."""
-    found: set[str] = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            found.add(path)
+    paths = sysconfig.get_paths()
+    found = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(key)}
     try:
         found.update(site.getsitepackages())
     except AttributeError:  # an old virtualenv's site module
@@ -51,7 +48,7 @@ def _installation() -> list[Path]:
 
 
 def _within(path: Path, roots: list[Path]) -> bool:
-    return any(path == r or path.is_relative_to(r) for r in roots)
+    return any(path.is_relative_to(r) for r in roots)
 
 
 def refusal(entrypoint: str) -> str | None:

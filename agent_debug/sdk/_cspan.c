@@ -1,12 +1,12 @@
 /* The caller's hot path of a span, compiled: `SpanCore`, the base class of agent_debug.sdk.tracer.Span.
 
-   It does in C exactly what tracer._PySpanCore does in Python (that class is the fallback when this module is not
-   built, and the specification of this one): `__enter__` starts a child span of the current span, `set_payload`
-   copies the payload, `__exit__` ends an ok child span, serializes its record (orjson, in the caller: the record
-   shows the span as it was when it ended) and appends the bytes to the writer's queue. Every other case (a root,
-   an error, a retry, a span outside a run, a span ended twice) is handed to the Python methods `_start` and
-   `_exit` of the subclass. tests/test_sdk_paths.py runs every path with this module and without it and compares the
-   bytes.
+   It holds a span's fields (tracer._PySpanFields when this module is not built) and does in C what Span's Python
+   methods do, which stay as its specification and fallback: `span()` builds a span, `__enter__` starts a child of
+   the current span, `set_payload` copies the payload, and `__exit__` ends an ok child span, serializes its record
+   (in the caller: the record shows the span as it was when it ended) and appends the bytes to the writer's queue.
+   Every other case (a root, an error, a retry, a span outside a run, a span ended twice) is handed to the Python
+   methods `_start` and `_exit`. tests/test_cspan.py compares the bytes both paths write and runs the SDK's tests
+   with this module and without it.
 
    Nothing here is stored between calls but the references `bind` hands over once, at import. */
 
@@ -81,6 +81,14 @@ static int not_bound(void) {
     return 0;
 }
 
+/* a method call whose result is not needed: 0, or -1 with the exception set */
+static int done_with(PyObject *result) {
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
 /* -- __enter__ ------------------------------------------------------------------------------------------------ */
 
 static PyObject *pop_span_id(void) {
@@ -105,11 +113,10 @@ static PyObject *span_enter(SpanObject *self, PyObject *Py_UNUSED(ignored)) {
         return NULL;
     if (parent == Py_None || (self->retry != NULL && self->retry != Py_None) ||
         !PyObject_TypeCheck(parent, &SpanCore_Type)) {
-        PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, s_start, parent);
+        int rc = done_with(PyObject_CallMethodOneArg((PyObject *)self, s_start, parent));
         Py_DECREF(parent);
-        if (r == NULL)
+        if (rc < 0)
             return NULL;
-        Py_DECREF(r);
     } else { /* a child span: the hot path */
         SpanObject *p = (SpanObject *)parent;
         if (p->trace_id == NULL || p->span_id == NULL || p->run == NULL || p->agent_name == NULL) {
@@ -209,17 +216,11 @@ static PyObject *span_set_payload(SpanObject *self, PyObject *payload) {
     } else if (PyDict_CheckExact(self->payload) && PyDict_CheckExact(payload)) {
         rc = PyDict_Update(self->payload, payload);
     } else {
-        PyObject *r = PyObject_CallMethodOneArg(self->payload, s_update, payload);
-        Py_XDECREF(r);
-        rc = r == NULL ? -1 : 0;
+        rc = done_with(PyObject_CallMethodOneArg(self->payload, s_update, payload));
     }
     if (rc < 0) { /* not a mapping */
-        if (!PyErr_ExceptionMatches(PyExc_Exception))
+        if (!PyErr_ExceptionMatches(PyExc_Exception) || done_with(internal_error()) < 0)
             return NULL;
-        PyObject *r = internal_error();
-        if (r == NULL)
-            return NULL;
-        Py_DECREF(r);
     }
     Py_INCREF(self);
     return (PyObject *)self;
@@ -231,10 +232,10 @@ static int is_true(PyObject *o) { return o == Py_True ? 1 : (o == NULL || o == P
 
 /* -- the record's bytes ---------------------------------------------------------------------------------------- */
 
-/* The bytes orjson.dumps(rec) gives for the record of an ok child span, written here without building the dict:
-   the envelope's fields directly, payload / token_cost / attributes by orjson. NULL without an exception when a
-   field is outside what this writes exactly as orjson does (then the caller builds the dict: same bytes, slower);
-   NULL with an exception when orjson failed on a value (the caller handles it as the dict path does). */
+/* fast_record: the bytes orjson.dumps(rec) gives for the record of an ok child span, written without building the
+   dict: the envelope's fields directly, payload / token_cost / attributes and the timestamp by orjson. NULL
+   without an exception when a field is outside what it writes exactly as orjson does (record_bytes then builds
+   the dict: same bytes, slower); NULL with an exception when orjson failed on a value. */
 
 typedef struct {
     const char *s;
@@ -275,7 +276,27 @@ static char *digits(long long v, char *end) {
     return end;
 }
 
-static PyObject *fast_record(SpanObject *self, PyObject **payload_json, PyObject **token_json, PyObject **attrs_json) {
+/* the JSON of the record's optional parts (payload, token_cost, attributes: in that order), each NULL when the
+   record has none; -1 with an exception when orjson failed on one */
+static int optional_parts(SpanObject *self, PyObject *parts[3]) {
+    PyObject *values[3] = {self->payload, self->token_cost, NULL};
+    if (self->attributes != NULL) {
+        int some = is_true(self->attributes);
+        if (some < 0)
+            return -1;
+        if (some)
+            values[2] = self->attributes;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (values[i] == NULL || values[i] == Py_None)
+            continue;
+        if ((parts[i] = PyObject_CallOneArg(g_dumps, values[i])) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *fast_record(SpanObject *self) {
     if (self->trace_id == NULL || self->span_id == NULL || self->parent_id == NULL || self->agent_name == NULL ||
         self->event_type == NULL || self->name == NULL || self->timestamp == NULL || self->duration_ns == NULL)
         return NULL; /* deleted by the agent: the dict path says which */
@@ -286,9 +307,7 @@ static PyObject *fast_record(SpanObject *self, PyObject **payload_json, PyObject
         (!agent_null && !plain_str(self->agent_name, &agent)) || !plain_str(self->event_type, &kind) ||
         !plain_str(self->name, &name))
         return NULL;
-    if (!PyFloat_CheckExact(self->timestamp))
-        return NULL;
-    if (!PyLong_CheckExact(self->duration_ns) || !PyLong_CheckExact(g_version))
+    if (!PyFloat_CheckExact(self->timestamp) || !PyLong_CheckExact(self->duration_ns) || !PyLong_CheckExact(g_version))
         return NULL;
     int overflow;
     long long dur = PyLong_AsLongLongAndOverflow(self->duration_ns, &overflow);
@@ -301,30 +320,16 @@ static PyObject *fast_record(SpanObject *self, PyObject **payload_json, PyObject
         PyErr_Clear();
         return NULL;
     }
-    PyObject *payload = self->payload != NULL && self->payload != Py_None ? self->payload : NULL;
-    PyObject *token_cost = self->token_cost != NULL && self->token_cost != Py_None ? self->token_cost : NULL;
-    PyObject *attrs = NULL;
-    if (self->attributes != NULL) {
-        int some = is_true(self->attributes);
-        if (some < 0)
-            return NULL;
-        if (some)
-            attrs = self->attributes;
-    }
-    if (payload != NULL && (*payload_json = PyObject_CallOneArg(g_dumps, payload)) == NULL)
-        return NULL;
-    if (token_cost != NULL && (*token_json = PyObject_CallOneArg(g_dumps, token_cost)) == NULL)
-        return NULL;
-    if (attrs != NULL && (*attrs_json = PyObject_CallOneArg(g_dumps, attrs)) == NULL)
-        return NULL;
-
+    PyObject *parts[3] = {NULL, NULL, NULL}, *ts_json = NULL, *out = NULL;
+    if (optional_parts(self, parts) < 0)
+        goto done;
     /* the timestamp by orjson too: its float format (shortest round trip) is not repr's everywhere */
-    PyObject *ts_json = PyObject_CallOneArg(g_dumps, self->timestamp);
-    if (ts_json == NULL)
-        return NULL;
+    if ((ts_json = PyObject_CallOneArg(g_dumps, self->timestamp)) == NULL)
+        goto done;
     char dur_buf[24], ver_buf[24];
     char *dur_text = digits(dur, dur_buf + sizeof dur_buf), *ver_text = digits(version, ver_buf + sizeof ver_buf);
 #define LIT(text) text, (Py_ssize_t)(sizeof(text) - 1)
+    /* the quotes around parent_id and agent_name (pieces 5, 7, 9, 11) go when the value is null */
     Piece pieces[] = {
         {LIT("{\"trace_id\":\"")},
         trace,
@@ -357,12 +362,11 @@ static PyObject *fast_record(SpanObject *self, PyObject **payload_json, PyObject
         {LIT("}")},
     };
 #undef LIT
-    enum { PAYLOAD = 22 }; /* the index of the ",\"payload\":" piece */
+    enum { PAYLOAD = 22 }; /* the index of the ",\"payload\":" piece; each optional part is a key and a value */
     if (parent_null)
         pieces[5].n = pieces[7].n = 0;
     if (agent_null)
         pieces[9].n = pieces[11].n = 0;
-    PyObject *parts[3] = {*payload_json, *token_json, *attrs_json};
     for (int i = 0; i < 3; i++) {
         if (parts[i] == NULL)
             pieces[PAYLOAD + 2 * i].n = 0;
@@ -374,7 +378,7 @@ static PyObject *fast_record(SpanObject *self, PyObject **payload_json, PyObject
     Py_ssize_t total = 0, count = (Py_ssize_t)(sizeof pieces / sizeof pieces[0]);
     for (Py_ssize_t i = 0; i < count; i++)
         total += pieces[i].n;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    out = PyBytes_FromStringAndSize(NULL, total);
     if (out != NULL) {
         char *w = PyBytes_AS_STRING(out);
         for (Py_ssize_t i = 0; i < count; i++) {
@@ -382,8 +386,127 @@ static PyObject *fast_record(SpanObject *self, PyObject **payload_json, PyObject
             w += pieces[i].n;
         }
     }
-    Py_DECREF(ts_json);
+done:
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(parts[i]);
+    Py_XDECREF(ts_json);
     return out;
+}
+
+/* The record's bytes, and in *fault the fault dumps_record reports (a new reference, or NULL): written directly
+   when fast_record can, else from the record dict as Span._record builds it (orjson.dumps, then dumps_record
+   when orjson has no type for a value). NULL with an exception when neither could. */
+static PyObject *record_bytes(SpanObject *self, PyObject **fault) {
+    PyObject *data = fast_record(self);
+    if (data != NULL)
+        return data;
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError))
+            return NULL;
+        PyErr_Clear(); /* a value orjson has no type for: the dict path below counts it as it always does */
+    }
+    PyObject *rec = PyDict_New();
+    if (rec == NULL)
+        return NULL;
+    PyObject *fields[][2] = {
+        {s_trace_id, self->trace_id},     {s_span_id, self->span_id},     {s_parent_id, self->parent_id},
+        {s_agent_name, self->agent_name}, {s_event_type, self->event_type}, {s_timestamp, self->timestamp},
+        {s_duration_ns, self->duration_ns}, {s_name, self->name},       {s_format_version, g_version},
+        {s_payload, self->payload},       {s_token_cost, self->token_cost}, {s_attributes, self->attributes},
+    };
+    enum { REQUIRED = 9 }; /* the first nine; payload and token_cost when not None, attributes when not empty */
+    for (int i = 0; i < (int)(sizeof fields / sizeof fields[0]); i++) {
+        PyObject *value = fields[i][1];
+        if (i >= REQUIRED) {
+            int some = value == NULL || value == Py_None ? 0 : i == REQUIRED + 2 ? is_true(value) : 1;
+            if (some < 0)
+                goto done;
+            if (!some)
+                continue;
+        } else if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "a span field is unset");
+            goto done;
+        }
+        if (PyDict_SetItem(rec, fields[i][0], value) < 0)
+            goto done;
+    }
+    data = PyObject_CallOneArg(g_dumps, rec);
+    if (data == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+        /* a value JSON has no type for, a non-string key, ...: rare, so paid for only then */
+        PyErr_Clear();
+        PyObject *pair = PyObject_CallOneArg(g_dumps_record, rec);
+        if (pair == NULL)
+            goto done;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_DECREF(pair);
+            PyErr_SetString(PyExc_TypeError, "dumps_record returned no (data, fault) pair");
+            goto done;
+        }
+        data = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+        if (PyTuple_GET_ITEM(pair, 1) != Py_None)
+            *fault = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+        Py_DECREF(pair);
+    }
+done:
+    Py_DECREF(rec);
+    return data;
+}
+
+/* runtime.emit(trace_id, 0, data), or Writer.emit for flags 0, inlined (tests/test_sdk_paths.py checks both drop
+   alike): 0, or -1 with an exception set */
+static int enqueue(PyObject *trace_id, PyObject *data) {
+    PyObject *w = PyObject_GetAttr(g_runtime, s_writer);
+    if (w == NULL)
+        return -1;
+    PyObject *collectors = PyObject_GetAttr(g_runtime, s_collectors);
+    int some = collectors == NULL ? -1 : is_true(collectors);
+    Py_XDECREF(collectors);
+    if (some != 0 || w == Py_None) {
+        Py_DECREF(w);
+        if (some < 0)
+            return -1;
+        PyObject *zero = PyLong_FromLong(0);
+        PyObject *argv[4] = {g_runtime, trace_id, zero, data};
+        int rc = zero == NULL ? -1 : done_with(PyObject_VectorcallMethod(s_emit, argv, 4, NULL));
+        Py_XDECREF(zero);
+        return rc;
+    }
+    int rc = -1;
+    PyObject *q = PyObject_GetAttr(w, s_q), *size = q == NULL ? NULL : PyObject_GetAttr(w, s_buffer_size);
+    if (size == NULL)
+        goto out;
+    Py_ssize_t n = PyObject_Length(q), cap = PyNumber_AsSsize_t(size, PyExc_OverflowError);
+    if (n < 0 || (cap == -1 && PyErr_Occurred()))
+        goto out;
+    if (n >= cap) { /* full: w.stats.dropped += 1 */
+        PyObject *stats = PyObject_GetAttr(w, s_stats);
+        PyObject *dropped = stats == NULL ? NULL : PyObject_GetAttr(stats, s_dropped);
+        PyObject *one = dropped == NULL ? NULL : PyLong_FromLong(1);
+        PyObject *more = one == NULL ? NULL : PyNumber_Add(dropped, one);
+        rc = more == NULL ? -1 : PyObject_SetAttr(stats, s_dropped, more);
+        Py_XDECREF(more);
+        Py_XDECREF(one);
+        Py_XDECREF(dropped);
+        Py_XDECREF(stats);
+        goto out;
+    }
+    if (done_with(PyObject_CallMethodOneArg(q, s_append, data)) < 0)
+        goto out;
+    n += 1;
+    rc = 0;
+    if ((n & g_yield_mask) == 0 && n >= g_wake_at) { /* a burst: see Writer.emit */
+        PyObject *wake = PyObject_GetAttr(w, s_wake);
+        rc = wake == NULL ? -1 : done_with(PyObject_CallMethodNoArgs(wake, s_set));
+        Py_XDECREF(wake);
+        PyObject *zero = rc < 0 ? NULL : PyLong_FromLong(0);
+        rc = zero == NULL ? -1 : done_with(PyObject_CallOneArg(g_sleep, zero));
+        Py_XDECREF(zero);
+    }
+out:
+    Py_XDECREF(q);
+    Py_XDECREF(size);
+    Py_DECREF(w);
+    return rc;
 }
 
 static PyObject *span_exit(SpanObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -425,8 +548,7 @@ static PyObject *span_exit(SpanObject *self, PyObject *const *args, Py_ssize_t n
     if (dur == NULL)
         return NULL;
     SET(duration_ns, dur);
-    Py_INCREF(Py_True);
-    SET(ended, Py_True);
+    SET(ended, Py_NewRef(Py_True));
     if (self->token != NULL && self->token != Py_None) {
         if (PyContextVar_Reset(g_current, self->token) < 0) {
             if (!PyErr_ExceptionMatches(PyExc_ValueError)) /* exited in another context than it was entered in */
@@ -434,191 +556,30 @@ static PyObject *span_exit(SpanObject *self, PyObject *const *args, Py_ssize_t n
             PyErr_Clear();
         }
     }
-    Py_INCREF(Py_None);
-    SET(token, Py_None);
-    Py_INCREF(run);  /* held while the record is built and queued */
+    SET(token, Py_NewRef(Py_None));
 
-    PyObject *rec = NULL, *data = NULL, *fault = NULL;
-    {
-        PyObject *pj = NULL, *tj = NULL, *aj = NULL;
-        data = fast_record(self, &pj, &tj, &aj);
-        Py_XDECREF(pj);
-        Py_XDECREF(tj);
-        Py_XDECREF(aj);
-        if (data == NULL && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_TypeError))
-                goto fail;
-            PyErr_Clear(); /* a value orjson has no type for: the dict path below counts it as it always does */
-        }
-    }
-    if (data != NULL)
-        goto queue;
-    rec = PyDict_New();
-    if (rec == NULL)
-        goto fail;
-#define PUT(key, value)                                                                                              \
-    if ((value) == NULL) {                                                                                           \
-        PyErr_SetString(PyExc_AttributeError, "a span field is unset");                                             \
-        goto fail;                                                                                                   \
-    }                                                                                                                \
-    if (PyDict_SetItem(rec, key, value) < 0)                                                                         \
-        goto fail;
-    PUT(s_trace_id, self->trace_id)
-    PUT(s_span_id, self->span_id)
-    PUT(s_parent_id, self->parent_id)
-    PUT(s_agent_name, self->agent_name)
-    PUT(s_event_type, self->event_type)
-    PUT(s_timestamp, self->timestamp)
-    PUT(s_duration_ns, self->duration_ns)
-    PUT(s_name, self->name)
-    PUT(s_format_version, g_version)
-    if (self->payload != NULL && self->payload != Py_None) {
-        PUT(s_payload, self->payload)
-    }
-    if (self->token_cost != NULL && self->token_cost != Py_None) {
-        PUT(s_token_cost, self->token_cost)
-    }
-    if (self->attributes != NULL) {
-        int some = is_true(self->attributes);
-        if (some < 0)
-            goto fail;
-        if (some) {
-            PUT(s_attributes, self->attributes)
-        }
-    }
-#undef PUT
-    data = PyObject_CallOneArg(g_dumps, rec);
-    if (data == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_TypeError))
-            goto fail;
-        /* a value JSON has no type for, a non-string key, ...: rare, so paid for only then */
-        PyErr_Clear();
-        PyObject *pair = PyObject_CallOneArg(g_dumps_record, rec);
-        if (pair == NULL)
-            goto fail;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            Py_DECREF(pair);
-            PyErr_SetString(PyExc_TypeError, "dumps_record returned no (data, fault) pair");
-            goto fail;
-        }
-        data = PyTuple_GET_ITEM(pair, 0);
-        fault = PyTuple_GET_ITEM(pair, 1);
-        Py_INCREF(data);
-        Py_INCREF(fault);
-        Py_DECREF(pair);
-    }
-
-queue:
-    /* runtime.emit(trace_id, 0, data), or Writer.emit for flags 0, inlined */
-    {
-        PyObject *w = PyObject_GetAttr(g_runtime, s_writer);
-        if (w == NULL)
-            goto fail;
-        PyObject *collectors = PyObject_GetAttr(g_runtime, s_collectors);
-        int some = collectors == NULL ? -1 : is_true(collectors);
-        Py_XDECREF(collectors);
-        if (some < 0) {
-            Py_DECREF(w);
-            goto fail;
-        }
-        if (w == Py_None || some) {
-            Py_DECREF(w);
-            PyObject *zero = PyLong_FromLong(0);
-            PyObject *argv[4] = {g_runtime, self->trace_id, zero, data};
-            PyObject *r = zero == NULL ? NULL : PyObject_VectorcallMethod(s_emit, argv, 4, NULL);
-            Py_XDECREF(zero);
-            if (r == NULL)
-                goto fail;
-            Py_DECREF(r);
-        } else {
-            int ok = -1;
-            PyObject *q = PyObject_GetAttr(w, s_q);
-            PyObject *size = PyObject_GetAttr(w, s_buffer_size);
-            if (q != NULL && size != NULL) {
-                Py_ssize_t n = PyObject_Length(q);
-                Py_ssize_t cap = PyNumber_AsSsize_t(size, PyExc_OverflowError);
-                if (n >= 0 && !(cap == -1 && PyErr_Occurred())) {
-                    if (n < cap) {
-                        PyObject *r = PyObject_CallMethodOneArg(q, s_append, data);
-                        if (r != NULL) {
-                            Py_DECREF(r);
-                            ok = 0;
-                            n += 1;
-                            if ((n & g_yield_mask) == 0 && n >= g_wake_at) { /* a burst: see Writer.emit */
-                                PyObject *wake = PyObject_GetAttr(w, s_wake);
-                                r = wake == NULL ? NULL : PyObject_CallMethodNoArgs(wake, s_set);
-                                Py_XDECREF(wake);
-                                if (r != NULL) {
-                                    Py_DECREF(r);
-                                    PyObject *zero = PyLong_FromLong(0);
-                                    r = zero == NULL ? NULL : PyObject_CallOneArg(g_sleep, zero);
-                                    Py_XDECREF(zero);
-                                    Py_XDECREF(r);
-                                }
-                                ok = r == NULL ? -1 : 0;
-                            }
-                        }
-                    } else { /* w.stats.dropped += 1 */
-                        PyObject *stats = PyObject_GetAttr(w, s_stats);
-                        PyObject *dropped = stats == NULL ? NULL : PyObject_GetAttr(stats, s_dropped);
-                        PyObject *one = PyLong_FromLong(1);
-                        PyObject *more = dropped == NULL || one == NULL ? NULL : PyNumber_Add(dropped, one);
-                        if (more != NULL)
-                            ok = PyObject_SetAttr(stats, s_dropped, more);
-                        Py_XDECREF(more);
-                        Py_XDECREF(one);
-                        Py_XDECREF(dropped);
-                        Py_XDECREF(stats);
-                    }
-                }
-            }
-            Py_XDECREF(q);
-            Py_XDECREF(size);
-            Py_DECREF(w);
-            if (ok < 0)
-                goto fail;
-        }
-    }
-    {
-        PyObject *records = PyObject_GetAttr(run, s_records);
-        if (records == NULL)
-            goto fail;
-        if (records != Py_None) {
-            PyObject *r = PyObject_CallMethodOneArg(records, s_append, data);
-            Py_DECREF(records);
-            if (r == NULL)
-                goto fail;
-            Py_DECREF(r);
-        } else {
-            Py_DECREF(records);
-        }
-    }
-    Py_XDECREF(rec);
-    Py_DECREF(data);
-    Py_DECREF(run);
-    if (fault != NULL && fault != Py_None) { /* counted once the record is on its way */
-        PyObject *r = PyObject_CallMethodOneArg(g_runtime, s_internal_error, fault);
-        Py_DECREF(fault);
-        if (r == NULL)
-            return NULL;
-        Py_DECREF(r);
-    } else {
-        Py_XDECREF(fault);
-    }
-    Py_RETURN_NONE;
-
-fail:
-    Py_XDECREF(rec);
+    Py_INCREF(run); /* held while the record is built and queued */
+    PyObject *fault = NULL, *data = record_bytes(self, &fault), *records = NULL;
+    int rc = data == NULL || enqueue(self->trace_id, data) < 0 ? -1 : 0;
+    if (rc == 0 && (records = PyObject_GetAttr(run, s_records)) == NULL)
+        rc = -1;
+    if (rc == 0 && records != Py_None)
+        rc = done_with(PyObject_CallMethodOneArg(records, s_append, data));
+    Py_XDECREF(records);
     Py_XDECREF(data);
-    Py_XDECREF(fault);
     Py_DECREF(run);
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) /* KeyboardInterrupt, ...: not an SDK fault */
-        return NULL;
-    {
-        PyObject *r = internal_error();
-        if (r == NULL)
+    if (rc < 0) {
+        Py_XDECREF(fault);
+        /* an SDK fault: counted and logged (re-raised under pytest); KeyboardInterrupt, ...: not one */
+        if (!PyErr_ExceptionMatches(PyExc_Exception) || done_with(internal_error()) < 0)
             return NULL;
-        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    if (fault != NULL) { /* counted once the record is on its way */
+        rc = done_with(PyObject_CallMethodOneArg(g_runtime, s_internal_error, fault));
+        Py_DECREF(fault);
+        if (rc < 0)
+            return NULL;
     }
     Py_RETURN_NONE;
 }

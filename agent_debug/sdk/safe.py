@@ -105,7 +105,9 @@ def _skeleton(rec: dict[str, Any], exc: Exception) -> bytes:
     for key in _ENVELOPE:
         if key in rec:
             v = rec[key]
-            out[key] = v if type(v) in (int, float, bool) or v is None else _text(v if type(v) is str else strings(v),
-                                                                                  strings)
+            if type(v) in (int, float, bool) or v is None:
+                out[key] = v
+            else:
+                out[key] = _text(v if type(v) is str else strings(v), strings)
     out["attributes"] = {"sdk.serialization_error": f"{type(exc).__name__}: {strings(exc)}"}
     return orjson.dumps(out, default=strings)

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -120,23 +121,24 @@ class _PySpanFields:
 _CSPAN_ABI = 1  # the _cspan.c this file is written for (its module's ABI constant)
 
 
-def _core() -> type:
-    if not os.environ.get("AGENT_DEBUG_PURE_PYTHON"):
-        try:
-            from agent_debug.sdk import _cspan
+def _load_core() -> ModuleType | None:
+    """The compiled span core, or None: not built (no C compiler at install: the Python methods below do the
+    same), built from another version of _cspan.c, or AGENT_DEBUG_PURE_PYTHON set."""
+    if os.environ.get("AGENT_DEBUG_PURE_PYTHON"):
+        return None
+    try:
+        from agent_debug.sdk import _cspan
+    except ImportError:
+        return None
+    return _cspan if _cspan.ABI == _CSPAN_ABI else None
 
-            if _cspan.ABI == _CSPAN_ABI:  # else built from another version of _cspan.c: not used
-                return _cspan.SpanCore
-        except ImportError:  # not built (no C compiler at install): the Python methods below do the same
-            pass
-    return _PySpanFields
 
-
+_core = _load_core()
 if TYPE_CHECKING:
     _SpanBase = _PySpanFields
 else:
-    _SpanBase = _core()
-COMPILED = _SpanBase is not _PySpanFields  # the hot path is `_cspan.SpanCore`'s
+    _SpanBase = _PySpanFields if _core is None else _core.SpanCore
+COMPILED = _core is not None  # the hot path is `_cspan.SpanCore`'s (False again below if it refuses `bind`)
 
 
 class Span(_SpanBase):
@@ -478,7 +480,6 @@ _time = time.time
 _perf_ns = time.perf_counter_ns
 
 
-
 class Run:
     """The run envelope and its root span. Created before any model call by `run(...)`."""
 
@@ -752,15 +753,13 @@ def tool_span(tool: str, *, agent: str | None = None, name: str | None = None) -
     return span(name or f"tool:{tool}", agent=agent, event_type="TOOL_CALL", attributes={"tool.name": tool})
 
 
-def _use_the_compiled_core() -> bool:
+def _use_the_compiled_core(core: ModuleType) -> bool:
     """Hand the compiled base its references; then its __enter__, __exit__ and set_payload, and its `span`,
     replace the Python ones (which stay as their specification and the fallback: tests/test_cspan.py runs the SDK
     both ways and compares the bytes). False, and the Python path kept, if the module refuses them: the SDK must
     not fail to import because of it."""
-    from agent_debug.sdk import _cspan
-
     try:
-        _cspan.bind(current=_CURRENT, id_pool=_id_pool, new_span_id=_new_span_id, perf_ns=_perf_ns, time=_time,
+        core.bind(current=_CURRENT, id_pool=_id_pool, new_span_id=_new_span_id, perf_ns=_perf_ns, time=_time,
                     dumps=_dumps, dumps_record=dumps_record, runtime=runtime, format_version=FORMAT_VERSION,
                     sleep=_yield, yield_mask=YIELD_MASK, wake_at=_WAKE_AT, span_type=Span,
                     copy_attributes=_copy_attributes)
@@ -771,9 +770,7 @@ def _use_the_compiled_core() -> bool:
     return True
 
 
-if COMPILED:
-    COMPILED = _use_the_compiled_core()
+if _core is not None:
+    COMPILED = _use_the_compiled_core(_core)
     if COMPILED:
-        from agent_debug.sdk import _cspan
-
-        span = _cspan.span  # noqa: F811  # the same as the Python `span` above, compiled
+        span = _core.span  # noqa: F811  # the same as the Python `span` above, compiled
