@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import typer.main
 
 from conftest import ROOT, run_cli
@@ -130,3 +131,16 @@ def test_every_file_the_docs_link_to_exists() -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     r = run_cli("frobnicate")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_a_packet_of_a_run_that_did_not_fail_says_it_has_no_bucket(tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    r = run_cli("packet", "--from", str(ROOT / "fixtures" / "healthy_trace.jsonl"), "--output", str(out),
+                _first_trace(ROOT / "fixtures" / "healthy_trace.jsonl"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "bucket none," in r.stdout and "None" not in r.stdout
+    assert out.is_file()
+
+
+def _first_trace(path: Path) -> str:
+    return str(orjson.loads(path.read_text().splitlines()[0])["trace_id"])

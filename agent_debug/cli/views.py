@@ -290,7 +290,7 @@ def render_patterns(out: Console, report: PatternReport, shown: int = 25) -> Non
 
 
 def render_packet(out: Console, info: PacketWritten) -> None:
-    out.print(f"wrote {info.packet} ({info.bytes} bytes, {info.calls} recorded calls, bucket {info.bucket}, "
+    out.print(f"wrote {info.packet} ({info.bytes} bytes, {info.calls} recorded calls, bucket {info.bucket or 'none'}, "
               f"entrypoint {info.entrypoint or 'none'})", highlight=False)
 
 
