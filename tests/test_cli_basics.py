@@ -144,3 +144,21 @@ def test_a_packet_of_a_run_that_did_not_fail_says_it_has_no_bucket(tmp_path: Pat
 
 def _first_trace(path: Path) -> str:
     return str(orjson.loads(path.read_text().splitlines()[0])["trace_id"])
+
+
+def test_why_text_says_how_many_suspects_it_did_not_show() -> None:
+    from rich.text import Text
+
+    from agent_debug.cli.views import _suspect_lines
+
+    def suspect(n: int) -> dict[str, object]:
+        return {"score": 0.9 - n / 100, "agent_name": "a", "name": f"call{n}", "span_id": f"s{n}", "signal": "x",
+                "bucket": "unclassified", "evidence": []}
+
+    body = Text()
+    _suspect_lines(body, {"suspects": [suspect(n) for n in range(11)], "method": "span signals"})
+    assert "call7 " in body.plain and "call8 " not in body.plain
+    assert "... and 3 more suspects (--json lists them all)" in body.plain
+    body = Text()
+    _suspect_lines(body, {"suspects": [suspect(n) for n in range(8)], "method": "span signals"})
+    assert "more suspects" not in body.plain

@@ -239,6 +239,9 @@ def _suspect_lines(body: Text, doc: dict[str, Any]) -> None:
                     f"{s['signal']} ({s['bucket']}{weak})\n")
         for e in s["evidence"][:2]:
             body.append(f"       {e[:110]}\n", style="dim")
+    if len(doc["suspects"]) > len(shown):
+        body.append(f"  ... and {len(doc['suspects']) - len(shown):,} more suspects (--json lists them all)\n",
+                    style="dim")
     if doc.get("weaker_suspects"):
         names = ", ".join(f"{w['name']} {w['signal']} {w['score']:.2f}" for w in doc["weaker_suspects"][:3])
         body.append(f"  weaker: {names}\n", style="dim")
