@@ -241,6 +241,27 @@ def test_the_why_panel_links_to_the_root_cause(open_page: Callable[..., Any], de
         shot(page, f"report-why-{run['status']}.png")
 
 
+def test_a_run_not_marked_failed_shows_its_ranked_suspects(open_page: Callable[..., Any], tmp_path: Path) -> None:
+    """No error status, so no diagnosis: the Why panel lists the suspects `why --json` ranks (a tool that said
+    'ERROR:' with a success status, the calls after it), never "nothing to explain", and each one links to its
+    span."""
+    src = ROOT / "fixtures" / "foreign" / "langfuse" / "csharp-agent-with-gemini-2026-03-09.trace.json"
+    why = orjson.loads(run_cli("why", "--from", str(src), "--json").stdout)
+    assert why["diagnosis"] is None and not why["failed"] and len(why["suspects"]) >= 2
+    page = open_page(report(tmp_path, "unmarked.html", "--from", str(src)))
+    text = page.text_content("#ad-diagnosis") or ""
+    assert "nothing to explain" not in text
+    assert page.text_content("#ad-diagnosis [data-note]") == why["note"]
+    links = page.eval_on_selector_all("#ad-diagnosis a[data-role='suspect']", "els => els.map(e => e.dataset.spanId)")
+    assert links == [s["span_id"] for s in why["suspects"][:12]]
+    assert why["suspects"][0]["evidence"][0] in text
+    top = why["suspects"][0]["span_id"]
+    page.click("#ad-diagnosis a[data-role='suspect']")
+    page.wait_for_selector(f"#ad-details[data-span-id='{top}'][data-loaded='true']")
+    assert page.get_attribute(f"{ROWS}.selected", "data-span-id") == top
+    shot(page, "report-why-unmarked.png")
+
+
 def test_no_request_leaves_the_file(open_page: Callable[..., Any], demo_db: Path) -> None:
     out = report(demo_db.parent, "offline.html", "--db", str(demo_db))
     page = open_page(out)

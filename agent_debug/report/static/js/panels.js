@@ -110,15 +110,17 @@ function spanLabel(R, sid) {
 function renderDiagnosis(R) {
   const box = $("ad-diagnosis"), why = R.run.why || {}, d = why.diagnosis;
   box.dataset.bucket = d ? d.bucket : "";
+  const link = (sid, role, label) => '<a class="diag-link" data-span-id="' + esc(sid) + '" data-role="' + role + '">' + esc(label) + "</a>";
   if (!d) {
     const st = R.run.status || "unknown";
-    box.innerHTML = '<div class="panel-head"><h2>Why</h2><span class="badge st-' + esc(st) + '">' + esc(st) + "</span></div>" +
-      '<div class="muted">' + (R.run.state && R.run.state !== "DONE" && !(R.run.state === "IDLE" && R.run.why && R.run.why.status) ?
-        "not analysed yet (" + esc(R.run.state) + ")" :
-        "the run did not fail (status " + esc(st) + "): nothing to explain") + "</div>";
+    const head = '<div class="panel-head"><h2>Why</h2><span class="badge st-' + esc(st) + '">' + esc(st) + "</span></div>";
+    if (R.run.state && R.run.state !== "DONE" && !(R.run.state === "IDLE" && why.status)) {
+      box.innerHTML = head + '<div class="muted">not analysed yet (' + esc(R.run.state) + ")</div>";
+      return;
+    }
+    box.innerHTML = head + suspectsHtml(R, why, link);
     return;
   }
-  const link = (sid, role, label) => '<a class="diag-link" data-span-id="' + esc(sid) + '" data-role="' + role + '">' + esc(label) + "</a>";
   let html = '<div class="panel-head"><h2>Why it failed</h2><span class="badge bucket">' + esc(d.bucket) + "</span></div>";
   html += "<h3>Root cause → hops → visible failure</h3><ol class=\"chain\">";
   d.chain.forEach((sid, n) => {
@@ -146,6 +148,32 @@ function renderDiagnosis(R) {
   }
   html += '<div class="next"><b>Next:</b> ' + esc(d.next_action) + "</div>";
   box.innerHTML = html;
+}
+
+// A run with no diagnosis (not marked failed): its ranked span suspects, as `why` lists them, never "nothing to
+// explain" (a silent failure carries no error status).
+function suspectsHtml(R, why, link) {
+  const st = R.run.status || "unknown";
+  let html = '<div class="muted" data-note>' + esc(why.note || "the run was not marked failed (status " + st + ")") + "</div>";
+  const sus = why.suspects || [];
+  if (!sus.length) {
+    html += '<div class="muted" data-no-suspects>no suspects: no span signal fired above the threshold</div>';
+  } else {
+    html += '<h3>Suspects (' + esc(why.method || "span signals") + ")</h3><ol class=\"suspects\">";
+    for (const s of sus.slice(0, 12)) {
+      html += "<li>" + link(s.span_id, "suspect", s.agent_name + " " + s.name) + ' <span class="muted">' +
+        esc(s.signal + " (" + s.bucket + ") " + Number(s.score).toFixed(2)) + "</span>" +
+        ((s.evidence || []).length ? '<div class="muted ev">' + esc(s.evidence[0]) + "</div>" : "") + "</li>";
+    }
+    html += "</ol>";
+    if (sus.length > 12) html += '<div class="muted">+' + (sus.length - 12) + " more (agent-debug why --json lists them all)</div>";
+  }
+  const weak = why.weaker_suspects || [];
+  if (weak.length) {
+    html += '<h3>Weaker</h3><ul class="plain">' + weak.slice(0, 5).map((s) => "<li>" + link(s.span_id, "weaker", s.agent_name + " " + s.name) +
+      ' <span class="muted">' + esc(s.signal + " " + Number(s.score).toFixed(2)) + "</span></li>").join("") + "</ul>";
+  }
+  return html;
 }
 
 function onLinkClick(ev) {
