@@ -10,8 +10,8 @@ benchmark / split, `--repeats` different shuffles), the whole fitting procedure 
 transcript policy) runs on the other folds, and the held-out fold is scored through `explain_trace`, the function
 `agent-debug why --json` prints, with that fold's model. Reported: the mean and standard deviation over all
 folds, and the figure pooled over every held-out prediction. The procedure (`blame_model.fit_selected_model`)
-includes its choices: which of the features added last (`blame_model.OPTIONAL_FEATURES`: the run shape and a
-signal) are in is decided by an inner cross-validation of the training folds, so the held-out figure pays for
+includes its choices: which of the features added last (`blame_model.OPTIONAL_FEATURES`: the run shape and two
+signals) are in is decided by an inner cross-validation of the training folds, so the held-out figure pays for
 the selection. The trivial baselines are scored on the same folds, and so are the variants (each optional feature
 always in or out, the prior's sigma chosen too), with the per-fold differences they make.
 
@@ -231,6 +231,7 @@ def _scores(trs: list[TrailTrace], chosen: dict[str, list[tuple[str, str]]]) -> 
 
 
 IGNORES = "ignores_result"  # the signal defined after the run shape
+INTENT = "intent_not_acted"  # the signal defined last
 SHAPE = frozenset(RUN_SHAPE_FEATURES)
 
 
@@ -265,25 +266,28 @@ def fit_selected_without(train: list[LabelledRun], off: frozenset[str], seed: in
 
 
 OURS = ("ours: `why --json` suspects, fitted in each fold, the optional features (`single_agent`, "
-        "`ignores_result`) chosen by an inner cross-validation of the training folds")
+        "`ignores_result`, `intent_not_acted`) chosen by an inner cross-validation of the training folds")
 SIGMA_CHOSEN = "the same, the prior's sigma (0.5, 1, 2) chosen by the inner cross-validation too"
-ALL_IN = "both optional features always in (no selection)"
-SHAPE_CHOSEN = "no `ignores_result`, `single_agent` chosen by the inner cross-validation"
-PREVIOUS = "no `ignores_result`, `single_agent` always in (the procedure shipped before)"
-FLAT = "neither (the procedure before the run shape)"
+ALL_IN = "the three optional features always in (no selection)"
+BEFORE = "no `intent_not_acted`, the other two chosen by the inner cross-validation (the procedure shipped before)"
+SHAPE_CHOSEN = "no `ignores_result` or `intent_not_acted`, `single_agent` chosen by the inner cross-validation"
+PREVIOUS = "no `ignores_result` or `intent_not_acted`, `single_agent` always in"
+FLAT = "none of the three (the procedure before the run shape)"
+LATE = frozenset({IGNORES, INTENT})
 FITTERS: dict[str, Callable[[list[LabelledRun], int], SpanModel]] = {
     OURS: lambda train, seed: fit_selected_model(train, seed=seed),
     SIGMA_CHOSEN: lambda train, seed: fit_selected_model(train, sigmas=SIGMAS, seed=seed),
     ALL_IN: lambda train, seed: fit_span_model(train, seed=seed),
-    SHAPE_CHOSEN: lambda train, seed: fit_selected_without(train, frozenset({IGNORES}), seed),
-    PREVIOUS: lambda train, seed: fit_without(train, frozenset({IGNORES}), seed),
-    FLAT: lambda train, seed: fit_without(train, frozenset({IGNORES}) | SHAPE, seed),
+    BEFORE: lambda train, seed: fit_selected_without(train, frozenset({INTENT}), seed),
+    SHAPE_CHOSEN: lambda train, seed: fit_selected_without(train, LATE, seed),
+    PREVIOUS: lambda train, seed: fit_without(train, LATE, seed),
+    FLAT: lambda train, seed: fit_without(train, LATE | SHAPE, seed),
 }
 # fold-by-fold differences reported: (name, row, the row it is compared with)
-DIFFS = (("the run shape (always in vs out, no `ignores_result`)", PREVIOUS, FLAT),
+DIFFS = (("`intent_not_acted` (ours vs the procedure shipped before)", OURS, BEFORE),
+         ("the run shape (always in vs out, neither late signal)", PREVIOUS, FLAT),
          ("the run shape chosen by inner CV vs always in", SHAPE_CHOSEN, PREVIOUS),
-         ("`ignores_result` always in vs the procedure shipped before", ALL_IN, PREVIOUS),
-         ("ours vs the procedure shipped before", OURS, PREVIOUS),
+         ("the three optional features always in vs ours", ALL_IN, OURS),
          ("sigma chosen too vs ours", SIGMA_CHOSEN, OURS))
 
 

@@ -141,6 +141,16 @@ def test_a_call_that_ignores_the_previous_result_is_named_by_both_paths(tmp_path
     assert ("llm2", "ignores_result") not in _named_by_both(tmp_path / "off", records, _off("ignores_result"))
 
 
+def test_a_call_whose_code_skips_the_call_it_announced_is_named_by_both_paths(tmp_path: Path) -> None:
+    """`intent_not_acted` reads a call's own text and code: a call with code is never worked out in bulk."""
+    from test_suspects import TASK_CODE, agent_trace
+
+    records = agent_trace([{"say": "Thought: I will ask our search_agent for the figures.\nCode:\n" + TASK_CODE},
+                           {"say": "Done.", "calls": [("final_answer", {"a": "1"})]}])
+    assert ("llm1", "intent_not_acted") in _named_by_both(tmp_path, records, PRIOR_MODEL)
+    assert ("llm1", "intent_not_acted") not in _named_by_both(tmp_path / "off", records, _off("intent_not_acted"))
+
+
 def _off(*names: str) -> SpanModel:
     """The a-priori model with these features left out (as a fitted model's selection leaves them)."""
     return SpanModel(dict(PRIOR_MODEL.weights), PRIOR_MODEL.bias, PRIOR_MODEL.threshold, off=frozenset(names))

@@ -154,6 +154,31 @@ def test_a_call_that_uses_the_result_or_had_nothing_to_use_does_not_ignore_it(
 
 
 
+TASK_CODE = "```py\ntask = 'Find the 2011 census figures by gender.'\nprint(task)\n```"
+
+
+@pytest.mark.parametrize("say", [
+    "Thought: I will now ask our search_agent team member to find the figures.\nCode:\n" + TASK_CODE,
+    "Thought: Let me call `web_search` with a better query.\nCode:\n" + TASK_CODE,
+    "Thought: the figures are needed.\nCode:\n```py\n# Now I will send this task to our search_agent.\n"
+    "task = 'census'\nprint(task)\n```",
+])
+def test_a_call_that_announces_a_tool_call_its_code_does_not_make_is_intent_not_acted(say: str) -> None:
+    hits = hits_of(agent_trace([{"say": say}, {"say": "Done.", "calls": [("final_answer", {"a": "1"})]}]))
+    assert ("llm1", "intent_not_acted") in hits and ("llm2", "intent_not_acted") not in hits
+
+
+@pytest.mark.parametrize("say", [
+    "Thought: I will ask our search_agent for the figures.\nCode:\n```py\nr = search_agent(task='census')\n"
+    "print(r)\n```",  # the call is made
+    "Thought: I will use `web_search`.\nCode:\n```py\nprint(web_search.forward(query='census'))\n```",
+    "1. I will ask our search_agent for the figures.\n2. I will use final_answer.",  # a plan: no action at all
+    "Thought: I will now compute the difference.\nCode:\n" + TASK_CODE,  # no named tool announced
+])
+def test_a_call_that_makes_the_call_it_announces_or_acts_not_at_all_is_not_intent_not_acted(say: str) -> None:
+    assert ("llm1", "intent_not_acted") not in hits_of(agent_trace([{"say": say}]))
+
+
 def test_a_retry_that_recovered_is_no_failure() -> None:
     records = agent_trace([{"say": "Run tests.", "calls": [("pytest", {})], "tool": "pytest", "error": "Timeout"}])
     retry = rec("tool1b", "step1", agent="Agent", event_type="TOOL_CALL", start=12, name="pytest",

@@ -51,6 +51,7 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "unsupported_answer": 2.0,
     "ungrounded_answer": 1.5,
     "large_result": 0.5,
+    "intent_not_acted": 1.5,  # an announced call the action does not make: a concrete mismatch, like fabrication
     "ignores_result": 1.0,  # mild: moving on from a result can be right (it answered nothing asked)
     "no_action": -0.5,
     "first_action": 0.0,
@@ -69,8 +70,8 @@ PRIOR_WEIGHTS: dict[str, float] = {
 EVIDENCE = frozenset(f for f, w in PRIOR_WEIGHTS.items() if w > 0)
 # Features whose place in the model the fitting decides (`fit_selected_model`: an inner cross-validation of the
 # training runs), because they were added after the others with the shared data in view: the run shape, and the
-# signal defined after it. The rest are always in.
-OPTIONAL_FEATURES = ("single_agent", "ignores_result")
+# two signals defined after it. The rest are always in.
+OPTIONAL_FEATURES = ("single_agent", "ignores_result", "intent_not_acted")
 SIGMAS = (0.5, 1.0, 2.0)  # the prior's widths an inner cross-validation may choose among (a variant, not shipped)
 RUN_SHAPE = frozenset({"single_agent"})  # `suspects.RUN_SHAPE_FEATURES` (that module imports this one)
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # candidate thresholds: 0.05 .. 0.95

@@ -30,6 +30,10 @@ guide, the L59 lesson):
 - `ignores_result`: the call acts after a usable result that held checkable facts (numbers, links, names), and
   what it says and does uses none of them: it went on as if the result were not there (TRAIL's tool output
   misinterpretation and goal deviation; the seeds' "the agent ignored what the tool returned");
+- `intent_not_acted`: the call announces that it will call a named tool or team member ("I will ask our
+  search_agent", "let me call `web_search`") and the action it wrote calls nothing of that name (code that only
+  prints the task it meant to send): the seeds' "the model said it did X and did not", TRAIL's task
+  orchestration and tool selection errors;
 - `no_action`, `final_answer`: what kind of call it is (plans and summaries; the answer): structural priors;
 - on tool spans themselves: `tool_failed`, `tool_repeated`, `tool_empty_result`.
 
@@ -98,6 +102,15 @@ ERROR_TEXT = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _FINAL = re.compile(r"final_answer|final answer\s*:", re.IGNORECASE)
+# "I will use search_agent", "let me call `web_search`", "# Now I will send this task to our search_agent": an
+# announced call of a named tool or team member (a snake_case or backticked name)
+INTENT = re.compile(
+    r"\b(?:i(?:'ll| will| am going to| am now going to)|let me|let's|we(?:'ll| will))\s+(?:now\s+|first\s+|then\s+)?"
+    r"(?:call|use|invoke|query|ask|run|send\s+(?:this|the|a|my)?\s*(?:task|request|query|question)?\s*to|"
+    r"delegate\s+(?:this|the)?\s*(?:task)?\s*to)\s+(?:the\s+|our\s+|my\s+)?(?:team member\s+|tool\s+)?"
+    r"(`[A-Za-z_][A-Za-z0-9_]*`|[A-Za-z_][A-Za-z0-9]*_[A-Za-z0-9_]+)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -353,6 +366,17 @@ def sig_ignores_result(c: SpanContext, k: int) -> Hit | None:
                 f"uses none of the {len(facts)} facts the previous result ({c.ts.span_id[p]}) returned")
 
 
+def sig_intent_not_acted(c: SpanContext, k: int) -> Hit | None:
+    out = c.output(k)
+    if not out.action:
+        return None
+    names = {m.group(1).strip("`") for m in INTENT.finditer(out.content[:4000])}
+    if not names or any(re.search(rf"\b{re.escape(n)}\s*(?:\.\s*\w+\s*)?\(", out.action) for n in names):
+        return None
+    name = sorted(names)[0]
+    return _hit(c, k, "intent_not_acted", "planner_drift", f"says it will call {name} but its action does not")
+
+
 def sig_large_result(c: SpanContext, k: int) -> Hit | None:
     size = len(c.result(k) or "")
     if size < LARGE_RESULT_CHARS:
@@ -394,6 +418,7 @@ MODEL_SIGNALS: dict[str, Callable[[SpanContext, int], Hit | None]] = {
     "ungrounded_answer": sig_ungrounded_answer,
     "large_result": sig_large_result,
     "ignores_result": sig_ignores_result,
+    "intent_not_acted": sig_intent_not_acted,
     "first_action": sig_first_action,
     "no_action": sig_no_action,
     "final_answer": sig_final_answer,
