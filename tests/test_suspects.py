@@ -179,6 +179,19 @@ def test_a_call_that_makes_the_call_it_announces_or_acts_not_at_all_is_not_inten
     assert ("llm1", "intent_not_acted") not in hits_of(agent_trace([{"say": say}]))
 
 
+def test_the_announced_call_pattern_takes_linear_time_on_runs_of_spaces() -> None:
+    """A model may write anything: whitespace between optional words must not be split many ways (the first
+    version took 3.8 s on 1,000 spaces, and grew with their cube)."""
+    import time
+
+    from agent_debug.analysis.span_signals import INTENT
+
+    for text in ("I will send" + " " * 20_000 + "x", "we will delegate" + " " * 20_000 + "to", "let me " * 3000):
+        t0 = time.perf_counter()
+        assert INTENT.search(text) is None
+        assert time.perf_counter() - t0 < 2.0
+
+
 def test_a_retry_that_recovered_is_no_failure() -> None:
     records = agent_trace([{"say": "Run tests.", "calls": [("pytest", {})], "tool": "pytest", "error": "Timeout"}])
     retry = rec("tool1b", "step1", agent="Agent", event_type="TOOL_CALL", start=12, name="pytest",

@@ -103,11 +103,12 @@ ERROR_TEXT = re.compile(
 )
 _FINAL = re.compile(r"final_answer|final answer\s*:", re.IGNORECASE)
 # "I will use search_agent", "let me call `web_search`", "# Now I will send this task to our search_agent": an
-# announced call of a named tool or team member (a snake_case or backticked name)
+# announced call of a named tool or team member (a snake_case or backticked name). Every optional word brings its
+# own leading whitespace, so no run of spaces can be split several ways (linear time on hostile text).
 INTENT = re.compile(
     r"\b(?:i(?:'ll| will| am going to| am now going to)|let me|let's|we(?:'ll| will))\s+(?:now\s+|first\s+|then\s+)?"
-    r"(?:call|use|invoke|query|ask|run|send\s+(?:this|the|a|my)?\s*(?:task|request|query|question)?\s*to|"
-    r"delegate\s+(?:this|the)?\s*(?:task)?\s*to)\s+(?:the\s+|our\s+|my\s+)?(?:team member\s+|tool\s+)?"
+    r"(?:call|use|invoke|query|ask|run|send(?:\s+(?:this|the|a|my))?(?:\s+(?:task|request|query|question))?\s+to|"
+    r"delegate(?:\s+(?:this|the))?(?:\s+task)?\s+to)\s+(?:the\s+|our\s+|my\s+)?(?:team member\s+|tool\s+)?"
     r"(`[A-Za-z_][A-Za-z0-9_]*`|[A-Za-z_][A-Za-z0-9]*_[A-Za-z0-9_]+)",
     re.IGNORECASE,
 )
