@@ -32,7 +32,7 @@ guide, the L59 lesson):
   misinterpretation and goal deviation; the seeds' "the agent ignored what the tool returned");
 - `intent_not_acted`: the call announces that it will call a named tool or team member ("I will ask our
   search_agent", "let me call `web_search`") and the action it wrote calls nothing of that name (code that only
-  prints the task it meant to send): the seeds' "the model said it did X and did not", TRAIL's task
+  prints the task it meant to send): the call went on as if the delegation happened; TRAIL's task
   orchestration and tool selection errors;
 - `no_action`, `final_answer`: what kind of call it is (plans and summaries; the answer): structural priors;
 - on tool spans themselves: `tool_failed`, `tool_repeated`, `tool_empty_result`.
