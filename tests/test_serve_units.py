@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import time
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +283,39 @@ def test_a_clickhouse_store_is_a_usage_error_for_the_live_commands(tmp_path: Pat
     assert res.stderr.startswith("Error: ") and len(res.stderr.strip().splitlines()) == 1
     assert "SQLite" in res.stderr and "store copy" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_announcing_stored_runs_never_waits_for_the_sessions_lock_inside_the_events_lock(tmp_path: Path) -> None:
+    """The analysis thread holds the sessions' lock while it emits a state event (which takes the events lock);
+    the writer thread, announcing runs it found stored, must not hold the events lock while it reads a session's
+    state. The other order deadlocked `serve` (every thread, then /healthz, waiting) under load."""
+    import threading
+
+    from agent_debug.serve.engine import Engine
+
+    f = tmp_path / "t.jsonl"
+    write_jsonl(f, [rec("r", trace_id="t1"), rec("c", "r", trace_id="t1")])
+    ingest([f], tmp_path / "s.db")
+    engine = Engine(tmp_path / "s.db", lambda events: None, analysis_process=False, from_start=True)
+    reached, go = threading.Event(), threading.Event()
+    real_state_of = engine.sessions.state_of
+
+    def state_of(trace_id: str) -> State:  # the writer pauses where it reads a state, until the lock is taken
+        reached.set()
+        go.wait(10)
+        return real_state_of(trace_id)
+
+    engine.sessions.state_of = state_of  # type: ignore[method-assign]
+    writer = threading.Thread(target=engine._announce_store, daemon=True)
+    writer.start()
+    assert reached.wait(10)
+    with engine.sessions._lock:  # the analysis thread, in `SessionManager.analyzed`, about to emit
+        go.set()
+        time.sleep(0.2)  # the writer now waits for this lock
+        took = engine._events_lock.acquire(timeout=3)  # what the emit takes next
+        if took:
+            engine._events_lock.release()
+    writer.join(10)
+    assert took, "the writer held the events lock while it waited for the sessions' lock: a deadlock"
+    assert not writer.is_alive()
+    assert [kind for kind, _ in engine._events].count("run") == 1

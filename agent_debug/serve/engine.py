@@ -182,11 +182,13 @@ class Engine:
             if gained.counts:
                 self.sessions.counts_arrived(gained.counts, gained.runs)
                 if want:
+                    # the sessions' lock is never taken inside the events lock: the analysis thread holds the
+                    # sessions' lock when it emits (`SessionManager._announce`), so the other order deadlocks
+                    runs = [("run", {**summary.as_dict(), "state": self.sessions.state_of(tid).value})
+                            for tid, summary in gained.runs.items()]
                     with self._events_lock:
                         self._events.extend(("span", sp) for sp in gained.spans)
-                        for tid, summary in gained.runs.items():
-                            self._events.append(("run", {**summary.as_dict(),
-                                                         "state": self.sessions.state_of(tid).value}))
+                        self._events.extend(runs)
                 self.stats.spans_announced += sum(n for n, _ in gained.counts.values())
             if not gained.pending:
                 return
