@@ -320,7 +320,8 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int, variant
     shape_chosen: Counter[str] = Counter()
     sigmas: Counter[str] = Counter()
     by_id = {t.run.run_id: t for t in traces}
-    others: dict[str, list[float]] = {OURS: [], BEFORE: []}  # GAIA F1 without the runs MOTIVATING names
+    # GAIA F1 without the runs MOTIVATING names, for ours and (with the variants) the procedure shipped before
+    others: dict[str, list[float]] = {row: [] for row in (OURS, BEFORE) if row in rows}
     for rep in range(repeats):
         for i, held in enumerate(parts := folds([t.run for t in traces], k, seed=rep)):
             train = [r for j, p in enumerate(parts) if j != i for r in p]
@@ -345,7 +346,7 @@ def cross_validate_trail(traces: list[TrailTrace], k: int, repeats: int, variant
                         pooled[row][g].update(chosen)
     out: dict[str, Any] = {"rows": {}, "thresholds": Counter(thresholds), "folds": k, "repeats": repeats,
                            "chosen": chosen_sets, "shape_chosen": shape_chosen, "sigmas": sigmas,
-                           "others": others if len(others[BEFORE]) == len(others[OURS]) else {}}
+                           "others": others}
     for row in rows:
         out["rows"][row] = {}
         for g in groups:

@@ -84,9 +84,10 @@ class Server:
         return orjson.loads(body)
 
     def wait_for(self, check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-        """Poll `check` until it is true or `timeout` passes. A poll whose request times out (a server starved of
-        CPU by the rest of a parallel suite: seen once, a 30 s /healthz on 2 vCPUs) is a "not yet", not a failure:
-        what the caller waits for is the condition within its deadline."""
+        """Poll `check` until it is true or `timeout` passes. A poll whose request times out (a server slowed by
+        the rest of a parallel suite) is a "not yet", not a failure: what the caller waits for is the condition
+        within its deadline. A server that hangs (the lock-order deadlock fixed in `Engine._announce_store`) still
+        fails: every poll times out."""
         deadline = time.monotonic() + timeout
         last: Any = None
         slow = 0

@@ -374,8 +374,7 @@ def sig_intent_not_acted(c: SpanContext, k: int) -> Hit | None:
     names = {m.group(1).strip("`") for m in INTENT.finditer(out.content[:4000])}
     if not names or any(re.search(rf"\b{re.escape(n)}\s*(?:\.\s*\w+\s*)?\(", out.action) for n in names):
         return None
-    name = sorted(names)[0]
-    return _hit(c, k, "intent_not_acted", "planner_drift", f"says it will call {name} but its action does not")
+    return _hit(c, k, "intent_not_acted", "planner_drift", f"says it will call {min(names)} but its action does not")
 
 
 def sig_large_result(c: SpanContext, k: int) -> Hit | None:

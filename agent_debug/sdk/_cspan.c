@@ -595,6 +595,7 @@ static int kw_is(PyObject *key, PyObject *name) {
 }
 
 static PyObject *new_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    (void)module;
     if (not_bound())
         return NULL;
     PyObject *name = NULL, *agent = Py_None, *event_type = s_AGENT, *attributes = Py_None, *retry = Py_None;
@@ -653,23 +654,15 @@ static PyObject *new_span(PyObject *module, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     self->attributes = attrs;
-    Py_INCREF(name);
-    self->name = name;
-    Py_INCREF(agent);
-    self->agent_name = agent;
-    Py_INCREF(event_type);
-    self->event_type = event_type;
-    Py_INCREF(s_ok);
-    self->status = s_ok;
-    Py_INCREF(Py_False);
-    self->ended = Py_False;
-    Py_INCREF(retry);
-    self->retry = retry;
+    self->name = Py_NewRef(name);
+    self->agent_name = Py_NewRef(agent);
+    self->event_type = Py_NewRef(event_type);
+    self->status = Py_NewRef(s_ok);
+    self->ended = Py_NewRef(Py_False);
+    self->retry = Py_NewRef(retry);
     PyObject **nones[] = {&self->payload, &self->error, &self->token_cost, &self->run, &self->token};
-    for (size_t i = 0; i < sizeof nones / sizeof nones[0]; i++) {
-        Py_INCREF(Py_None);
-        *nones[i] = Py_None;
-    }
+    for (size_t i = 0; i < sizeof nones / sizeof nones[0]; i++)
+        *nones[i] = Py_NewRef(Py_None);
     return (PyObject *)self;
 }
 
@@ -711,6 +704,7 @@ static PyTypeObject SpanCore_Type = {
 /* -- bind ----------------------------------------------------------------------------------------------------- */
 
 static PyObject *bind(PyObject *module, PyObject *args, PyObject *kwargs) {
+    (void)module;
     static char *kwlist[] = {"current", "id_pool", "new_span_id", "perf_ns", "time", "dumps", "dumps_record",
                              "runtime", "format_version", "sleep", "yield_mask", "wake_at", "span_type",
                              "copy_attributes", NULL};
@@ -754,13 +748,15 @@ static PyMethodDef module_methods[] = {
      "parent's. A context manager (`with` / `async with`) and a decorator (sync or async)."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_VARARGS | METH_KEYWORDS,
      "bind(*, current, id_pool, new_span_id, perf_ns, time, dumps, dumps_record, runtime, format_version, sleep, "
-     "yield_mask, wake_at)\n--\n\nThe references the hot path uses (tracer.py calls this once, at import)."},
+     "yield_mask, wake_at, span_type, copy_attributes)\n--\n\n"
+     "The references the hot path uses (tracer.py calls this once, at import)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef cspan_module = {
-    PyModuleDef_HEAD_INIT, "_cspan", "The span's hot path, compiled (see tracer.py: _PySpanCore is the same in Python).",
-    -1, module_methods,
+    PyModuleDef_HEAD_INIT, "_cspan",
+    "The span's hot path, compiled (see tracer.py: Span's Python methods are the same path).",
+    -1, module_methods, NULL, NULL, NULL, NULL,
 };
 
 #define INTERN(var, text)                                                                                            \
